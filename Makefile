@@ -1,0 +1,50 @@
+# One-command workflows. `make run` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint protos check-protos bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: the proxy on embedded defaults (SQLite, three simulated nodes); prints the API key.
+run: install
+	$(BIN)/atoma-proxy demo
+
+## test: lint, proto checks, then the whole test suite (SQLite and PostgreSQL).
+test: install lint check-protos
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	@if git rev-parse -q --verify main >/dev/null 2>&1 && git cat-file -e main:protos 2>/dev/null; then \
+		$(BIN)/buf breaking --against '.git#branch=main,subdir=.'; fi
+
+## protos: regenerate generated/ from protos/ (pb2, pyi, grpc).
+protos: install
+	rm -rf generated/atoma/routing/v1/*_pb2*.py*
+	$(BIN)/buf generate
+
+## check-protos: fail when generated/ is not what `make protos` would write.
+check-protos: install
+	rm -rf build/protos-check && mkdir -p build/protos-check
+	$(BIN)/buf generate --output build/protos-check
+	diff -r -x '__init__.py' -x '__pycache__' build/protos-check/generated generated \
+		|| (echo "generated/ is stale: run 'make protos' and commit the result" && exit 1)
+
+## bench: side-by-side benchmarks (see bench/README.md).
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""atoma-proxy: an OpenAI-compatible gateway to a network of inference nodes."""

@@ -1,0 +1,116 @@
+"""Response protos and call metadata turned into the dataclasses of `_models`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from atoma_proxy.clients._models import (
+    ChatChunk,
+    Completion,
+    CompletionChunk,
+    EmbeddingsResult,
+    ImagesResult,
+    Model,
+    NodeStatus,
+    RoutingInfo,
+    StreamEnd,
+    Usage,
+)
+from atoma_proxy.generated.atoma.routing.v1 import common_pb2
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
+
+NODE_KEY = "x-atoma-node"
+ATTEMPTS_KEY = "x-atoma-attempts"
+REQUEST_ID_KEY = "x-request-id"
+
+
+def metadata_to_dict(metadata: Iterable[tuple[str, str | bytes]]) -> dict[str, str]:
+    """Text entries of gRPC metadata, first value of each key; binary (`-bin`) entries are left out."""
+    result: dict[str, str] = {}
+    for key, value in metadata:
+        if isinstance(value, str):
+            result.setdefault(key, value)
+    return result
+
+
+def routing_info(proto: common_pb2.RoutingInfo | None, metadata: Mapping[str, str]) -> RoutingInfo:
+    """Routing facts from the response body, each completed from the `x-atoma-*` metadata when the body lacks it."""
+    proto = proto if proto is not None else common_pb2.RoutingInfo()
+    attempts: int | None = proto.attempts or None
+    if attempts is None and metadata.get(ATTEMPTS_KEY, "").isdigit():
+        attempts = int(metadata[ATTEMPTS_KEY])
+    return RoutingInfo(
+        node_id=proto.node_id or metadata.get(NODE_KEY) or None,
+        attempts=attempts,
+        request_id=proto.request_id or metadata.get(REQUEST_ID_KEY) or None,
+    )
+
+
+def usage(proto: common_pb2.Usage) -> Usage:
+    return Usage(
+        prompt_tokens=proto.prompt_tokens,
+        completion_tokens=proto.completion_tokens,
+        total_tokens=proto.total_tokens,
+    )
+
+
+def model(proto: pb.Model) -> Model:
+    return Model(id=proto.id, object=proto.object, created=proto.created, owned_by=proto.owned_by, raw=proto)
+
+
+def node_status(proto: pb.NodeStatus) -> NodeStatus:
+    return NodeStatus(
+        node_id=proto.node_id,
+        models=tuple(proto.models),
+        healthy=proto.healthy,
+        in_flight=proto.in_flight,
+        input_price_per_million=proto.input_price_per_million,
+        output_price_per_million=proto.output_price_per_million,
+        raw=proto,
+    )
+
+
+def stream_end(message: pb.ChatCompletionResponse | pb.CompletionResponse, metadata: Mapping[str, str]) -> StreamEnd:
+    end = message.end
+    return StreamEnd(
+        usage=usage(end.usage) if end.HasField("usage") else None,
+        routing=routing_info(end.routing if end.HasField("routing") else None, metadata),
+        raw=message,
+    )
+
+
+def chat_event(message: pb.ChatCompletionResponse) -> ChatChunk | Completion | None:
+    """The chunk or completion event of a ChatCompletion message; None for `end` (see `stream_end`) or no event."""
+    kind = message.WhichOneof("event")
+    if kind == "chunk":
+        return ChatChunk(json=message.chunk, raw=message)
+    if kind == "completion":
+        return Completion(json=message.completion, raw=message)
+    return None
+
+
+def completion_event(message: pb.CompletionResponse) -> CompletionChunk | Completion | None:
+    """The chunk or completion event of a Completion message; None for `end` (see `stream_end`) or no event."""
+    kind = message.WhichOneof("event")
+    if kind == "chunk":
+        return CompletionChunk(json=message.chunk, raw=message)
+    if kind == "completion":
+        return Completion(json=message.completion, raw=message)
+    return None
+
+
+def embeddings_result(proto: pb.EmbeddingsResponse, metadata: Mapping[str, str]) -> EmbeddingsResult:
+    return EmbeddingsResult(
+        json=proto.response_json,
+        usage=usage(proto.usage) if proto.HasField("usage") else None,
+        routing=routing_info(proto.routing if proto.HasField("routing") else None, metadata),
+        raw=proto,
+    )
+
+
+def images_result(proto: pb.GenerateImagesResponse, metadata: Mapping[str, str]) -> ImagesResult:
+    return ImagesResult(
+        json=proto.response_json,
+        routing=routing_info(proto.routing if proto.HasField("routing") else None, metadata),
+        raw=proto,
+    )

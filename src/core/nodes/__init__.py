@@ -1,0 +1,1 @@
+"""Inference nodes: registry, health, selection and the HTTP transport to them."""

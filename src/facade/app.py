@@ -1,0 +1,85 @@
+"""The OpenAI REST facade: a FastAPI app that forwards every request to the routing core.
+
+One grpc.aio channel per process, opened in the lifespan (a channel must be created inside the
+event loop that uses it) and shared by all requests: HTTP/2 multiplexes them, so a pool would
+only add connections. Its message limits match the core's 64 MiB; keepalive pings only while
+calls are in flight, which a default gRPC server accepts without GOAWAY(too_many_pings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from grpc_health.v1 import health_pb2_grpc
+
+from atoma_proxy.config import Settings
+from atoma_proxy.facade import routes_openai
+from atoma_proxy.facade.body import MAX_BODY_BYTES
+from atoma_proxy.facade.errors import install_error_handlers
+from atoma_proxy.facade.gateway import add_gateway_routes
+from atoma_proxy.facade.schemas import component_schemas
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
+
+__all__ = ["CHANNEL_OPTIONS", "CoreStubs", "create_app"]
+
+_MESSAGE_LIMIT = MAX_BODY_BYTES
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
+    ("grpc.max_send_message_length", _MESSAGE_LIMIT),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+)
+
+
+@dataclass(frozen=True)
+class CoreStubs:
+    """The channel to the core and the stubs the routes call (`app.state.core`)."""
+
+    channel: grpc.aio.Channel
+    routing: pb_grpc.RoutingServiceStub
+    health: health_pb2_grpc.HealthStub
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The facade app for `settings.facade`; serve it with uvicorn."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        channel = grpc.aio.insecure_channel(settings.facade.core_target, options=CHANNEL_OPTIONS)
+        app.state.core = CoreStubs(channel, pb_grpc.RoutingServiceStub(channel), health_pb2_grpc.HealthStub(channel))
+        try:
+            yield
+        finally:
+            await channel.close()
+
+    app = FastAPI(
+        title="atoma-proxy",
+        description="OpenAI-compatible gateway to a network of inference nodes.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.max_body_bytes = MAX_BODY_BYTES
+    install_error_handlers(app)
+    app.include_router(routes_openai.router)
+    add_gateway_routes(
+        app, pb.DESCRIPTOR.services_by_name["RoutingService"], lambda request: request.app.state.core.routing
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(component_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

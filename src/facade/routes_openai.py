@@ -1,0 +1,96 @@
+"""The OpenAI routes: parse once, translate, call the core, relay. No domain logic lives here.
+
+Inference answers are the node's JSON text, relayed byte for byte; only /v1/models is built
+here, because OpenAI's model list has integer `created` where proto JSON would print a string.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import orjson
+from fastapi import APIRouter, Request
+from grpc_health.v1 import health_pb2
+from starlette.responses import Response
+
+from atoma_proxy.facade import schemas, translate
+from atoma_proxy.facade.body import read_json_object
+from atoma_proxy.facade.errors import ApiError
+from atoma_proxy.facade.relay import call_options, call_unary, relay_inference
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
+
+__all__ = ["HEALTH_TIMEOUT", "router"]
+
+HEALTH_TIMEOUT = 5.0
+
+router = APIRouter()
+_JSON_OR_EVENTS: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {}, "text/event-stream": {}}}}
+
+
+def _core(request: Request) -> Any:
+    return request.app.state.core
+
+
+@router.post(
+    "/v1/chat/completions",
+    openapi_extra=schemas.json_body(schemas.ChatCompletionRequest),
+    responses=_JSON_OR_EVENTS,
+)
+async def create_chat_completion(request: Request) -> Response:
+    """Creates a chat completion; `stream: true` answers with server-sent events."""
+    message = translate.chat_completion_request(await read_json_object(request))
+    call = _core(request).routing.ChatCompletion(message, **call_options(request))
+    return await relay_inference(request, call, stream=message.stream)
+
+
+@router.post(
+    "/v1/completions",
+    openapi_extra=schemas.json_body(schemas.CompletionRequest),
+    responses=_JSON_OR_EVENTS,
+)
+async def create_completion(request: Request) -> Response:
+    """Creates a (legacy) text completion; `stream: true` answers with server-sent events."""
+    message = translate.completion_request(await read_json_object(request))
+    call = _core(request).routing.Completion(message, **call_options(request))
+    return await relay_inference(request, call, stream=message.stream)
+
+
+@router.post("/v1/embeddings", openapi_extra=schemas.json_body(schemas.EmbeddingsRequest))
+async def create_embeddings(request: Request) -> Response:
+    """Creates embeddings of the input."""
+    message = translate.embeddings_request(await read_json_object(request))
+    response, headers = await call_unary(request, _core(request).routing.Embeddings, message)
+    return Response(response.response_json, media_type="application/json", headers=headers)
+
+
+@router.post("/v1/images/generations", openapi_extra=schemas.json_body(schemas.GenerateImagesRequest))
+async def create_images(request: Request) -> Response:
+    """Generates images from a prompt."""
+    message = translate.generate_images_request(await read_json_object(request))
+    response, headers = await call_unary(request, _core(request).routing.GenerateImages, message)
+    return Response(response.response_json, media_type="application/json", headers=headers)
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    """Lists the models that at least one node serves."""
+    response, headers = await call_unary(request, _core(request).routing.ListModels, pb.ListModelsRequest())
+    data = [
+        {"id": m.id, "object": m.object or "model", "created": m.created, "owned_by": m.owned_by} for m in response.data
+    ]
+    body = {"object": response.object or "list", "data": data}
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+
+@router.get("/health")
+async def health(request: Request) -> Response:
+    """200 when the core reports SERVING on grpc.health.v1, else 503."""
+    try:
+        reply = await _core(request).health.Check(health_pb2.HealthCheckRequest(), timeout=HEALTH_TIMEOUT)
+    except grpc.aio.AioRpcError as error:
+        raise ApiError(503, "The routing core is unavailable.", code=error.code().name.lower()) from None
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        raise ApiError(503, f"The routing core is {status}.", code="not_serving")
+    return Response(b'{"status":"ok"}', media_type="application/json")

@@ -1,0 +1,71 @@
+"""Server-sent events from a ChatCompletion/Completion stream, once its first event arrived.
+
+Framing is OpenAI's: `data: <chunk JSON, verbatim>\\n\\n` per `chunk` event, `data: [DONE]\\n\\n`
+once the core ended the stream with `end` and an OK status. An error after the headers went out
+can only be in-band: one `data: {"error": {...}}` event (the envelope of a non-streaming error,
+which the openai SDK raises as `APIError`), then the stream ends without [DONE].
+When the response ends for any reason (client gone, server shutdown) the gRPC call is
+cancelled, which the core propagates to the node: nobody keeps generating for a closed socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import grpc
+import orjson
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from atoma_proxy.facade.errors import ApiError
+from atoma_proxy.facade.metadata import rpc_error
+
+__all__ = ["DONE", "EventStreamResponse", "sse_event"]
+
+DONE = b"data: [DONE]\n\n"
+_STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def sse_event(data: bytes) -> bytes:
+    """One `data:` event; a payload with line breaks (pretty-printed JSON) spans several data lines."""
+    if b"\n" in data or b"\r" in data:
+        data = b"\ndata: ".join(data.splitlines())
+    return b"data: " + data + b"\n\n"
+
+
+class EventStreamResponse(StreamingResponse):
+    """`text/event-stream` relay of a server-streaming inference call."""
+
+    def __init__(self, call: grpc.aio.UnaryStreamCall, first: Any, headers: Mapping[str, str]) -> None:
+        super().__init__(_events(call, first), media_type="text/event-stream", headers={**headers, **_STREAM_HEADERS})
+        self._call = call
+        self._events = self.body_iterator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A no-op when the stream completed; otherwise the core cancels the node request.
+            self._call.cancel()
+            await self._events.aclose()  # type: ignore[attr-defined]
+
+
+async def _events(call: grpc.aio.UnaryStreamCall, event: Any) -> AsyncIterator[bytes]:
+    ended = False
+    try:
+        while event is not grpc.aio.EOF:
+            kind = event.WhichOneof("event")
+            if kind == "chunk":
+                yield sse_event(event.chunk.encode())
+            elif kind == "end":
+                ended = True
+            event = await call.read()
+    except grpc.aio.AioRpcError as error:
+        yield sse_event(orjson.dumps(rpc_error(error).envelope()))
+        return
+    if ended:
+        yield DONE
+    else:
+        broken = ApiError(502, "The routing core ended the stream without its end event.", code="bad_gateway")
+        yield sse_event(orjson.dumps(broken.envelope()))

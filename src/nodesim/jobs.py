@@ -1,0 +1,177 @@
+"""A parsed inference request (`Job`) and its OpenAI reply shapes for chat and completions.
+
+The serving loop (`serving.py`) is endpoint-agnostic: it admits a job, waits `ttft_ms`, then
+emits `steps` tokens at the configured pace, asking the job for bytes at each point. A job knows
+its whole reply up front (the text is deterministic), so rendering is string assembly only.
+
+Streaming chunk bytes are built from per-choice templates: the constant JSON around the token
+is encoded once per request, and each token's JSON literal is precomputed (`text.PIECE_JSON`),
+so a token chunk costs two concatenations, no JSON encoding.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from atoma_proxy.nodesim.text import PIECE_JSON
+
+DONE = b"data: [DONE]\n\n"
+
+
+class Job:
+    """What the serving loop needs from any inference request; non-text jobs have no steps."""
+
+    model: str
+    stream: bool = False
+    prompt_tokens: int = 0
+    steps: int = 0  # tokens generated per choice
+    choice_count: int = 0  # choices that generate tokens
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+
+    def render(self) -> bytes:
+        """The complete non-streamed JSON body."""
+        raise NotImplementedError
+
+    def stream_open(self) -> bytes:
+        """SSE bytes sent as soon as the request is admitted (chat: the role chunks)."""
+        return b""
+
+    def stream_token(self, step: int) -> bytes:
+        """SSE bytes of token `step` for every choice."""
+        raise NotImplementedError
+
+    def stream_close(self) -> bytes:
+        """SSE bytes after the last token: finish chunks, the usage chunk if asked, [DONE]."""
+        raise NotImplementedError
+
+
+class TextJob(Job):
+    """A chat.completion or text_completion reply with n choices of `steps` tokens each."""
+
+    def __init__(
+        self,
+        *,
+        chat: bool,
+        model: str,
+        prompt_tokens: int,
+        choices: list[list[str]],
+        finish_reason: str,
+        stream: bool,
+        include_usage: bool,
+    ) -> None:
+        self.chat = chat
+        self.model = model
+        self.prompt_tokens = prompt_tokens
+        self.choices = choices
+        self.steps = len(choices[0]) if choices else 0
+        self.choice_count = len(choices)
+        self.completion_tokens = self.steps * len(choices)
+        self.finish_reason = finish_reason
+        self.stream = stream
+        self.include_usage = include_usage
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+        if stream:
+            self._prepare_stream()
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+    def render(self) -> bytes:
+        if self.chat:
+            choices = [
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": "".join(pieces), "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                }
+                for index, pieces in enumerate(self.choices)
+            ]
+        else:
+            choices = [
+                {"index": index, "text": "".join(pieces), "logprobs": None, "finish_reason": self.finish_reason}
+                for index, pieces in enumerate(self.choices)
+            ]
+        body = {
+            "id": self.id,
+            "object": "chat.completion" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": self.usage(),
+        }
+        return orjson.dumps(body)
+
+    # Streaming -----------------------------------------------------------------------------------
+
+    def _prepare_stream(self) -> None:
+        head = {
+            "id": self.id,
+            "object": "chat.completion.chunk" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+        }
+        # b'data: {"id":...,"model":"..."' — each chunk continues with its choices.
+        self._head = b"data: " + orjson.dumps(head)[:-1]
+        self._tail = (b',"usage":null' if self.include_usage else b"") + b"}\n\n"
+        if self.chat:
+            open_token, close_token = b'"delta":{"content":', b"}"
+        else:
+            open_token, close_token = b'"text":', b""
+        after = close_token + b',"logprobs":null,"finish_reason":null}]' + self._tail
+        self._token_templates = [
+            (self._head + b',"choices":[{"index":%d,' % index + open_token, after) for index in range(len(self.choices))
+        ]
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> bytes:
+        return self._head + b',"choices":' + orjson.dumps(choices) + self._tail
+
+    def stream_open(self) -> bytes:
+        if not self.chat:
+            return b""
+        return b"".join(
+            self._chunk(
+                [
+                    {
+                        "index": index,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ]
+            )
+            for index in range(len(self.choices))
+        )
+
+    def stream_token(self, step: int) -> bytes:
+        if len(self.choices) == 1:
+            before, after = self._token_templates[0]
+            return before + PIECE_JSON[self.choices[0][step]] + after
+        return b"".join(
+            before + PIECE_JSON[pieces[step]] + after
+            for (before, after), pieces in zip(self._token_templates, self.choices, strict=True)
+        )
+
+    def stream_close(self) -> bytes:
+        parts = []
+        for index in range(len(self.choices)):
+            if self.chat:
+                choice = {"index": index, "delta": {}, "logprobs": None, "finish_reason": self.finish_reason}
+            else:
+                choice = {"index": index, "text": "", "logprobs": None, "finish_reason": self.finish_reason}
+            parts.append(self._chunk([choice]))
+        if self.include_usage:
+            usage_chunk = self._head + b',"choices":[],"usage":' + orjson.dumps(self.usage()) + b"}\n\n"
+            parts.append(usage_chunk)
+        parts.append(DONE)
+        return b"".join(parts)

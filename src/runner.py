@@ -1,0 +1,100 @@
+"""Running the proxy's parts in one asyncio process: core, facade, simulated nodes.
+
+Deployments run `core` and `facade` as separate processes; `serve` and `demo` put them in one
+event loop for local use. Everything stops on SIGINT/SIGTERM, the core last so in-flight
+streams that the facade still relays can finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+
+from atoma_proxy.config import Settings
+from atoma_proxy.core.persistence import upgrade_database
+from atoma_proxy.core.server import CoreServer
+
+
+def stop_event_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the runner owns SIGINT/SIGTERM."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+class FacadeServer:
+    """The FastAPI facade under uvicorn, as a task of the current loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        from atoma_proxy.facade.app import create_app
+
+        config = uvicorn.Config(
+            create_app(settings),
+            host=settings.facade.host,
+            port=settings.facade.port,
+            loop="none",
+            http="httptools",
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=int(settings.core.shutdown_grace),
+        )
+        self._server = _EmbeddedUvicorn(config)
+        self._task: asyncio.Task[None] | None = None
+        self.port = settings.facade.port
+
+    async def start(self) -> int:
+        self._task = asyncio.create_task(self._server.serve(), name="facade")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the facade stopped while starting")
+            await asyncio.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
+async def run_until_stopped(
+    settings: Settings,
+    *,
+    core: bool,
+    facade: bool,
+    migrate: bool,
+    on_ready: Callable[[CoreServer | None, FacadeServer | None], Awaitable[None]] | None = None,
+) -> None:
+    stop = stop_event_on_signals()
+    if migrate:
+        await upgrade_database(settings.database.url)
+    core_server = CoreServer(settings) if core else None
+    facade_server = FacadeServer(settings) if facade else None
+    try:
+        if core_server is not None:
+            await core_server.start()
+        if facade_server is not None:
+            await facade_server.start()
+        if on_ready is not None:
+            await on_ready(core_server, facade_server)
+        await stop.wait()
+    finally:
+        if facade_server is not None:
+            await facade_server.stop()
+        if core_server is not None:
+            await core_server.stop()

@@ -1,0 +1,100 @@
+"""The relay over a scripted NodeTransport: usage handling, stream integrity, in-flight accounting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from atoma_proxy.core.errors import NodeFailed
+from atoma_proxy.core.inference import InferenceCall, InferenceRelay
+from atoma_proxy.core.nodes.registry import Node, NodeRegistry
+from atoma_proxy.core.nodes.selection import LeastInFlightSelector
+
+CONTENT = b'{"choices":[{"index":0,"delta":{"content":" hi"}}],"usage":null}'
+USAGE = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}'
+
+
+class ScriptedTransport:
+    def __init__(self, events: list[bytes], hang: bool = False) -> None:
+        self.events = events
+        self.hang = hang
+        self.bodies: list[dict] = []
+        self.closed = False
+        self.hanging = asyncio.Event()
+
+    async def post(self, node: Node, path: str, body: bytes, *, request_id: str) -> bytes:
+        self.bodies.append(orjson.loads(body))
+        return b'{"usage":{"prompt_tokens":2,"completion_tokens":5,"total_tokens":7}}'
+
+    async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[bytes]:
+        self.bodies.append(orjson.loads(body))
+        try:
+            for event in self.events:
+                yield event
+            if self.hang:
+                self.hanging.set()
+                await asyncio.Event().wait()
+        finally:
+            self.closed = True
+
+    async def probe(self, node: Node) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _relay(transport: ScriptedTransport) -> tuple[InferenceRelay, Node]:
+    node = Node("n", "http://n", frozenset({"m"}), 1, 1)
+    return InferenceRelay(NodeRegistry([node]), LeastInFlightSelector(), transport), node
+
+
+async def _run(relay: InferenceRelay, call: InferenceCall, wants_usage: bool) -> list[bytes]:
+    return [
+        c
+        async for c in relay.stream(call, "m", "/v1/chat/completions", {"stream": True}, client_wants_usage=wants_usage)
+    ]
+
+
+@pytest.mark.parametrize("wants_usage", [True, False])
+async def test_usage_is_always_requested_and_relayed_only_when_asked(wants_usage: bool) -> None:
+    transport = ScriptedTransport([CONTENT, USAGE, b"[DONE]"])
+    relay, node = _relay(transport)
+    call = InferenceCall(request_id="r")
+    chunks = await _run(relay, call, wants_usage)
+    assert transport.bodies[0]["stream_options"] == {"include_usage": True}
+    assert chunks == ([CONTENT, USAGE] if wants_usage else [CONTENT])
+    assert call.usage == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    assert call.end().usage.total_tokens == 4
+    assert node.in_flight == 0
+
+
+async def test_a_stream_cut_before_done_is_a_node_failure() -> None:
+    relay, node = _relay(ScriptedTransport([CONTENT]))
+    with pytest.raises(NodeFailed, match="before \\[DONE\\]"):
+        await _run(relay, InferenceCall(request_id="r"), False)
+    assert node.in_flight == 0
+
+
+async def test_cancellation_closes_the_node_stream_and_frees_the_slot() -> None:
+    transport = ScriptedTransport([CONTENT], hang=True)
+    relay, node = _relay(transport)
+    task = asyncio.create_task(_run(relay, InferenceCall(request_id="r"), False))
+    await transport.hanging.wait()
+    assert node.in_flight == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert transport.closed
+    assert node.in_flight == 0
+
+
+async def test_unary_records_usage() -> None:
+    relay, node = _relay(ScriptedTransport([]))
+    call = InferenceCall(request_id="r")
+    await relay.unary(call, "m", "/v1/embeddings", {"input": ["x"]})
+    assert call.usage == {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}
+    assert call.node is node and call.attempts == 1

@@ -1,0 +1,92 @@
+"""A real running proxy for black-box tests: node simulators, core and facade as subprocesses.
+
+The stack runs once per database kind (SQLite and PostgreSQL) and is shared by the e2e tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import DATABASE_KINDS, temporary_database_sync
+from tests.support.processes import free_port, run_command, running
+
+CHAT = "atoma/sim-chat"
+SLOW_CHAT = "atoma/sim-slow"
+BROKEN_CHAT = "atoma/sim-broken"
+EMBED = "atoma/sim-embed"
+IMAGE = "atoma/sim-image"
+
+
+@dataclass(frozen=True)
+class Stack:
+    facade_url: str
+    core_target: str
+    api_key: str
+    nodes: dict[str, str]  # node id -> base URL
+    database_url: str
+    config_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.facade_url}/v1"
+
+
+def _node_sim(stack: ExitStack, tmp: Path, node_id: str, *extra: str) -> str:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["node-sim", "--port", str(port), "--node-id", node_id, *extra]
+    stack.enter_context(running(args, ready_url=f"{url}/health", log=tmp / f"{node_id}.log"))
+    return url
+
+
+def _config(nodes: dict[str, str]) -> str:
+    sections = {
+        "fast": (f"['{CHAT}', '{EMBED}', '{IMAGE}']", 600_000, 2_000_000),
+        "steady": (f"['{CHAT}', '{EMBED}']", 100_000, 400_000),
+        "slow": (f"['{SLOW_CHAT}']", 100_000, 400_000),
+        "broken": (f"['{BROKEN_CHAT}']", 100_000, 400_000),
+    }
+    text = "[core]\nhealth_interval = 0.5\n"
+    for node_id, (models, price_in, price_out) in sections.items():
+        text += (
+            f"\n[[nodes]]\nid = '{node_id}'\nurl = '{nodes[node_id]}'\nmodels = {models}\n"
+            f"input_price_per_million = {price_in}\noutput_price_per_million = {price_out}\n"
+        )
+    return text
+
+
+@pytest.fixture(scope="session", params=DATABASE_KINDS)
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp(f"stack-{request.param}")
+    with ExitStack() as stack, temporary_database_sync(request.param) as database_url:
+        nodes = {
+            "fast": _node_sim(
+                stack, tmp, "fast", "--chat-model", CHAT, "--embedding-model", EMBED, "--image-model", IMAGE
+            ),
+            "steady": _node_sim(stack, tmp, "steady", "--chat-model", CHAT, "--embedding-model", EMBED),
+            "slow": _node_sim(
+                stack, tmp, "slow", "--chat-model", SLOW_CHAT, "--tokens-per-second", "20", "--reply-tokens", "2000"
+            ),
+            "broken": _node_sim(
+                stack, tmp, "broken", "--chat-model", BROKEN_CHAT, "--error-rate", "1", "--error-status", "500"
+            ),
+        }
+        config = tmp / "config.toml"
+        config.write_text(_config(nodes))
+        facade_port, core_port = free_port(), free_port()
+        env = {
+            "ATOMA_CONFIG": str(config),
+            "ATOMA_DATABASE__URL": database_url,
+            "ATOMA_FACADE__PORT": str(facade_port),
+            "ATOMA_CORE__LISTEN": f"127.0.0.1:{core_port}",
+            "ATOMA_FACADE__CORE_TARGET": f"127.0.0.1:{core_port}",
+        }
+        api_key = run_command("keys", "create", "--email", "e2e@atoma.test", env=env).strip()
+        facade = f"http://127.0.0.1:{facade_port}"
+        stack.enter_context(running(["serve"], ready_url=f"{facade}/health", log=tmp / "proxy.log", env=env))
+        yield Stack(facade, f"127.0.0.1:{core_port}", api_key, nodes, database_url, config)
