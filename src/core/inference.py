@@ -24,6 +24,7 @@ from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 
 _DONE = b"[DONE]"
 _USAGE_KEY = b'"usage"'
+_NO_USAGE = (b'"usage":null', b'"usage": null')
 
 
 @dataclass
@@ -34,6 +35,9 @@ class InferenceCall:
     node: Node | None = None
     attempts: int = 0
     usage: dict[str, Any] | None = None
+    # Chunks with choices received from the node: one token each as vLLM and SGLang stream, so a
+    # stream cut short (client gone, node failed) is metered by what was actually generated.
+    chunks_received: int = 0
     metadata_sent: bool = field(default=False)
 
     def routing(self) -> common_pb2.RoutingInfo:
@@ -114,8 +118,11 @@ class InferenceRelay:
                 async for data in chunks:
                     if data == _DONE:
                         return
-                    if _USAGE_KEY in data and self._take_usage(call, data) and not client_wants_usage:
-                        continue
+                    if _carries_usage(data) and self._take_usage(call, data):
+                        if not client_wants_usage:
+                            continue
+                    else:
+                        call.chunks_received += 1
                     yield data
             raise NodeFailed(f"Node {node.id} ended the stream before [DONE].")
         finally:
@@ -130,3 +137,8 @@ class InferenceRelay:
             return False
         call.usage = usage
         return not parsed.get("choices")
+
+
+def _carries_usage(data: bytes) -> bool:
+    """Cheap byte test before any parsing: most chunks say `"usage":null` or nothing."""
+    return _USAGE_KEY in data and _NO_USAGE[0] not in data and _NO_USAGE[1] not in data
