@@ -32,7 +32,7 @@ lint: install
 
 ## protos: regenerate generated/ from protos/ (pb2, pyi, grpc).
 protos: install
-	rm -rf generated/atoma/routing/v1/*_pb2*.py*
+	rm -rf generated/atoma/routing/v1/*_pb2*.py* generated/atoma/accounts/v1/*_pb2*.py*
 	$(BIN)/buf generate
 
 ## check-protos: fail when generated/ is not what `make protos` would write.
@@ -42,9 +42,9 @@ check-protos: install
 	diff -r -x '__init__.py' -x '__pycache__' build/protos-check/generated generated \
 		|| (echo "generated/ is stale: run 'make protos' and commit the result" && exit 1)
 
-## bench: side-by-side benchmarks (see bench/README.md).
+## bench: side-by-side benchmarks (see bench/README.md); e.g. make bench BENCH_ARGS="--profile".
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .mypy_cache

@@ -49,6 +49,62 @@ def _keys_create(args: argparse.Namespace) -> None:
     print(asyncio.run(create_api_key(settings.database.url, email=args.email, name=args.name)))
 
 
+def _balance(args: argparse.Namespace) -> None:
+    from atoma_proxy.core.ledger import admin
+
+    url = _settings(args).database.url
+    try:
+        if args.balance_command == "credit":
+            result = asyncio.run(
+                admin.credit_user(url, email=args.email, amount=args.micro_usd, idempotency_key=args.idempotency_key)
+            )
+            print(("credited" if result.applied else "already credited (same idempotency key)") + f" {args.micro_usd}")
+            print(admin.format_balance(args.email, result.balance))
+        else:
+            print(admin.format_balance(args.email, asyncio.run(admin.show_balance(url, email=args.email))))
+    except (admin.UnknownUser, ValueError) as error:
+        sys.exit(f"atoma-proxy balance: {error}")
+
+
+def _prices_set(args: argparse.Namespace) -> None:
+    from atoma_proxy.core.ledger import admin
+
+    url = _settings(args).database.url
+    try:
+        asyncio.run(
+            admin.set_user_price(
+                url, email=args.email, model=args.model, input_per_million=args.input, output_per_million=args.output
+            )
+        )
+    except (admin.UnknownUser, ValueError) as error:
+        sys.exit(f"atoma-proxy prices: {error}")
+    print(f"{args.email} pays {args.input} / {args.output} micro-USD per million input / output tokens of {args.model}")
+
+
+def _users_create(args: argparse.Namespace) -> None:
+    from atoma_proxy.core.accounts.users_admin import create_user
+    from atoma_proxy.core.errors import ProxyError
+
+    password = _read_password() if args.password else None
+    try:
+        user_id = asyncio.run(create_user(_settings(args).database.url, email=args.email, password=password))
+    except ProxyError as error:
+        sys.exit(f"atoma-proxy users create: {error.message}")
+    print(user_id)
+
+
+def _read_password() -> str:
+    """Prompted twice on a terminal; otherwise the first line of standard input (for scripts)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        sys.exit("atoma-proxy users create: the passwords differ")
+    return password
+
+
 def _db_upgrade(args: argparse.Namespace) -> None:
     from atoma_proxy.core.persistence import upgrade_database
 
@@ -89,6 +145,41 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--email", default="local@atoma.proxy", help="Owner of the key (created if new).")
     create.add_argument("--name", default="default", help="A label for the key.")
     create.set_defaults(run=_keys_create)
+
+    balance = commands.add_parser(
+        "balance", help="Credit and inspect users' balances.", description="Credit and inspect users' balances."
+    )
+    balance_commands = balance.add_subparsers(dest="balance_command", required=True, metavar="COMMAND")
+    credit = balance_commands.add_parser("credit", help="Add micro-USD to a user's balance (user created if new).")
+    credit.add_argument("--micro-usd", type=int, required=True, help="Amount in micro-USD (1 USD = 1000000).")
+    credit.add_argument("--idempotency-key", help="Applied once per key (default: a new random key).")
+    show = balance_commands.add_parser("show", help="Print a user's balance in micro-USD.")
+    for sub in (credit, show):
+        sub.add_argument("--config", help=f"TOML configuration file (or ${CONFIG_ENV}).")
+        sub.add_argument("--email", required=True, help="The user's email.")
+        sub.set_defaults(run=_balance)
+
+    prices = commands.add_parser("prices", help="Per-user model prices.", description="Per-user model prices.")
+    price_commands = prices.add_subparsers(dest="prices_command", required=True, metavar="COMMAND")
+    price_set = price_commands.add_parser("set", help="Give a user its own price for a model (replaces node prices).")
+    price_set.add_argument("--config", help=f"TOML configuration file (or ${CONFIG_ENV}).")
+    price_set.add_argument("--email", required=True, help="The user's email.")
+    price_set.add_argument("--model", required=True, help="The model.")
+    price_set.add_argument("--input", type=int, required=True, help="Micro-USD per million prompt tokens.")
+    price_set.add_argument("--output", type=int, required=True, help="Micro-USD per million generated tokens.")
+    price_set.set_defaults(run=_prices_set)
+
+    users = commands.add_parser("users", help="Manage user accounts.", description="Manage user accounts.")
+    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
+    user_create = user_commands.add_parser("create", help="Create a user and print its id.")
+    user_create.add_argument("--config", help=f"TOML configuration file (or ${CONFIG_ENV}).")
+    user_create.add_argument("--email", required=True, help="The user's email (its login).")
+    user_create.add_argument(
+        "--password",
+        action="store_true",
+        help="Give it a password so it can log in: prompted, or read from standard input when that is not a terminal.",
+    )
+    user_create.set_defaults(run=_users_create)
 
     db = commands.add_parser("db", help="Manage the database schema.", description="Manage the database schema.")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")

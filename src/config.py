@@ -8,8 +8,9 @@ sections, e.g. `ATOMA_DATABASE__URL=postgresql://...` or `ATOMA_FACADE__PORT=909
 from __future__ import annotations
 
 import os
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,7 +29,43 @@ class NodeConfig(BaseModel):
     models: list[str] = Field(min_length=1, description="Models the node serves.")
     input_price_per_million: int = Field(0, ge=0, description="Micro-USD per million prompt tokens.")
     output_price_per_million: int = Field(0, ge=0, description="Micro-USD per million generated tokens.")
+    price_per_image: int = Field(0, ge=0, description="Micro-USD per generated image.")
     api_key: str | None = Field(None, description="Bearer key the node expects, if any.")
+
+
+class TokenizerConfig(BaseModel):
+    """How the ledger counts a model's prompt tokens before calling a node (README "Metering")."""
+
+    model: str = Field(description="The model whose prompts this tokenizer counts.")
+    kind: Literal["huggingface", "sim-words"] = Field(
+        "huggingface", description="`huggingface`: a local tokenizer.json; `sim-words`: the node simulator's rule."
+    )
+    path: str | None = Field(None, description="Path of the HF tokenizer.json (local file, never downloaded).")
+
+    @model_validator(mode="after")
+    def _path_for_huggingface(self) -> TokenizerConfig:
+        if self.kind == "huggingface" and not self.path:
+            raise ValueError(f"tokenizer of {self.model!r}: `path` to a tokenizer.json is required")
+        return self
+
+
+class LedgerSettings(BaseModel):
+    """Pricing, reservations and settlement of every inference request (README "Metering")."""
+
+    enabled: bool = Field(True, description="Reserve before and settle after every request; false meters nothing.")
+    default_max_completion_tokens: int = Field(
+        4096, ge=1, description="Output tokens reserved per choice when a request sets no max_tokens."
+    )
+    reservation_margin: float = Field(
+        30.0, gt=0, description="Seconds a reservation outlives its request's deadline before the sweeper frees it."
+    )
+    max_request_seconds: float = Field(
+        3600.0, gt=0, description="Deadline assumed for reservations of calls that carry no gRPC deadline."
+    )
+    sweep_interval: float = Field(5.0, gt=0, description="Seconds between sweeps of expired reservations.")
+    price_cache_ttl: float = Field(
+        5.0, ge=0, description="Seconds a user's price overrides and stacks are cached by each core."
+    )
 
 
 class DatabaseSettings(BaseModel):
@@ -60,6 +97,62 @@ class FacadeSettings(BaseModel):
     request_timeout: float = Field(600.0, gt=0, description="Deadline given to the core for each request.")
 
 
+class RoutingSettings(BaseModel):
+    """Node selection, failover and outlier ejection (README "Routing")."""
+
+    strategy: Literal["balanced", "cheapest", "fastest", "round_robin"] = Field(
+        "balanced", description="Default strategy; a request may pick another with `x-atoma-routing-strategy`."
+    )
+    price_weight: float = Field(0.5, ge=0, description="Exponent of the price ratio in the balanced score.")
+    max_attempts: int = Field(3, ge=1, le=10, description="Nodes tried per request before its error is returned.")
+    first_token_timeout: float = Field(
+        30.0, gt=0, description="Seconds a node may take to stream its first token before another node is tried."
+    )
+    eject_after_failures: int = Field(3, ge=1, description="Consecutive failures that eject a node.")
+    eject_error_rate: float = Field(0.5, gt=0, le=1, description="Error rate over `error_window` that ejects a node.")
+    eject_min_requests: int = Field(10, ge=1, description="Requests in the window before the error rate counts.")
+    error_window: float = Field(30.0, gt=0, description="Seconds of outcomes the error rate is computed over.")
+    ejection_time: float = Field(1.0, gt=0, description="Seconds of a first ejection; doubled at each repeat.")
+    max_ejection_time: float = Field(60.0, gt=0, description="Longest ejection.")
+    health_max_backoff: float = Field(
+        30.0, gt=0, description="Longest interval between probes of a failing node (backoff from health_interval)."
+    )
+    metrics_interval: float = Field(
+        2.0, ge=0, description="Seconds between scrapes of each node's Prometheus /metrics; 0 turns them off."
+    )
+    seed: int | None = Field(None, description="Seed of the random draws of node selection (benchmarks, tests).")
+
+
+class RateLimitSettings(BaseModel):
+    """Requests and tokens per minute, per API key and per user (README "Rate limits"); 0 or unset is unlimited."""
+
+    redis_url: str | None = Field(
+        None, description="Redis shared by all core instances (redis://host:6379/0); unset keeps limits in-process."
+    )
+    key_requests_per_minute: int | None = Field(None, ge=0, description="Requests per minute of each API key.")
+    key_tokens_per_minute: int | None = Field(None, ge=0, description="Tokens per minute of each API key.")
+    user_requests_per_minute: int | None = Field(None, ge=0, description="Requests per minute of each user, all keys.")
+    user_tokens_per_minute: int | None = Field(None, ge=0, description="Tokens per minute of each user, all keys.")
+    fail_open: bool = Field(True, description="When Redis is unreachable: admit (true) or refuse with 429 (false).")
+    redis_timeout: float = Field(0.25, gt=0, description="Seconds a Redis call may take before Redis counts as down.")
+    key_prefix: str = Field("atoma:rl:", description="Prefix of the rate-limit keys in Redis.")
+
+
+class AccountsSettings(BaseModel):
+    """User accounts: login tokens and the admin API (README "Accounts")."""
+
+    jwt_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="HS256 key of the access tokens, shared by all core instances; unset disables AccountService.",
+    )
+    access_token_minutes: int = Field(15, ge=1, le=24 * 60, description="Lifetime of an access token, in minutes.")
+    refresh_token_days: int = Field(30, ge=1, le=365, description="Lifetime of a refresh token, in days.")
+    admin_token: SecretStr | None = Field(
+        None, min_length=16, description="Bearer token of AccountAdminService; unset disables the admin API."
+    )
+
+
 class Settings(BaseSettings):
     """All settings of atoma-proxy."""
 
@@ -68,6 +161,11 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     core: CoreSettings = CoreSettings()
     facade: FacadeSettings = FacadeSettings()
+    accounts: AccountsSettings = AccountsSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    routing: RoutingSettings = RoutingSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    tokenizers: list[TokenizerConfig] = Field(default_factory=list, description="Prompt tokenizers by model.")
     nodes: list[NodeConfig] = Field(default_factory=list, description="The static node registry.")
 
     @classmethod

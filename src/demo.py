@@ -6,7 +6,12 @@ cheap and small. They run in the proxy's own process so one command gives a work
 
 from __future__ import annotations
 
-from atoma_proxy.config import NodeConfig, Settings
+import secrets
+
+from pydantic import SecretStr
+
+from atoma_proxy.config import NodeConfig, Settings, TokenizerConfig
+from atoma_proxy.core.ledger.admin import credit_user
 from atoma_proxy.core.persistence import create_api_key
 from atoma_proxy.core.server import CoreServer
 from atoma_proxy.nodesim.config import SimConfig
@@ -16,6 +21,8 @@ from atoma_proxy.runner import FacadeServer, run_until_stopped
 CHAT_MODEL = "atoma/sim-chat"
 EMBEDDING_MODEL = "atoma/sim-embed"
 IMAGE_MODEL = "atoma/sim-image"
+DEMO_EMAIL = "demo@atoma.proxy"
+DEMO_CREDIT = 10_000_000  # micro-USD: 10 USD, credited once per database
 
 # (node id, time to first token ms, tokens/s, concurrency, input and output micro-USD per million)
 DEMO_NODES = (
@@ -52,7 +59,19 @@ def with_demo_nodes(settings: Settings, sims: list[RunningNodeSim]) -> Settings:
         )
         for (node_id, _, _, _, price_in, price_out), sim in zip(DEMO_NODES, sims, strict=True)
     ]
-    return settings.model_copy(update={"nodes": [*settings.nodes, *nodes]})
+    # The simulator's own tokenizer: the demo's estimates and charges are exact.
+    tokenizers = [TokenizerConfig(model=m, kind="sim-words") for m in (CHAT_MODEL, EMBEDDING_MODEL)]
+    return settings.model_copy(
+        update={"nodes": [*settings.nodes, *nodes], "tokenizers": [*settings.tokenizers, *tokenizers]}
+    )
+
+
+def with_demo_accounts(settings: Settings) -> Settings:
+    """Accounts on: a random JWT secret for this run unless one is configured (logins end with the demo)."""
+    if settings.accounts.jwt_secret is not None:
+        return settings
+    accounts = settings.accounts.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))})
+    return settings.model_copy(update={"accounts": accounts})
 
 
 def banner(settings: Settings, facade_port: int, core_port: int, api_key: str) -> str:
@@ -64,6 +83,7 @@ atoma-proxy is running (demo: three simulated nodes, database {settings.database
   OpenAI facade: {base}
   gRPC core:     {core_host}:{core_port}
 API key: {api_key}
+Balance: 10 USD credited once to {DEMO_EMAIL} (`atoma-proxy balance show --email {DEMO_EMAIL}`)
 
 Try it:
   curl {base}/chat/completions \\
@@ -77,11 +97,14 @@ Press Ctrl+C to stop.
 async def run_demo(settings: Settings) -> None:
     sims = await start_demo_nodes()
     try:
-        settings = with_demo_nodes(settings, sims)
+        settings = with_demo_accounts(with_demo_nodes(settings, sims))
 
         async def on_ready(core: CoreServer | None, facade: FacadeServer | None) -> None:
             assert core is not None and facade is not None
-            key = await create_api_key(settings.database.url, email="demo@atoma.proxy", name="demo")
+            key = await create_api_key(settings.database.url, email=DEMO_EMAIL, name="demo")
+            await credit_user(
+                settings.database.url, email=DEMO_EMAIL, amount=DEMO_CREDIT, idempotency_key="demo:initial-credit"
+            )
             print(banner(settings, facade.port, core.port, key), flush=True)
 
         await run_until_stopped(settings, core=True, facade=True, migrate=True, on_ready=on_ready)

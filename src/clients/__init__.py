@@ -11,9 +11,27 @@
                 case StreamEnd():
                     print(event.usage)
 
+AccountClient is the client of the account services (sign-up, login, API keys, balance, usage, stacks, and
+the admin calls); see `_accounts`.
+
 Every failure is a RoutingError; see `_errors` for the hierarchy.
 """
 
+from atoma_proxy.clients._account_models import (
+    ApiKey,
+    Balance,
+    CreatedApiKey,
+    CreditResult,
+    ModelPrice,
+    Stack,
+    TokenGrant,
+    UsagePage,
+    UsageRecord,
+    UsageSummary,
+    UsageTotals,
+    User,
+)
+from atoma_proxy.clients._accounts import AccountClient
 from atoma_proxy.clients._client import EventStream, RoutingClient
 from atoma_proxy.clients._errors import (
     AuthenticationError,
@@ -46,7 +64,10 @@ from atoma_proxy.clients._models import (
 )
 
 __all__ = [
+    "AccountClient",
+    "ApiKey",
     "AuthenticationError",
+    "Balance",
     "ChatChunk",
     "ChatCompletionEvent",
     "ChatCompletionResult",
@@ -54,6 +75,8 @@ __all__ = [
     "CompletionChunk",
     "CompletionEvent",
     "CompletionResult",
+    "CreatedApiKey",
+    "CreditResult",
     "DeadlineExceededError",
     "EmbeddingsResult",
     "EventStream",
@@ -62,6 +85,7 @@ __all__ = [
     "InternalError",
     "InvalidRequestError",
     "Model",
+    "ModelPrice",
     "NodeStatus",
     "NotFoundError",
     "RateLimitError",
@@ -69,8 +93,15 @@ __all__ = [
     "RoutingClient",
     "RoutingError",
     "RoutingInfo",
+    "Stack",
     "StreamEnd",
+    "TokenGrant",
     "UnavailableError",
     "Usage",
+    "UsagePage",
+    "UsageRecord",
+    "UsageSummary",
+    "UsageTotals",
+    "User",
     "from_rpc_error",
 ]

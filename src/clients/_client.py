@@ -9,7 +9,6 @@ there replaces the client's API key for that call). Failures raise the RoutingEr
 # ruff: noqa: ASYNC109 - `timeout` is the gRPC deadline sent to the core, not a local wait to replace by asyncio.timeout.
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from types import TracebackType
@@ -18,7 +17,8 @@ from typing import Any, Generic, Self, TypeAlias, TypeVar
 import grpc
 
 from atoma_proxy.clients import _responses as responses
-from atoma_proxy.clients._errors import InternalError, UnavailableError, from_rpc_error
+from atoma_proxy.clients._channel import open_channel
+from atoma_proxy.clients._errors import InternalError, from_rpc_error
 from atoma_proxy.clients._models import (
     ChatCompletionEvent,
     ChatCompletionResult,
@@ -106,23 +106,7 @@ class RoutingClient:
             connect_timeout: seconds to wait for the connection before raising UnavailableError;
                 None connects lazily, on the first call.
         """
-        options = list(channel_options)
-        if tls is False:
-            channel = grpc.aio.insecure_channel(target, options=options)
-        else:
-            credentials = grpc.ssl_channel_credentials() if tls is True else tls
-            channel = grpc.aio.secure_channel(target, credentials, options=options)
-        if connect_timeout is not None:
-            try:
-                await asyncio.wait_for(channel.channel_ready(), connect_timeout)
-            except TimeoutError:
-                await channel.close()
-                raise UnavailableError(
-                    f"could not connect to {target} within {connect_timeout} s", code=grpc.StatusCode.UNAVAILABLE
-                ) from None
-            except BaseException:
-                await channel.close()
-                raise
+        channel = await open_channel(target, tls=tls, channel_options=channel_options, connect_timeout=connect_timeout)
         return cls(channel, api_key=api_key, default_timeout=default_timeout)
 
     async def close(self) -> None:

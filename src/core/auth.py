@@ -2,21 +2,31 @@
 
 Keys arrive as `authorization: Bearer <key>` metadata. A verified answer (valid or not) is
 cached for `ttl` seconds so the hot path rarely touches the database, while a revoked key is
-refused by every instance within `ttl` (1 s by default).
+refused by every instance within `ttl` (1 s by default), and at once by the instance that revoked
+it (`forget`). A key's `last_used_at` is written in the background, at most once a minute per key
+and instance, never on the request's path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from atoma_proxy.core.errors import Unauthenticated
 from atoma_proxy.core.persistence import ApiKeyRepository
+from atoma_proxy.core.persistence.models import utcnow
+
+log = logging.getLogger(__name__)
 
 _MAX_CACHED = 100_000
+# How stale `api_keys.last_used_at` may get: "last used" is shown to the minute, so one write a minute is enough.
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,7 @@ class ApiKeyAuthenticator:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._marking: dict[int, asyncio.Task[None]] = {}
 
     async def authenticate(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Principal:
         key = bearer_token(metadata)
@@ -68,7 +79,34 @@ class ApiKeyAuthenticator:
             raise Unauthenticated("Incorrect API key provided.")
         return principal
 
+    def forget(self, api_key_id: int) -> None:
+        """Drop the cached answers for a key (just revoked here): this instance refuses it from now on."""
+        for key, (_, principal) in list(self._cache.items()):
+            if principal is not None and principal.api_key_id == api_key_id:
+                del self._cache[key]
+
+    async def aclose(self) -> None:
+        """Wait for the `last_used_at` writes under way (call before disposing of the engine)."""
+        await asyncio.gather(*self._marking.values(), return_exceptions=True)
+
     async def _lookup(self, key: str) -> Principal | None:
         async with self._sessions() as session:
             row = await ApiKeyRepository(session).find_active(key)
-            return Principal(user_id=row.user_id, api_key_id=row.id) if row is not None else None
+            if row is None:
+                return None
+            if row.last_used_at is None or utcnow() - row.last_used_at >= _LAST_USED_RESOLUTION:
+                self._mark_used_soon(row.id)
+            return Principal(user_id=row.user_id, api_key_id=row.id)
+
+    def _mark_used_soon(self, api_key_id: int) -> None:
+        if api_key_id not in self._marking:
+            task = asyncio.create_task(self._mark_used(api_key_id), name=f"mark-key-used-{api_key_id}")
+            self._marking[api_key_id] = task
+            task.add_done_callback(lambda _: self._marking.pop(api_key_id, None))
+
+    async def _mark_used(self, api_key_id: int) -> None:
+        try:
+            async with self._sessions() as session, session.begin():
+                await ApiKeyRepository(session).mark_used(api_key_id)
+        except Exception:  # "last used" is informational: never let it fail or log-spam a request
+            log.warning("could not record the use of API key %d", api_key_id, exc_info=True)

@@ -2,12 +2,20 @@
 
     ProxyError                      (base; never raised itself)
     ├── InvalidRequest              INVALID_ARGUMENT     INVALID_REQUEST
-    ├── Unauthenticated             UNAUTHENTICATED      MISSING_API_KEY, INVALID_API_KEY
+    ├── Unauthenticated             UNAUTHENTICATED      MISSING_API_KEY, INVALID_API_KEY, MISSING_CREDENTIALS,
+    │                                                    INVALID_CREDENTIALS, INVALID_TOKEN, TOKEN_EXPIRED,
+    │                                                    TOKEN_REVOKED
+    ├── PermissionDenied            PERMISSION_DENIED    PERMISSION_DENIED
+    ├── AlreadyExists               ALREADY_EXISTS       EMAIL_TAKEN, IDEMPOTENCY_KEY_REUSED, NODE_ALREADY_EXISTS
+    ├── NotFound                    NOT_FOUND            USER_NOT_FOUND, API_KEY_NOT_FOUND, NODE_NOT_FOUND
+    ├── FeatureDisabled             UNIMPLEMENTED        ACCOUNTS_DISABLED, ADMIN_DISABLED
     ├── ModelNotFound               NOT_FOUND            MODEL_NOT_FOUND
     ├── NoNodeAvailable             UNAVAILABLE          NO_NODE_AVAILABLE
     ├── NodeRejectedRequest         INVALID_ARGUMENT     NODE_REJECTED_REQUEST  (node answered 4xx)
     ├── NodeFailed                  UNAVAILABLE          NODE_FAILED            (5xx, 429, connection lost)
     ├── NodeTimeout                 DEADLINE_EXCEEDED    NODE_TIMEOUT
+    ├── RateLimited                 RESOURCE_EXHAUSTED   RATE_LIMITED           (+ RetryInfo when retrying helps)
+    ├── InsufficientFunds           RESOURCE_EXHAUSTED   INSUFFICIENT_FUNDS     (+ QuotaFailure; before any node call)
     └── InternalError               INTERNAL             INTERNAL
 
 The reason is the contract: clients branch on `ErrorInfo.reason`, never on the message.
@@ -27,6 +35,10 @@ class ProxyError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: str = "INTERNAL"
+    # Seconds after which a retry may succeed; status.py sends it as a google.rpc.RetryInfo detail.
+    retry_after: float | None = None
+    # (subject, description) pairs; status.py sends them as a google.rpc.QuotaFailure detail.
+    quota_violations: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -51,6 +63,34 @@ class Unauthenticated(ProxyError):
 
     code = grpc.StatusCode.UNAUTHENTICATED
     reason = "INVALID_API_KEY"
+
+
+class PermissionDenied(ProxyError):
+    """The caller is authenticated but may not do this (e.g. an API key where an access token is needed)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class AlreadyExists(ProxyError):
+    """What the request would create exists already."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "EMAIL_TAKEN"
+
+
+class NotFound(ProxyError):
+    """A user, key or node named by the request does not exist (or is not the caller's); `reason` says which."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class FeatureDisabled(ProxyError):
+    """A service the configuration leaves off (no `accounts.jwt_secret`, no `accounts.admin_token`)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+    reason = "ACCOUNTS_DISABLED"
 
 
 class ModelNotFound(ProxyError):
@@ -91,6 +131,39 @@ class NodeTimeout(ProxyError):
     reason = "NODE_TIMEOUT"
 
 
+class RateLimited(ProxyError):
+    """Over a requests- or tokens-per-minute limit of the API key or its user.
+
+    `headers` are the `x-ratelimit-*` pairs sent as trailing metadata; `retry_after` is None when
+    waiting cannot help (a single request larger than the tokens-per-minute limit).
+    """
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RATE_LIMITED"
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers
+
+
+class InsufficientFunds(ProxyError):
+    """The balance (or stack) cannot cover the most this request may cost; no node was called."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "INSUFFICIENT_FUNDS"
+
+    def __init__(self, *, user_id: int, required: int, available: int | None = None) -> None:
+        shown = "" if available is None else f" of the {available} available"
+        super().__init__(
+            f"Insufficient funds: this request may cost up to {required} micro-USD{shown}. Add credit and retry.",
+            metadata={"required_micro_usd": str(required)},
+        )
+        self.quota_violations = ((f"user:{user_id}", f"balance cannot cover {required} micro-USD"),)
+
+
 class InternalError(ProxyError):
     """A bug or an unexpected state inside the proxy."""
 
@@ -100,11 +173,27 @@ REASONS: dict[str, grpc.StatusCode] = {
     "INVALID_REQUEST": grpc.StatusCode.INVALID_ARGUMENT,
     "MISSING_API_KEY": grpc.StatusCode.UNAUTHENTICATED,
     "INVALID_API_KEY": grpc.StatusCode.UNAUTHENTICATED,
+    "MISSING_CREDENTIALS": grpc.StatusCode.UNAUTHENTICATED,
+    "INVALID_CREDENTIALS": grpc.StatusCode.UNAUTHENTICATED,
+    "INVALID_TOKEN": grpc.StatusCode.UNAUTHENTICATED,
+    "TOKEN_EXPIRED": grpc.StatusCode.UNAUTHENTICATED,
+    "TOKEN_REVOKED": grpc.StatusCode.UNAUTHENTICATED,
+    "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
+    "EMAIL_TAKEN": grpc.StatusCode.ALREADY_EXISTS,
+    "IDEMPOTENCY_KEY_REUSED": grpc.StatusCode.ALREADY_EXISTS,
+    "NODE_ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
+    "USER_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "API_KEY_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "NODE_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "ACCOUNTS_DISABLED": grpc.StatusCode.UNIMPLEMENTED,
+    "ADMIN_DISABLED": grpc.StatusCode.UNIMPLEMENTED,
     "MODEL_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "NO_NODE_AVAILABLE": grpc.StatusCode.UNAVAILABLE,
     "NODE_REJECTED_REQUEST": grpc.StatusCode.INVALID_ARGUMENT,
     "NODE_FAILED": grpc.StatusCode.UNAVAILABLE,
     "NODE_TIMEOUT": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "RATE_LIMITED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "INSUFFICIENT_FUNDS": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED,
     "INTERNAL": grpc.StatusCode.INTERNAL,
 }

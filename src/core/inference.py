@@ -1,30 +1,57 @@
-"""Running one inference request on a node: choose, call, relay, account for it.
+"""Running one inference request on the nodes: choose, call, fail over, relay, measure.
 
-The servicer hands over a node-ready JSON body; this module picks the node, keeps its
-in-flight count, sends the body, and turns the node's answer into our stream events without
-re-encoding what it does not need to look at (chunks pass through as the node wrote them; only
-those that carry usage are parsed).
+The servicer hands over a node-ready JSON body; this module picks a node, sends the body, and
+turns the node's answer into our stream events without re-encoding what it does not need to look
+at (chunks pass through as the node wrote them; only those that carry usage are parsed).
+
+Failover. A connection error, a 5xx or 429, or a timeout before anything reached the client is
+retried on another node, up to `FailoverPolicy.max_attempts` nodes and never past the request's
+deadline; a node answering 4xx (other than 408/429) refused the request itself, which no other
+node would take either, so that is not retried. Streams hold back the chunks that carry no token
+yet (the role chunk vLLM sends on admission) until the first token, so a node that fails while
+prefilling is still retried invisibly; from the first token on, nothing is retried: a failure
+ends the client's stream with a clean error and `chunks_received` says what was delivered.
+
+Every attempt updates what the proxy knows of its node: in-flight counts, the circuit breaker
+(breaker.py) and the passive measurements the score uses (stats.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import orjson
 
-from atoma_proxy.core.errors import NodeFailed
+from atoma_proxy.core.errors import ModelNotFound, NodeFailed, NodeRejectedRequest, NodeTimeout, NoNodeAvailable
+from atoma_proxy.core.nodes.breaker import Dispatch
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
-from atoma_proxy.core.nodes.selection import NodeSelector
-from atoma_proxy.core.nodes.transport import NodeTransport
+from atoma_proxy.core.nodes.scoring import latency_estimates
+from atoma_proxy.core.nodes.selection import (
+    STRATEGY_METADATA_KEY,
+    NodeSelector,
+    SelectionRequest,
+    parse_strategy,
+)
+from atoma_proxy.core.nodes.transport import NodeTransport, NodeUnreachable
+from atoma_proxy.core.ratelimit.context import extra_initial_metadata
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 
 _DONE = b"[DONE]"
 _USAGE_KEY = b'"usage"'
 _NO_USAGE = (b'"usage":null', b'"usage": null')
+# Chunks that carry no token: the role chunk (`"content":""`) vLLM and SGLang send first, and the
+# finish chunks (`"delta":{}`, `"text":""`).
+_NO_TOKEN = (b'"content":""', b'"content": ""', b'"delta":{}', b'"delta": {}', b'"text":""', b'"text": ""')
+_MAX_HELD = 16  # chunks held back before the first token; more means the node streams no tokens at all
+
+RETRYABLE = (NodeFailed, NodeTimeout)
 
 
 @dataclass
@@ -35,10 +62,18 @@ class InferenceCall:
     node: Node | None = None
     attempts: int = 0
     usage: dict[str, Any] | None = None
-    # Chunks with choices received from the node: one token each as vLLM and SGLang stream, so a
+    # Chunks with choices delivered to the client: one token each as vLLM and SGLang stream, so a
     # stream cut short (client gone, node failed) is metered by what was actually generated.
     chunks_received: int = 0
     metadata_sent: bool = field(default=False)
+    # Asked by the caller: a strategy name (`x-atoma-routing-strategy`, checked when routing) and
+    # the RPC's deadline as time.monotonic(); see `routing_options`.
+    strategy: str | None = None
+    deadline: float | None = None
+    # Nodes tried so far, in order (the last one is `node`).
+    tried: list[Node] = field(default_factory=list)
+    # Set by the ledger when a stack pays for the request: only the stack's node may serve it.
+    pinned_node_id: str | None = None
 
     def routing(self) -> common_pb2.RoutingInfo:
         return common_pb2.RoutingInfo(
@@ -49,6 +84,7 @@ class InferenceCall:
         pairs = [("x-request-id", self.request_id), ("x-atoma-attempts", str(self.attempts))]
         if self.node is not None:
             pairs.append(("x-atoma-node", self.node.id))
+        pairs.extend(extra_initial_metadata.get())  # e.g. x-ratelimit-* from the rate-limit interceptor
         return tuple(pairs)
 
     def end(self) -> common_pb2.StreamEnd:
@@ -64,6 +100,17 @@ def new_request_id(supplied: str | None) -> str:
     return uuid.uuid4().hex
 
 
+def routing_options(context: grpc.aio.ServicerContext) -> dict[str, Any]:
+    """The `strategy` and `deadline` of an RPC, as InferenceCall keyword arguments."""
+    strategy = None
+    for key, value in context.invocation_metadata() or ():
+        if key == STRATEGY_METADATA_KEY:
+            strategy = value if isinstance(value, str) else value.decode("ascii", "replace")
+    remaining = context.time_remaining()
+    deadline = time.monotonic() + remaining if remaining is not None else None
+    return {"strategy": strategy, "deadline": deadline}
+
+
 def usage_proto(usage: dict[str, Any]) -> common_pb2.Usage:
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
@@ -74,31 +121,154 @@ def usage_proto(usage: dict[str, Any]) -> common_pb2.Usage:
     )
 
 
+@dataclass(frozen=True)
+class FailoverPolicy:
+    max_attempts: int = 3  # nodes tried per request, the first included
+    first_token_timeout: float = 30.0  # seconds a stream may wait for its first token on one node
+    same_node_pause: float = 0.05  # seconds before trying the only node again, times the attempt number
+
+
+class _Attempt:
+    """One try of one node: in-flight counts while it runs, then its outcome, recorded once."""
+
+    def __init__(self, node: Node, model: str, clock: Callable[[], float]) -> None:
+        self.node = node
+        self.stats = node.model_stats(model)
+        self.clock = clock
+        self.dispatch = node.breaker.dispatch()
+        self.started = clock()
+        node.in_flight += 1
+        self.stats.in_flight += 1
+        self.stats.begin_wait(id(self), self.started)
+        self._open = True
+
+    def first_token(self) -> None:
+        """The node started answering: it no longer counts as waiting (see ModelStats.longest_wait)."""
+        self.stats.end_wait(id(self))
+
+    def _close(self) -> bool:
+        if not self._open:
+            return False
+        self._open = False
+        self.node.in_flight -= 1
+        self.stats.in_flight -= 1
+        self.stats.end_wait(id(self))
+        return True
+
+    def succeeded(self, *, ttft: float | None, tpot: float | None, output_tokens: int | None) -> None:
+        if self._close():
+            self.node.breaker.record_success(self.dispatch)
+            if self.dispatch is Dispatch.TRIAL:  # back from an ejection: its old errors are history
+                for stats in self.node.stats.values():
+                    stats.forget_errors()
+            self.stats.record_success(self.clock(), ttft=ttft, tpot=tpot, output_tokens=output_tokens)
+
+    def rejected(self) -> None:
+        """The node answered, refusing the request itself: the node is fine."""
+        if self._close():
+            self.node.breaker.record_success(self.dispatch)
+
+    def failed(self, error: Exception) -> None:
+        if self._close():
+            self.node.breaker.record_failure(self.dispatch)
+            self.stats.record_failure(self.clock())
+            if isinstance(error, NodeUnreachable):
+                self.node.healthy = False  # nothing listens there; the health poller says when it is back
+
+    def abandoned(self) -> None:
+        """No verdict on the node: the client left, the deadline passed, or the proxy failed."""
+        if self._close():
+            self.node.breaker.record_abandoned(self.dispatch)
+
+
 class InferenceRelay:
-    def __init__(self, registry: NodeRegistry, selector: NodeSelector, transport: NodeTransport) -> None:
+    def __init__(
+        self,
+        registry: NodeRegistry,
+        selector: NodeSelector,
+        transport: NodeTransport,
+        *,
+        policy: FailoverPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._registry = registry
         self._selector = selector
         self._transport = transport
+        self._policy = policy or FailoverPolicy()
+        self._clock = clock
 
-    def _choose(self, call: InferenceCall, model: str) -> Node:
-        node = self._selector.select(model, self._registry.candidates(model))
+    def _choose(self, call: InferenceCall, model: str, failure: Exception | None) -> Node:
+        """The node for the next attempt. On a retry, the failure is re-raised when none is left."""
+        request = SelectionRequest(
+            strategy=parse_strategy(call.strategy),
+            tried=tuple(call.tried),
+            pinned_node_id=call.pinned_node_id,
+        )
+        try:
+            node = self._selector.select(model, self._registry.candidates(model), request)
+        except (NoNodeAvailable, ModelNotFound, NodeFailed):
+            if failure is not None:  # nowhere left to retry: the client gets the real failure
+                raise failure from None
+            raise
         call.node = node
         call.attempts += 1
+        call.tried.append(node)
         return node
+
+    def _check_retry(self, call: InferenceCall, error: Exception) -> None:
+        """Re-raises `error` when the request is out of attempts or out of time."""
+        if call.attempts >= self._policy.max_attempts:
+            raise error
+        if call.deadline is not None and self._clock() >= call.deadline:
+            raise error
+
+    async def _pause_if_same_node(self, call: InferenceCall) -> None:
+        """A node tried again at once (it is the only one) gets a short, growing breather first."""
+        if len(call.tried) >= 2 and call.tried[-1] is call.tried[-2]:
+            await asyncio.sleep(self._policy.same_node_pause * (call.attempts - 1))
 
     async def unary(self, call: InferenceCall, model: str, path: str, body: dict[str, Any]) -> bytes:
         """The node's whole JSON answer; its usage is recorded on `call`."""
-        node = self._choose(call, model)
-        node.in_flight += 1
+        payload = orjson.dumps(body)
+        failure: Exception | None = None
+        while True:
+            node = self._choose(call, model, failure)
+            await self._pause_if_same_node(call)
+            attempt = _Attempt(node, model, self._clock)
+            try:
+                raw = await self._transport.post(node, path, payload, request_id=call.request_id)
+                if _USAGE_KEY in raw:
+                    parsed = orjson.loads(raw)
+                    usage = parsed.get("usage") if isinstance(parsed, dict) else None
+                    call.usage = usage if isinstance(usage, dict) else None
+                self._record_unary(attempt, model, call.usage)
+                return raw
+            except NodeRejectedRequest:
+                attempt.rejected()
+                raise
+            except RETRYABLE as error:
+                attempt.failed(error)
+                self._check_retry(call, error)
+                failure = error
+            finally:
+                attempt.abandoned()  # no-op once an outcome was recorded: a cancellation or a bug
+
+    def _record_unary(self, attempt: _Attempt, model: str, usage: dict[str, Any] | None) -> None:
+        """A non-streamed answer only tells its total time: it scales the node's TTFT and TPOT
+        estimates in proportion, keeping their shape."""
+        node, now = attempt.node, self._clock()
+        duration = now - attempt.started
+        tokens = int((usage or {}).get("completion_tokens") or 0)
+        ttft, tpot = latency_estimates(node, model, self._peers(node, model), now)
+        expected = ttft + max(tokens - 1, 0) * tpot
+        scale = duration / expected if expected > 0 else 1.0
+        attempt.succeeded(ttft=ttft * scale, tpot=tpot * scale if tokens >= 2 else None, output_tokens=tokens or None)
+
+    def _peers(self, node: Node, model: str) -> list[Node]:
         try:
-            raw = await self._transport.post(node, path, orjson.dumps(body), request_id=call.request_id)
-        finally:
-            node.in_flight -= 1
-        if _USAGE_KEY in raw:
-            parsed = orjson.loads(raw)
-            usage = parsed.get("usage") if isinstance(parsed, dict) else None
-            call.usage = usage if isinstance(usage, dict) else None
-        return raw
+            return self._registry.candidates(model)
+        except ModelNotFound:
+            return [node]
 
     async def stream(
         self, call: InferenceCall, model: str, path: str, body: dict[str, Any], *, client_wants_usage: bool
@@ -110,23 +280,94 @@ class InferenceRelay:
         [DONE] is a node failure, never a silent success.
         """
         body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
-        node = self._choose(call, model)
-        node.in_flight += 1
+        payload = orjson.dumps(body)
+        failure: Exception | None = None
+        while True:
+            node = self._choose(call, model, failure)
+            await self._pause_if_same_node(call)
+            delivered = False
+            attempt = self._stream_attempt(call, node, model, path, payload, client_wants_usage)
+            try:
+                async with aclosing(attempt):
+                    async for data in attempt:
+                        delivered = True
+                        yield data
+                return
+            except RETRYABLE as error:
+                if delivered:
+                    raise
+                self._check_retry(call, error)
+                failure = error
+
+    async def _stream_attempt(
+        self, call: InferenceCall, node: Node, model: str, path: str, payload: bytes, client_wants_usage: bool
+    ) -> AsyncGenerator[bytes, None]:
+        attempt = _Attempt(node, model, self._clock)
+        held: list[bytes] = []
+        first_token_at: float | None = None
+        last_token_at = 0.0
+        tokens = 0
         try:
-            chunks = self._transport.stream(node, path, orjson.dumps(body), request_id=call.request_id)
+            chunks = self._transport.stream(node, path, payload, request_id=call.request_id)
             async with aclosing(chunks):
-                async for data in chunks:
-                    if data == _DONE:
-                        return
-                    if _carries_usage(data) and self._take_usage(call, data):
-                        if not client_wants_usage:
-                            continue
+                while True:
+                    if first_token_at is None:
+                        data = await self._first_chunks(node, chunks, call)
                     else:
-                        call.chunks_received += 1
-                    yield data
-            raise NodeFailed(f"Node {node.id} ended the stream before [DONE].")
+                        data = await anext(chunks, None)
+                    if data is None:
+                        raise NodeFailed(f"Node {node.id} ended the stream before [DONE].")
+                    if data == _DONE:
+                        break
+                    usage_only = _carries_usage(data) and self._take_usage(call, data)
+                    if usage_only and not client_wants_usage:
+                        continue
+                    if not usage_only and not _carries_no_token(data):
+                        last_token_at = self._clock()
+                        tokens += 1
+                        if first_token_at is None:
+                            first_token_at = last_token_at
+                            attempt.first_token()
+                    if first_token_at is None:
+                        if len(held) >= _MAX_HELD:
+                            first_token_at = self._clock()  # no tokens come as we expect them: stop holding
+                        else:
+                            held.append(data)
+                            continue
+                    for chunk in (*held, data):
+                        if not _is_usage_only(chunk):
+                            call.chunks_received += 1
+                        yield chunk
+                    held.clear()
+            for chunk in held:  # a reply without any token
+                if not _is_usage_only(chunk):
+                    call.chunks_received += 1
+                yield chunk
+            ttft = first_token_at - attempt.started if first_token_at is not None else None
+            tpot = None
+            if first_token_at is not None and tokens > 1:
+                tpot = (last_token_at - first_token_at) / (tokens - 1)
+            completion = int((call.usage or {}).get("completion_tokens") or 0) or tokens or None
+            attempt.succeeded(ttft=ttft, tpot=tpot, output_tokens=completion)
+        except NodeRejectedRequest:
+            attempt.rejected()
+            raise
+        except RETRYABLE as error:
+            attempt.failed(error)
+            raise
         finally:
-            node.in_flight -= 1
+            attempt.abandoned()  # no-op once an outcome was recorded: the client left, or a bug
+
+    async def _first_chunks(self, node: Node, chunks: AsyncIterator[bytes], call: InferenceCall) -> bytes | None:
+        """The next chunk while no token has come yet, within the first-token timeout and the deadline."""
+        budget = self._policy.first_token_timeout
+        if call.deadline is not None:
+            budget = min(budget, call.deadline - self._clock())
+        try:
+            async with asyncio.timeout(max(budget, 0.0)):
+                return await anext(chunks, None)
+        except TimeoutError:
+            raise NodeTimeout(f"Node {node.id} sent no token within {budget:.1f} s.") from None
 
     @staticmethod
     def _take_usage(call: InferenceCall, data: bytes) -> bool:
@@ -142,3 +383,11 @@ class InferenceRelay:
 def _carries_usage(data: bytes) -> bool:
     """Cheap byte test before any parsing: most chunks say `"usage":null` or nothing."""
     return _USAGE_KEY in data and _NO_USAGE[0] not in data and _NO_USAGE[1] not in data
+
+
+def _is_usage_only(data: bytes) -> bool:
+    return _carries_usage(data) and (b'"choices":[]' in data or b'"choices": []' in data)
+
+
+def _carries_no_token(data: bytes) -> bool:
+    return any(marker in data for marker in _NO_TOKEN)

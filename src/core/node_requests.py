@@ -50,7 +50,7 @@ def chat_completion_body(req: pb.ChatCompletionRequest) -> dict[str, Any]:
         body["frequency_penalty"] = req.frequency_penalty
     if req.user:
         body["user"] = req.user
-    return _merge_extra(body, req.extra_json, "extra_json")
+    return _merge_extra(body, req.extra_json, "extra_json", _CHAT_GOVERNED)
 
 
 def completion_body(req: pb.CompletionRequest) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def completion_body(req: pb.CompletionRequest) -> dict[str, Any]:
         body["seed"] = req.seed
     if req.user:
         body["user"] = req.user
-    return _merge_extra(body, req.extra_json, "extra_json")
+    return _merge_extra(body, req.extra_json, "extra_json", _COMPLETION_GOVERNED)
 
 
 def embeddings_body(req: pb.EmbeddingsRequest) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def embeddings_body(req: pb.EmbeddingsRequest) -> dict[str, Any]:
         body["dimensions"] = req.dimensions
     if req.user:
         body["user"] = req.user
-    return _merge_extra(body, req.extra_json, "extra_json")
+    return _merge_extra(body, req.extra_json, "extra_json", _EMBEDDINGS_GOVERNED)
 
 
 def images_body(req: pb.GenerateImagesRequest) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def images_body(req: pb.GenerateImagesRequest) -> dict[str, Any]:
         body["style"] = req.style
     if req.user:
         body["user"] = req.user
-    return _merge_extra(body, req.extra_json, "extra_json")
+    return _merge_extra(body, req.extra_json, "extra_json", _IMAGES_GOVERNED)
 
 
 def _put_stream(body: dict[str, Any], req: pb.ChatCompletionRequest | pb.CompletionRequest) -> None:
@@ -156,14 +156,17 @@ def _text_or_tokens(texts: Any, tokens: Any, name: str) -> list[Any] | None:
     return None
 
 
-# Fields the proxy routes and meters by: only their typed form may set them, never extra_json,
-# or a caller could be priced for one request and run another.
-_GOVERNED = frozenset(
-    {"model", "messages", "prompt", "input", "n", "max_tokens", "max_completion_tokens", "stream", "size"}
-)
+# Per endpoint, the fields the proxy routes and meters by: only their typed form may set them,
+# never extra_json, or a caller could be priced for one request and run another.
+_CHAT_GOVERNED = frozenset({"model", "messages", "n", "max_tokens", "max_completion_tokens", "stream"})
+_COMPLETION_GOVERNED = frozenset({"model", "prompt", "n", "max_tokens", "stream"})
+_EMBEDDINGS_GOVERNED = frozenset({"model", "input"})
+_IMAGES_GOVERNED = frozenset({"model", "prompt", "n", "size"})
 
 
-def _merge_extra(body: dict[str, Any], extra_json: str, param: str) -> dict[str, Any]:
+def _merge_extra(
+    body: dict[str, Any], extra_json: str, param: str, governed: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     if not extra_json:
         return body
     try:
@@ -172,8 +175,8 @@ def _merge_extra(body: dict[str, Any], extra_json: str, param: str) -> dict[str,
         raise InvalidRequest(f"`{param}` is not valid JSON: {error}", param=param) from None
     if type(extra) is not dict:
         raise InvalidRequest(f"`{param}` must be a JSON object.", param=param)
-    if param == "extra_json" and not _GOVERNED.isdisjoint(extra):
-        shadowed = sorted(_GOVERNED.intersection(extra))
+    if not governed.isdisjoint(extra):
+        shadowed = sorted(governed.intersection(extra))
         raise InvalidRequest(f"`{param}` must not set {', '.join(shadowed)}: use the typed fields.", param=param)
     body.update(extra)
     return body

@@ -1,13 +1,19 @@
-"""The RoutingService servicer: authenticate, check, translate, relay, report.
+"""The RoutingService servicer: authenticate, check, price, relay, settle, report.
 
 Each RPC is a short script over the domain: the `InferenceRelay` does the node work, the
-authenticator says who is asking, `node_requests` builds the node's JSON. Domain errors end the
-RPC with a google.rpc.Status (see status.py); routing facts go out as initial and trailing
-metadata.
+authenticator says who is asking, `node_requests` builds the node's JSON, the `Meter` reserves the
+most a request may cost before any node is called and settles what it used afterwards. Domain
+errors end the RPC with a google.rpc.Status (see status.py); routing facts and the cost go out as
+metadata (`x-atoma-cost`, micro-USD, in the trailing metadata) and in the response's `end`.
+
+Settlement runs on every way out of an inference RPC: success, a domain error, and cancellation
+(the client left or the deadline passed), in which case the `finally` settles what was generated
+so far; the Meter shields it from the cancellation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -15,9 +21,18 @@ from typing import Any, TypeVar
 import grpc
 
 from atoma_proxy.core import node_requests, validation
-from atoma_proxy.core.auth import ApiKeyAuthenticator
-from atoma_proxy.core.errors import InternalError, ProxyError
-from atoma_proxy.core.inference import InferenceCall, InferenceRelay, new_request_id, usage_proto
+from atoma_proxy.core.auth import ApiKeyAuthenticator, Principal
+from atoma_proxy.core.errors import (
+    InternalError,
+    ModelNotFound,
+    NodeFailed,
+    NodeRejectedRequest,
+    NodeTimeout,
+    NoNodeAvailable,
+    ProxyError,
+)
+from atoma_proxy.core.inference import InferenceCall, InferenceRelay, new_request_id, routing_options, usage_proto
+from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome, RequestKind, carries_generated_text
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
@@ -27,6 +42,8 @@ log = logging.getLogger(__name__)
 
 StreamResponse = TypeVar("StreamResponse", pb.ChatCompletionResponse, pb.CompletionResponse)
 
+COST_KEY = "x-atoma-cost"
+
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
@@ -35,27 +52,93 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
     return new_request_id(None)
 
 
+def _outcome(error: BaseException) -> str:
+    """The usage record's outcome for a request that ended with `error`."""
+    if isinstance(error, NodeTimeout):
+        return Outcome.NODE_TIMEOUT
+    if isinstance(error, NodeRejectedRequest):
+        return Outcome.NODE_REJECTED
+    if isinstance(error, NodeFailed):
+        return Outcome.NODE_FAILED
+    if isinstance(error, NoNodeAvailable | ModelNotFound):
+        return Outcome.NO_NODE
+    return Outcome.ERROR
+
+
+def _cancelled_outcome(context: grpc.aio.ServicerContext) -> str:
+    remaining = context.time_remaining()
+    return Outcome.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else Outcome.CLIENT_CANCELLED
+
+
 class RoutingService(pb_grpc.RoutingServiceServicer):
-    def __init__(self, registry: NodeRegistry, relay: InferenceRelay, authenticator: ApiKeyAuthenticator) -> None:
+    def __init__(
+        self,
+        registry: NodeRegistry,
+        relay: InferenceRelay,
+        authenticator: ApiKeyAuthenticator,
+        meter: Meter | None = None,
+    ) -> None:
         self._registry = registry
         self._relay = relay
         self._auth = authenticator
+        self._meter = meter
 
-    async def _fail(self, context: grpc.aio.ServicerContext, error: Exception, call: InferenceCall | None) -> None:
+    async def _fail(
+        self,
+        context: grpc.aio.ServicerContext,
+        error: Exception,
+        call: InferenceCall | None,
+        metered: MeteredRequest | None = None,
+    ) -> None:
         if not isinstance(error, ProxyError):
             log.exception("unexpected error", exc_info=error)
             error = InternalError("The proxy failed unexpectedly; the error was logged.")
-        await context.abort_with_status(to_grpc_status(error, call.metadata() if call else ()))
+        await context.abort_with_status(to_grpc_status(error, self._trailing(call, metered) if call else ()))
 
-    async def _authenticated(self, context: grpc.aio.ServicerContext) -> InferenceCall:
-        await self._auth.authenticate(context.invocation_metadata())
-        return InferenceCall(request_id=_request_id(context))
+    async def _authenticated(self, context: grpc.aio.ServicerContext) -> tuple[Principal, InferenceCall]:
+        principal = await self._auth.authenticate(context.invocation_metadata())
+        return principal, InferenceCall(request_id=_request_id(context), **routing_options(context))
+
+    async def _reserve(
+        self,
+        context: grpc.aio.ServicerContext,
+        principal: Principal,
+        call: InferenceCall,
+        kind: RequestKind,
+        model: str,
+        body: dict[str, Any],
+    ) -> MeteredRequest | None:
+        if self._meter is None:
+            return None
+        return await self._meter.reserve(principal, call, kind, model, body, deadline=context.time_remaining())
+
+    async def _settle(self, metered: MeteredRequest | None, call: InferenceCall | None, outcome: str) -> int:
+        if self._meter is None or metered is None:
+            return 0
+        return await self._meter.settle(metered, call, outcome)
+
+    async def _settle_abandoned(
+        self, context: grpc.aio.ServicerContext, metered: MeteredRequest | None, call: InferenceCall | None
+    ) -> None:
+        """In `finally`: settle a request that neither completed nor failed (it was cancelled)."""
+        if metered is not None and not metered.settled:
+            try:
+                await self._settle(metered, call, _cancelled_outcome(context))
+            except asyncio.CancelledError:
+                pass  # cancelled again while waiting: the settlement itself runs on (see Meter.settle)
+
+    @staticmethod
+    def _trailing(call: InferenceCall, metered: MeteredRequest | None) -> tuple[tuple[str, str], ...]:
+        metadata = call.metadata()
+        if metered is not None and metered.settled:
+            return (*metadata, (COST_KEY, str(metered.cost)))
+        return metadata
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
         try:
-            await self._authenticated(context)
+            await self._auth.authenticate(context.invocation_metadata())
         except Exception as error:
             await self._fail(context, error, None)
         models = [
@@ -66,7 +149,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: grpc.aio.ServicerContext) -> pb.ListNodesResponse:
         try:
-            await self._authenticated(context)
+            await self._auth.authenticate(context.invocation_metadata())
         except Exception as error:
             await self._fail(context, error, None)
         return pb.ListNodesResponse(
@@ -92,6 +175,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             context,
             pb.ChatCompletionResponse,
             "/v1/chat/completions",
+            RequestKind.CHAT,
             validation.check_chat_completion,
             node_requests.chat_completion_body,
         )
@@ -106,6 +190,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             context,
             pb.CompletionResponse,
             "/v1/completions",
+            RequestKind.COMPLETION,
             validation.check_completion,
             node_requests.completion_body,
         )
@@ -118,18 +203,23 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         context: grpc.aio.ServicerContext,
         response: type[StreamResponse],
         path: str,
+        kind: RequestKind,
         check: Callable[[Any], None],
         build_body: Callable[[Any], dict[str, Any]],
     ) -> AsyncIterator[StreamResponse]:
         call: InferenceCall | None = None
+        metered: MeteredRequest | None = None
         try:
-            call = await self._authenticated(context)
+            principal, call = await self._authenticated(context)
             check(request)
             body = build_body(request)
+            metered = await self._reserve(context, principal, call, kind, request.model, body)
             if request.stream:
                 wants_usage = request.stream_options.include_usage
                 chunks = self._relay.stream(call, request.model, path, body, client_wants_usage=wants_usage)
                 async for chunk in chunks:
+                    if metered is not None and carries_generated_text(chunk):
+                        metered.generated += 1
                     if not call.metadata_sent:
                         await self._send_metadata(context, call)
                     yield response(chunk=chunk.decode())
@@ -137,29 +227,62 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
                 raw = await self._relay.unary(call, request.model, path, body)
                 await self._send_metadata(context, call)
                 yield response(completion=raw.decode())
-            context.set_trailing_metadata(call.metadata())
-            yield response(end=call.end())
+            end = call.end()
+            end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
+            context.set_trailing_metadata(self._trailing(call, metered))
+            yield response(end=end)
         except Exception as error:
-            await self._fail(context, error, call)
+            await self._settle(metered, call, _outcome(error))
+            await self._fail(context, error, call, metered)
+        finally:
+            await self._settle_abandoned(context, metered, call)
 
     @staticmethod
     async def _send_metadata(context: grpc.aio.ServicerContext, call: InferenceCall) -> None:
         call.metadata_sent = True
         await context.send_initial_metadata(call.metadata())
 
+    async def _unary(
+        self,
+        context: grpc.aio.ServicerContext,
+        kind: RequestKind,
+        request: Any,
+        path: str,
+        check: Callable[[Any], None],
+        build_body: Callable[[Any], dict[str, Any]],
+    ) -> tuple[InferenceCall, bytes, int]:
+        """Embeddings and images: the node's answer and the cost, or the RPC ends with the error."""
+        call: InferenceCall | None = None
+        metered: MeteredRequest | None = None
+        try:
+            principal, call = await self._authenticated(context)
+            check(request)
+            body = build_body(request)
+            metered = await self._reserve(context, principal, call, kind, request.model, body)
+            raw = await self._relay.unary(call, request.model, path, body)
+            cost = await self._settle(metered, call, Outcome.OK)
+        except Exception as error:
+            await self._settle(metered, call, _outcome(error))
+            await self._fail(context, error, call, metered)
+            raise  # unreachable: _fail aborts the RPC
+        finally:
+            await self._settle_abandoned(context, metered, call)
+        await self._send_metadata(context, call)
+        context.set_trailing_metadata(self._trailing(call, metered))
+        return call, raw, cost
+
     async def Embeddings(
         self, request: pb.EmbeddingsRequest, context: grpc.aio.ServicerContext
     ) -> pb.EmbeddingsResponse:
-        call: InferenceCall | None = None
-        try:
-            call = await self._authenticated(context)
-            validation.check_embeddings(request)
-            raw = await self._relay.unary(call, request.model, "/v1/embeddings", node_requests.embeddings_body(request))
-        except Exception as error:
-            await self._fail(context, error, call)
-        await self._send_metadata(context, call)
-        context.set_trailing_metadata(call.metadata())
-        result = pb.EmbeddingsResponse(response_json=raw.decode(), routing=call.routing())
+        call, raw, cost = await self._unary(
+            context,
+            RequestKind.EMBEDDINGS,
+            request,
+            "/v1/embeddings",
+            validation.check_embeddings,
+            node_requests.embeddings_body,
+        )
+        result = pb.EmbeddingsResponse(response_json=raw.decode(), routing=call.routing(), cost_micro_usd=cost)
         if call.usage:
             result.usage.CopyFrom(usage_proto(call.usage))
         return result
@@ -167,14 +290,12 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
     async def GenerateImages(
         self, request: pb.GenerateImagesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateImagesResponse:
-        call: InferenceCall | None = None
-        try:
-            call = await self._authenticated(context)
-            validation.check_generate_images(request)
-            body = node_requests.images_body(request)
-            raw = await self._relay.unary(call, request.model, "/v1/images/generations", body)
-        except Exception as error:
-            await self._fail(context, error, call)
-        await self._send_metadata(context, call)
-        context.set_trailing_metadata(call.metadata())
-        return pb.GenerateImagesResponse(response_json=raw.decode(), routing=call.routing())
+        call, raw, cost = await self._unary(
+            context,
+            RequestKind.IMAGES,
+            request,
+            "/v1/images/generations",
+            validation.check_generate_images,
+            node_requests.images_body,
+        )
+        return pb.GenerateImagesResponse(response_json=raw.decode(), routing=call.routing(), cost_micro_usd=cost)

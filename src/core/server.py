@@ -10,20 +10,34 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from atoma_proxy.config import Settings
+from atoma_proxy.core.accounts import build_account_services
+from atoma_proxy.core.accounts.callers import AdminGate
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.inference import InferenceRelay
-from atoma_proxy.core.nodes.health import HealthPoller
-from atoma_proxy.core.nodes.registry import NodeRegistry
-from atoma_proxy.core.nodes.selection import LeastInFlightSelector
+from atoma_proxy.core.ledger import LedgerSweeper, Meter
+from atoma_proxy.core.node_admin_service import NodeAdminService
+from atoma_proxy.core.nodes.runtime import NodeRuntime
 from atoma_proxy.core.nodes.transport import HttpNodeTransport, NodeTransport
 from atoma_proxy.core.persistence import create_engine, session_factory
+from atoma_proxy.core.ratelimit import RateLimitInterceptor, rate_limiter_from_settings
 from atoma_proxy.core.routing_service import RoutingService
+from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as account_admin_pb
+from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2_grpc as account_admin_grpc
+from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as accounts_pb
+from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2_grpc as accounts_grpc
+from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2 as node_admin_pb
+from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2_grpc as node_admin_grpc
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 ROUTING_SERVICE = pb.DESCRIPTOR.services_by_name["RoutingService"].full_name
+NODE_ADMIN_SERVICE = node_admin_pb.DESCRIPTOR.services_by_name["NodeAdminService"].full_name
+ACCOUNT_SERVICES = (
+    accounts_pb.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    account_admin_pb.DESCRIPTOR.services_by_name["AccountAdminService"].full_name,
+)
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -32,12 +46,18 @@ class CoreServer:
 
     def __init__(self, settings: Settings, transport: NodeTransport | None = None) -> None:
         self.settings = settings
-        self.registry = NodeRegistry.from_config(settings.nodes)
         self.transport = transport or HttpNodeTransport(settings.core)
+        self.nodes = NodeRuntime(settings, self.transport)  # registry, health, metrics, selection, reload
+        self.registry = self.nodes.registry
         self.engine = create_engine(settings.database)
-        self._poller = HealthPoller(self.registry, self.transport, settings.core.health_interval)
         self._health = health.aio.HealthServicer()
+        self._api_keys = authenticator = ApiKeyAuthenticator(
+            session_factory(self.engine), settings.core.api_key_cache_ttl
+        )
+        limiter = rate_limiter_from_settings(settings.rate_limits)  # None when no limit is configured
+        self._rate_limits = RateLimitInterceptor(limiter, authenticator) if limiter is not None else None
         self._server = grpc.aio.server(
+            interceptors=[self._rate_limits] if self._rate_limits is not None else None,
             maximum_concurrent_rpcs=settings.core.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),
@@ -47,12 +67,28 @@ class CoreServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        authenticator = ApiKeyAuthenticator(session_factory(self.engine), settings.core.api_key_cache_ttl)
-        relay = InferenceRelay(self.registry, LeastInFlightSelector(), self.transport)
-        pb_grpc.add_RoutingServiceServicer_to_server(RoutingService(self.registry, relay, authenticator), self._server)
+        relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)
+        self.meter = Meter.from_settings(settings, self.engine, self.registry)
+        self._sweeper = LedgerSweeper(session_factory(self.engine), settings.ledger.sweep_interval)
+        routing = RoutingService(self.registry, relay, authenticator, self.meter)
+        pb_grpc.add_RoutingServiceServicer_to_server(routing, self._server)
+        account_service, account_admin_service = build_account_services(
+            settings.accounts, session_factory(self.engine), authenticator, self.registry
+        )
+        accounts_grpc.add_AccountServiceServicer_to_server(account_service, self._server)
+        account_admin_grpc.add_AccountAdminServiceServicer_to_server(account_admin_service, self._server)
+        admin_token = settings.accounts.admin_token.get_secret_value() if settings.accounts.admin_token else None
+        node_admin = NodeAdminService(self.registry, self.nodes.poller, AdminGate(admin_token), self.nodes.clock)
+        node_admin_grpc.add_NodeAdminServiceServicer_to_server(node_admin, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
-            (ROUTING_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                ROUTING_SERVICE,
+                *ACCOUNT_SERVICES,
+                NODE_ADMIN_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             self._server,
         )
         self.port = 0
@@ -62,8 +98,10 @@ class CoreServer:
         self.port = self._server.add_insecure_port(self.settings.core.listen)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.core.listen}")
-        await self._poller.probe_all()
-        self._poller.start()
+        await self.nodes.start()
+        self.nodes.reload_on_sighup()
+        if self.settings.ledger.enabled:
+            self._sweeper.start()
         await self._server.start()
         for service in ("", ROUTING_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -74,8 +112,13 @@ class CoreServer:
         """Stop taking RPCs, let in-flight ones finish within the grace period, release everything."""
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self.settings.core.shutdown_grace if grace is None else grace)
-        await self._poller.stop()
+        await self.meter.aclose()  # settlements of the requests just cancelled, then its connections
+        await self._sweeper.stop()
+        if self._rate_limits is not None:
+            await self._rate_limits.aclose()
+        await self.nodes.stop()
         await self.transport.aclose()
+        await self._api_keys.aclose()
         await self.engine.dispose()
 
     async def wait(self) -> None:

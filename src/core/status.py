@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2, message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -19,10 +20,40 @@ class _Status(grpc.Status):
         self.trailing_metadata = trailing_metadata
 
 
-def to_grpc_status(error: ProxyError, trailing: Sequence[tuple[str, str]] = ()) -> grpc.Status:
-    """The status a failed RPC ends with; clients read `reason` from its ErrorInfo."""
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status = rpc_status.to_status(status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail]))
+def to_grpc_status(
+    error: ProxyError, trailing: Sequence[tuple[str, str]] = (), details: Sequence[message.Message] = ()
+) -> grpc.Status:
+    """The status a failed RPC ends with; clients read `reason` from its ErrorInfo.
+
+    `details` are further google.rpc detail messages; a RetryInfo is added when `error.retry_after` is set,
+    a QuotaFailure when `error.quota_violations` is not empty.
+    """
+    extra = list(details)
+    if error.retry_after is not None:
+        extra.append(retry_info(error.retry_after))
+    if error.quota_violations:
+        extra.append(quota_failure(error.quota_violations))
+    packed = []
+    for detail_message in (
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata),
+        *extra,
+    ):
+        detail = any_pb2.Any()
+        detail.Pack(detail_message)
+        packed.append(detail)
+    status = rpc_status.to_status(status_pb2.Status(code=error.code.value[0], message=error.message, details=packed))
     return _Status(status.code, status.details, (*status.trailing_metadata, *trailing))
+
+
+def retry_info(seconds: float) -> error_details_pb2.RetryInfo:
+    """google.rpc.RetryInfo for a delay, rounded up to the millisecond (never 0 when waiting is needed)."""
+    millis = max(0, math.ceil(seconds * 1000))
+    delay = duration_pb2.Duration(seconds=millis // 1000, nanos=(millis % 1000) * 1_000_000)
+    return error_details_pb2.RetryInfo(retry_delay=delay)
+
+
+def quota_failure(violations: Sequence[tuple[str, str]]) -> error_details_pb2.QuotaFailure:
+    """google.rpc.QuotaFailure with one violation per (subject, description)."""
+    return error_details_pb2.QuotaFailure(
+        violations=[error_details_pb2.QuotaFailure.Violation(subject=s, description=d) for s, d in violations]
+    )

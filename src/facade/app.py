@@ -24,6 +24,12 @@ from atoma_proxy.facade.body import MAX_BODY_BYTES
 from atoma_proxy.facade.errors import install_error_handlers
 from atoma_proxy.facade.gateway import add_gateway_routes
 from atoma_proxy.facade.schemas import component_schemas
+from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as account_admin_pb
+from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2_grpc as account_admin_grpc
+from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as accounts_pb
+from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2_grpc as accounts_grpc
+from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2 as node_admin_pb
+from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2_grpc as node_admin_grpc
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
@@ -46,6 +52,8 @@ class CoreStubs:
     channel: grpc.aio.Channel
     routing: pb_grpc.RoutingServiceStub
     health: health_pb2_grpc.HealthStub
+    accounts: accounts_grpc.AccountServiceStub
+    account_admin: account_admin_grpc.AccountAdminServiceStub
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -54,7 +62,13 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         channel = grpc.aio.insecure_channel(settings.facade.core_target, options=CHANNEL_OPTIONS)
-        app.state.core = CoreStubs(channel, pb_grpc.RoutingServiceStub(channel), health_pb2_grpc.HealthStub(channel))
+        app.state.core = CoreStubs(
+            channel,
+            pb_grpc.RoutingServiceStub(channel),
+            health_pb2_grpc.HealthStub(channel),
+            accounts_grpc.AccountServiceStub(channel),
+            account_admin_grpc.AccountAdminServiceStub(channel),
+        )
         try:
             yield
         finally:
@@ -72,6 +86,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_openai.router)
     add_gateway_routes(
         app, pb.DESCRIPTOR.services_by_name["RoutingService"], lambda request: request.app.state.core.routing
+    )
+    add_gateway_routes(
+        app, accounts_pb.DESCRIPTOR.services_by_name["AccountService"], lambda request: request.app.state.core.accounts
+    )
+    add_gateway_routes(
+        app,
+        account_admin_pb.DESCRIPTOR.services_by_name["AccountAdminService"],
+        lambda request: request.app.state.core.account_admin,
+    )
+    add_gateway_routes(  # admin calls are rare: a stub per call on the shared channel
+        app,
+        node_admin_pb.DESCRIPTOR.services_by_name["NodeAdminService"],
+        lambda request: node_admin_grpc.NodeAdminServiceStub(request.app.state.core.channel),
     )
 
     def openapi() -> dict[str, Any]:

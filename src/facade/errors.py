@@ -133,6 +133,7 @@ def from_rpc_error(error: grpc.aio.AioRpcError, headers: Mapping[str, str] | Non
         message = _TRANSPORT_MESSAGES.get(code) or error.details() or code.name
         return ApiError(HTTP_STATUS_BY_CODE.get(code, 500), message, code=code.name.lower(), headers=headers)
     reason, param = _error_info(status)
+    headers = {**(headers or {}), **_retry_headers(status)}
     http_status = HTTP_STATUS_BY_CODE.get(code, 500)
     special = _SPECIAL_REASONS.get(reason or "")
     if special is not None:
@@ -163,6 +164,17 @@ def _error_info(status: status_pb2.Status) -> tuple[str | None, str | None]:
             detail.Unpack(info)
             return info.reason or None, info.metadata.get("param") or None
     return None, None
+
+
+def _retry_headers(status: status_pb2.Status) -> dict[str, str]:
+    """`retry-after` (seconds, rounded up) and `retry-after-ms` from a google.rpc.RetryInfo detail."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            millis = info.retry_delay.seconds * 1000 + -(-info.retry_delay.nanos // 1_000_000)
+            return {"retry-after": str(-(-millis // 1000)), "retry-after-ms": str(millis)}
+    return {}
 
 
 def install_error_handlers(app: FastAPI) -> None:

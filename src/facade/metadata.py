@@ -1,10 +1,12 @@
 """HTTP headers <-> gRPC metadata, the grpc-gateway way.
 
-In: `Authorization` and `X-Request-Id` pass as metadata unchanged (the core authenticates, the
-facade never does); `Grpc-Metadata-<name>: v` becomes metadata `<name>: v`; `Grpc-Timeout`
-("10S", "500m", gRPC's wire format) sets the deadline, else `settings.facade.request_timeout`,
-which also caps it: a client may shorten the operator's deadline, not extend it.
-Out: the routing facts the core sends as initial (or trailing) metadata become response headers.
+In: `Authorization`, `X-Request-Id` and `X-Atoma-Routing-Strategy` pass as metadata unchanged (the
+core authenticates and routes, the facade never does); `Grpc-Metadata-<name>: v` becomes metadata
+`<name>: v`; `Grpc-Timeout` ("10S", "500m", gRPC's wire format) sets the deadline, else
+`settings.facade.request_timeout`, which also caps it: a client may shorten the operator's
+deadline, not extend it.
+Out: the routing facts and `x-ratelimit-*` the core sends as initial (or trailing) metadata become
+response headers.
 Header values that gRPC cannot carry are a 400 naming the header, not a 500 from grpc.
 """
 
@@ -19,11 +21,17 @@ import grpc
 
 from atoma_proxy.facade.errors import ApiError, from_rpc_error, invalid_request
 
-__all__ = ["ROUTING_HEADERS", "call_metadata", "routing_headers", "rpc_error"]
+__all__ = ["RATE_LIMIT_PREFIX", "ROUTING_HEADERS", "call_metadata", "routing_headers", "rpc_error"]
 
-ROUTING_HEADERS = ("x-request-id", "x-atoma-node", "x-atoma-attempts")
+# x-atoma-cost (micro-USD) is known at the end: a header of non-streamed responses only.
+ROUTING_HEADERS = ("x-request-id", "x-atoma-node", "x-atoma-attempts", "x-atoma-cost")
+RATE_LIMIT_PREFIX = "x-ratelimit-"
 
-_FORWARDED = {b"authorization": "authorization", b"x-request-id": "x-request-id"}
+_FORWARDED = {
+    b"authorization": "authorization",
+    b"x-request-id": "x-request-id",
+    b"x-atoma-routing-strategy": "x-atoma-routing-strategy",
+}
 _PREFIX = b"grpc-metadata-"
 _VALID_KEY = re.compile(r"[0-9a-z_.\-]+")
 _PRINTABLE = re.compile(rb"[\x20-\x7e]*")
@@ -49,13 +57,14 @@ def call_metadata(raw_headers: Iterable[tuple[bytes, bytes]], default_timeout: f
 
 
 def routing_headers(*metadatas: grpc.aio.Metadata | None) -> dict[str, str]:
-    """The routing facts (`x-request-id`, `x-atoma-node`, `x-atoma-attempts`) found first in these."""
+    """The routing facts (`x-request-id`, `x-atoma-node`, `x-atoma-attempts`) and `x-ratelimit-*`, first found."""
     headers: dict[str, str] = {}
     for metadata in metadatas:
         if not metadata:
             continue
         for key, value in metadata:
-            if key in ROUTING_HEADERS and key not in headers and isinstance(value, str):
+            relayed = key in ROUTING_HEADERS or key.startswith(RATE_LIMIT_PREFIX)
+            if relayed and key not in headers and isinstance(value, str):
                 headers[key] = value
     return headers
 

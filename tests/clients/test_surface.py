@@ -27,7 +27,10 @@ def _snake_case(name: str) -> str:
 
 def test_public_exports_are_deliberate():
     assert atoma_proxy.clients.__all__ == [
+        "AccountClient",
+        "ApiKey",
         "AuthenticationError",
+        "Balance",
         "ChatChunk",
         "ChatCompletionEvent",
         "ChatCompletionResult",
@@ -35,6 +38,8 @@ def test_public_exports_are_deliberate():
         "CompletionChunk",
         "CompletionEvent",
         "CompletionResult",
+        "CreatedApiKey",
+        "CreditResult",
         "DeadlineExceededError",
         "EmbeddingsResult",
         "EventStream",
@@ -43,6 +48,7 @@ def test_public_exports_are_deliberate():
         "InternalError",
         "InvalidRequestError",
         "Model",
+        "ModelPrice",
         "NodeStatus",
         "NotFoundError",
         "RateLimitError",
@@ -50,9 +56,16 @@ def test_public_exports_are_deliberate():
         "RoutingClient",
         "RoutingError",
         "RoutingInfo",
+        "Stack",
         "StreamEnd",
+        "TokenGrant",
         "UnavailableError",
         "Usage",
+        "UsagePage",
+        "UsageRecord",
+        "UsageSummary",
+        "UsageTotals",
+        "User",
         "from_rpc_error",
     ]
     assert all(hasattr(atoma_proxy.clients, name) for name in atoma_proxy.clients.__all__)

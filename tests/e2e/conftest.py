@@ -20,6 +20,9 @@ SLOW_CHAT = "atoma/sim-slow"
 BROKEN_CHAT = "atoma/sim-broken"
 EMBED = "atoma/sim-embed"
 IMAGE = "atoma/sim-image"
+# The stack's accounts configuration (tests/e2e/test_accounts.py).
+ADMIN_TOKEN = "e2e-admin-token-0123456789"
+JWT_SECRET = "e2e-jwt-secret-0123456789abcdefghijklmnop"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ def _config(nodes: dict[str, str]) -> str:
         "broken": (f"['{BROKEN_CHAT}']", 100_000, 400_000),
     }
     text = "[core]\nhealth_interval = 0.5\n"
+    # The simulator's own tokenizer: estimates and charges of the simulated models are exact.
+    text += "".join(f"\n[[tokenizers]]\nmodel = '{m}'\nkind = 'sim-words'\n" for m in (CHAT, SLOW_CHAT, EMBED))
     for node_id, (models, price_in, price_out) in sections.items():
         text += (
             f"\n[[nodes]]\nid = '{node_id}'\nurl = '{nodes[node_id]}'\nmodels = {models}\n"
@@ -85,8 +90,12 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             "ATOMA_FACADE__PORT": str(facade_port),
             "ATOMA_CORE__LISTEN": f"127.0.0.1:{core_port}",
             "ATOMA_FACADE__CORE_TARGET": f"127.0.0.1:{core_port}",
+            "ATOMA_ACCOUNTS__JWT_SECRET": JWT_SECRET,
+            "ATOMA_ACCOUNTS__ADMIN_TOKEN": ADMIN_TOKEN,
         }
         api_key = run_command("keys", "create", "--email", "e2e@atoma.test", env=env).strip()
+        # Generous: the tests that are not about the ledger must never meet INSUFFICIENT_FUNDS.
+        run_command("balance", "credit", "--email", "e2e@atoma.test", "--micro-usd", str(10**12), env=env)
         facade = f"http://127.0.0.1:{facade_port}"
         stack.enter_context(running(["serve"], ready_url=f"{facade}/health", log=tmp / "proxy.log", env=env))
         yield Stack(facade, f"127.0.0.1:{core_port}", api_key, nodes, database_url, config)

@@ -18,6 +18,8 @@ from tests.support.processes import run_command
         ["node-sim"],
         ["keys"],
         ["keys", "create"],
+        ["users"],
+        ["users", "create"],
         ["db"],
         ["db", "upgrade"],
     ],

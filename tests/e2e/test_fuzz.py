@@ -17,7 +17,12 @@ from schemathesis import GenerationMode
 from tests.e2e.conftest import CHAT, EMBED, IMAGE, Stack
 
 EXAMPLES = 150
-SERVED = {"/v1/chat/completions": CHAT, "/v1/completions": CHAT, "/v1/embeddings": EMBED, "/v1/images/generations": IMAGE}
+SERVED = {
+    "/v1/chat/completions": CHAT,
+    "/v1/completions": CHAT,
+    "/v1/embeddings": EMBED,
+    "/v1/images/generations": IMAGE,
+}
 
 
 def test_no_5xx_against_the_real_core(stack: Stack) -> None:

@@ -20,6 +20,8 @@ from grpc_status import rpc_status
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
+from tests.facade.fake_accounts import add_fake_account_services
+from tests.facade.fake_node_admin import add_fake_node_admin_service
 
 ROUTING_METADATA = (("x-request-id", "req-123"), ("x-atoma-node", "node-a"), ("x-atoma-attempts", "1"))
 
@@ -186,6 +188,8 @@ async def start_fake_core() -> RunningCore:
     core = FakeCore()
     health = health_aio.HealthServicer()
     pb_grpc.add_RoutingServiceServicer_to_server(core, server)
+    add_fake_account_services(server)
+    add_fake_node_admin_service(server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -6,6 +6,8 @@ relays) plug into. `HttpNodeTransport` is the real one over httpx.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -19,6 +21,8 @@ from atoma_proxy.core.nodes.sse import iter_sse_data
 
 _JSON = "application/json"
 _MAX_ERROR_BODY = 64 * 1024
+_DONE = b"[DONE]"
+_DRAIN_GRACE = 1.0
 
 
 class NodeTransport(Protocol):
@@ -35,6 +39,16 @@ class NodeTransport(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class MetricsTransport(Protocol):
+    async def fetch_metrics(self, node: Node) -> str | None:
+        """The node's Prometheus /metrics text; None when it has none or does not answer."""
+        ...
+
+
+class NodeUnreachable(NodeFailed):
+    """Nothing answered at the node's address (connection refused, DNS): it is down, not just failing."""
 
 
 class HttpNodeTransport:
@@ -78,7 +92,10 @@ class HttpNodeTransport:
             async with self._client.stream("POST", node.url + path, content=body, headers=headers) as response:
                 if response.status_code >= 300:
                     raise _status_error(node, response.status_code, await _read_bounded(response))
-                async for data in iter_sse_data(response.aiter_raw()):
+                events = iter_sse_data(response.aiter_raw())
+                async for data in events:
+                    if data == _DONE:
+                        await _drain(events)
                     yield data
         except httpx.HTTPError as exc:
             raise _transport_error(node, exc) from exc
@@ -90,8 +107,28 @@ class HttpNodeTransport:
             return False
         return response.is_success
 
+    async def fetch_metrics(self, node: Node) -> str | None:
+        try:
+            response = await self._client.get(node.url + "/metrics", timeout=self._health_timeout)
+        except httpx.HTTPError:
+            return None
+        return response.text if response.is_success else None
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+async def _drain(events: AsyncIterator[bytes]) -> None:
+    """Read the body's end after [DONE] so the keep-alive connection goes back to the pool.
+
+    Closing a response with unread bytes (here only the terminating chunk) makes httpcore drop
+    the connection, and the next stream pays a new TCP handshake. A node that keeps the body
+    open after [DONE] gets a short grace, then the connection is dropped as before.
+    """
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(_DRAIN_GRACE):
+            async for _ in events:
+                pass
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:
@@ -106,6 +143,8 @@ async def _read_bounded(response: httpx.Response) -> bytes:
 def _transport_error(node: Node, exc: httpx.HTTPError) -> ProxyError:
     if isinstance(exc, httpx.TimeoutException):
         return NodeTimeout(f"Node {node.id} did not answer in time ({type(exc).__name__}).")
+    if isinstance(exc, httpx.ConnectError):
+        return NodeUnreachable(f"Node {node.id} is unreachable: {exc}".rstrip(": "))
     return NodeFailed(f"Node {node.id} failed: {type(exc).__name__}: {exc}".rstrip(": "))
 
 

@@ -8,6 +8,9 @@
 Repositories flush, never commit; the `session.begin()` block (the unit of work) commits.
 """
 
+# `ledger_models` registers the ledger's tables on `Base.metadata` (Alembic's comparison needs every table).
+from atoma_proxy.core.persistence import ledger_models  # noqa: F401
+from atoma_proxy.core.persistence.account_models import RefreshToken, UserPassword
 from atoma_proxy.core.persistence.api_keys import (
     API_KEY_LENGTH,
     API_KEY_PREFIX,
@@ -31,7 +34,9 @@ __all__ = [
     "ApiKey",
     "ApiKeyRepository",
     "Base",
+    "RefreshToken",
     "User",
+    "UserPassword",
     "UserRepository",
     "create_api_key",
     "create_engine",

@@ -25,7 +25,9 @@ from atoma_proxy.core.persistence.migrate import ALEMBIC_INI, run_in_migration_t
 from tests.core.persistence._helpers import recorded_statements, table_names
 from tests.support.databases import DATABASE_KINDS, temporary_database, temporary_database_sync
 
-APP_TABLES = {"users", "api_keys"}
+ACCOUNT_TABLES = {"user_passwords", "refresh_tokens"}
+LEDGER_TABLES = {"balances", "credits", "stacks", "reservations", "usage_records", "daily_usage", "user_model_prices"}
+APP_TABLES = {"users", "api_keys"} | ACCOUNT_TABLES | LEDGER_TABLES
 WRITES = ("CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE")
 
 

@@ -27,12 +27,14 @@ class RoutingInfo(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., attempts: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class StreamEnd(_message.Message):
-    __slots__ = ("usage", "routing")
+    __slots__ = ("usage", "routing", "cost_micro_usd")
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
+    COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     usage: Usage
     routing: RoutingInfo
-    def __init__(self, usage: _Optional[_Union[Usage, _Mapping]] = ..., routing: _Optional[_Union[RoutingInfo, _Mapping]] = ...) -> None: ...
+    cost_micro_usd: int
+    def __init__(self, usage: _Optional[_Union[Usage, _Mapping]] = ..., routing: _Optional[_Union[RoutingInfo, _Mapping]] = ..., cost_micro_usd: _Optional[int] = ...) -> None: ...
 
 class StreamOptions(_message.Message):
     __slots__ = ("include_usage",)

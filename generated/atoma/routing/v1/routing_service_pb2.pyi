@@ -136,14 +136,16 @@ class EmbeddingsRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., input: _Optional[_Iterable[str]] = ..., input_tokens: _Optional[_Iterable[_Union[_common_pb2.TokenIds, _Mapping]]] = ..., encoding_format: _Optional[str] = ..., dimensions: _Optional[int] = ..., user: _Optional[str] = ..., extra_json: _Optional[str] = ...) -> None: ...
 
 class EmbeddingsResponse(_message.Message):
-    __slots__ = ("response_json", "usage", "routing")
+    __slots__ = ("response_json", "usage", "routing", "cost_micro_usd")
     RESPONSE_JSON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
+    COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     response_json: str
     usage: _common_pb2.Usage
     routing: _common_pb2.RoutingInfo
-    def __init__(self, response_json: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., routing: _Optional[_Union[_common_pb2.RoutingInfo, _Mapping]] = ...) -> None: ...
+    cost_micro_usd: int
+    def __init__(self, response_json: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., routing: _Optional[_Union[_common_pb2.RoutingInfo, _Mapping]] = ..., cost_micro_usd: _Optional[int] = ...) -> None: ...
 
 class GenerateImagesRequest(_message.Message):
     __slots__ = ("model", "prompt", "n", "size", "quality", "response_format", "style", "user", "extra_json")
@@ -168,12 +170,14 @@ class GenerateImagesRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., n: _Optional[int] = ..., size: _Optional[str] = ..., quality: _Optional[str] = ..., response_format: _Optional[str] = ..., style: _Optional[str] = ..., user: _Optional[str] = ..., extra_json: _Optional[str] = ...) -> None: ...
 
 class GenerateImagesResponse(_message.Message):
-    __slots__ = ("response_json", "routing")
+    __slots__ = ("response_json", "routing", "cost_micro_usd")
     RESPONSE_JSON_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
+    COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     response_json: str
     routing: _common_pb2.RoutingInfo
-    def __init__(self, response_json: _Optional[str] = ..., routing: _Optional[_Union[_common_pb2.RoutingInfo, _Mapping]] = ...) -> None: ...
+    cost_micro_usd: int
+    def __init__(self, response_json: _Optional[str] = ..., routing: _Optional[_Union[_common_pb2.RoutingInfo, _Mapping]] = ..., cost_micro_usd: _Optional[int] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,39 @@
+"""Opening the gRPC channel of a client (shared by RoutingClient and AccountClient)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from atoma_proxy.clients._errors import UnavailableError
+
+
+async def open_channel(
+    target: str,
+    *,
+    tls: bool | grpc.ChannelCredentials,
+    channel_options: Sequence[tuple[str, Any]],
+    connect_timeout: float | None,
+) -> grpc.aio.Channel:
+    """A channel to `target`, connected within `connect_timeout` seconds (UnavailableError otherwise)."""
+    options = list(channel_options)
+    if tls is False:
+        channel = grpc.aio.insecure_channel(target, options=options)
+    else:
+        credentials = grpc.ssl_channel_credentials() if tls is True else tls
+        channel = grpc.aio.secure_channel(target, credentials, options=options)
+    if connect_timeout is not None:
+        try:
+            await asyncio.wait_for(channel.channel_ready(), connect_timeout)
+        except TimeoutError:
+            await channel.close()
+            raise UnavailableError(
+                f"could not connect to {target} within {connect_timeout} s", code=grpc.StatusCode.UNAVAILABLE
+            ) from None
+        except BaseException:
+            await channel.close()
+            raise
+    return channel

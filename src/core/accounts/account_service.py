@@ -1,0 +1,156 @@
+"""The AccountService servicer: authenticate, validate, call one account operation, translate.
+
+Which credential each RPC takes (README "Accounts"): none for Register, Login, RefreshToken and Logout;
+an access token or an API key for the read-only RPCs; an access token for those that change something
+(CreateApiKey, RevokeApiKey, BuyStack): API keys read, logins write.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import grpc
+
+from atoma_proxy.core.accounts import translate, validation
+from atoma_proxy.core.accounts.api_keys import ApiKeys
+from atoma_proxy.core.accounts.billing import Billing
+from atoma_proxy.core.accounts.callers import Caller, CallerAuthenticator
+from atoma_proxy.core.accounts.logins import Logins
+from atoma_proxy.core.accounts.passwords import MAX_PASSWORD_LENGTH
+from atoma_proxy.core.accounts.profiles import Profiles
+from atoma_proxy.core.accounts.rpc import rpc
+from atoma_proxy.core.errors import FeatureDisabled, Unauthenticated
+from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as pb
+from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2_grpc as pb_grpc
+
+__all__ = ["AccountService"]
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class AccountService(pb_grpc.AccountServiceServicer):
+    def __init__(
+        self,
+        *,
+        logins: Logins | None,
+        callers: CallerAuthenticator | None,
+        profiles: Profiles,
+        api_keys: ApiKeys,
+        billing: Billing,
+    ) -> None:
+        """`logins` and `callers` are None when no `accounts.jwt_secret` is configured: every RPC is refused."""
+        self._logins = logins
+        self._callers = callers
+        self._profiles = profiles
+        self._api_keys = api_keys
+        self._billing = billing
+
+    def _enabled_logins(self) -> Logins:
+        if self._logins is None:
+            raise _disabled()
+        return self._logins
+
+    async def _caller(self, context: Context, *, allow_api_key: bool) -> Caller:
+        if self._callers is None:
+            raise _disabled()
+        return await self._callers.authenticate(context.invocation_metadata(), allow_api_key=allow_api_key)
+
+    @rpc
+    async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
+        logins = self._enabled_logins()
+        email = validation.normalize_email(request.email)
+        user = await logins.register(email, validation.check_password(request.password))
+        return pb.RegisterResponse(user=translate.user(user, has_password=True))
+
+    @rpc
+    async def Login(self, request: pb.LoginRequest, context: Context) -> pb.LoginResponse:
+        logins = self._enabled_logins()
+        email = validation.normalize_email(request.email)
+        password = validation.check_required(request.password, "password")
+        if len(password) > MAX_PASSWORD_LENGTH:  # no account has one this long: spare the hash
+            raise Unauthenticated("Incorrect email or password.", reason="INVALID_CREDENTIALS")
+        grant = await logins.login(email, password)
+        return translate.login_response(grant)
+
+    @rpc
+    async def RefreshToken(self, request: pb.RefreshTokenRequest, context: Context) -> pb.RefreshTokenResponse:
+        logins = self._enabled_logins()
+        grant = await logins.refresh(validation.check_required(request.refresh_token, "refresh_token"))
+        return translate.refresh_response(grant)
+
+    @rpc
+    async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
+        logins = self._enabled_logins()
+        await logins.logout(validation.check_required(request.refresh_token, "refresh_token"))
+        return pb.LogoutResponse()
+
+    @rpc
+    async def GetProfile(self, request: pb.GetProfileRequest, context: Context) -> pb.GetProfileResponse:
+        caller = await self._caller(context, allow_api_key=True)
+        user, has_password = await self._profiles.get(caller.user_id)
+        return pb.GetProfileResponse(user=translate.user(user, has_password=has_password))
+
+    @rpc
+    async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Context) -> pb.CreateApiKeyResponse:
+        caller = await self._caller(context, allow_api_key=False)
+        secret, api_key = await self._api_keys.create(caller.user_id, validation.check_key_name(request.name))
+        return pb.CreateApiKeyResponse(api_key=translate.api_key(api_key), secret=secret)
+
+    @rpc
+    async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysResponse:
+        caller = await self._caller(context, allow_api_key=True)
+        keys = await self._api_keys.list_for_user(caller.user_id)
+        return pb.ListApiKeysResponse(api_keys=[translate.api_key(key) for key in keys])
+
+    @rpc
+    async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Context) -> pb.RevokeApiKeyResponse:
+        caller = await self._caller(context, allow_api_key=False)
+        api_key = await self._api_keys.revoke(caller.user_id, request.key_id)
+        return pb.RevokeApiKeyResponse(api_key=translate.api_key(api_key))
+
+    @rpc
+    async def GetBalance(self, request: pb.GetBalanceRequest, context: Context) -> pb.GetBalanceResponse:
+        caller = await self._caller(context, allow_api_key=True)
+        return pb.GetBalanceResponse(balance=translate.balance(await self._billing.balance(caller.user_id)))
+
+    @rpc
+    async def ListUsage(self, request: pb.ListUsageRequest, context: Context) -> pb.ListUsageResponse:
+        caller = await self._caller(context, allow_api_key=True)
+        page = await self._billing.usage_page(
+            caller.user_id, validation.page_size(request.page_size), request.page_token
+        )
+        return pb.ListUsageResponse(
+            records=[translate.usage_record(record) for record in page.records],
+            next_page_token=page.next_page_token,
+        )
+
+    @rpc
+    async def GetUsageSummary(self, request: pb.GetUsageSummaryRequest, context: Context) -> pb.GetUsageSummaryResponse:
+        caller = await self._caller(context, allow_api_key=True)
+        since, until = validation.day_range(request.start_date, request.end_date)
+        summary = await self._billing.usage_summary(caller.user_id, since, until)
+        return translate.usage_summary(summary)
+
+    @rpc
+    async def BuyStack(self, request: pb.BuyStackRequest, context: Context) -> pb.BuyStackResponse:
+        caller = await self._caller(context, allow_api_key=False)
+        stack = await self._billing.buy_stack(
+            caller.user_id,
+            validation.check_text(validation.check_required(request.node_id, "node_id"), "node_id"),
+            validation.check_text(validation.check_required(request.model, "model"), "model"),
+            validation.check_amount(request.compute_units, "compute_units"),
+        )
+        return pb.BuyStackResponse(stack=translate.stack(stack))
+
+    @rpc
+    async def ListStacks(self, request: pb.ListStacksRequest, context: Context) -> pb.ListStacksResponse:
+        caller = await self._caller(context, allow_api_key=True)
+        return pb.ListStacksResponse(
+            stacks=[translate.stack(stack) for stack in await self._billing.stacks(caller.user_id)]
+        )
+
+
+def _disabled() -> FeatureDisabled:
+    return FeatureDisabled(
+        "Accounts are disabled on this proxy: set `accounts.jwt_secret` to enable them.", reason="ACCOUNTS_DISABLED"
+    )

@@ -1,0 +1,398 @@
+"""Metering in the request path: estimate -> reserve -> (relay) -> settle.
+
+    metered = await meter.reserve(principal, call, RequestKind.CHAT, model, body, deadline=...)
+    ... relay; for each streamed chunk: if carries_generated_text(chunk): metered.generated += 1
+    cost = await meter.settle(metered, call, Outcome.OK)        # also in `finally`, on any outcome
+
+`reserve` prices the request at its maximum (`estimate`) at the highest price among the
+candidate nodes (or the user's override), holds that in one short transaction, and raises
+InsufficientFunds before any node is called when the balance cannot cover it. When the user
+owns a stack for the model on a healthy node, units of the stack are held instead and the call is
+pinned to the stack's node. Per-user price overrides and stacks are cached for
+`ledger.price_cache_ttl` seconds, so the hot path reads no prices from the database.
+
+`settle` computes what the request used and applies it in one transaction, as a task the
+caller's cancellation cannot interrupt (a client that leaves must not skip its settlement); the
+server drains those tasks at shutdown. What a request used:
+
+* it succeeded and the node reported usage: the node's usage;
+* otherwise (the client left, the node failed mid-stream, or no usage came): the completion
+  tokens are the generated chunks relayed (one token each, as vLLM and SGLang stream; see
+  `carries_generated_text`), the prompt tokens the exact count when the model has a tokenizer,
+  else the node's usage if seen, else the estimate's bound; nothing at all when nothing was
+  generated (a non-streamed request that did not complete has produced nothing the proxy saw);
+* images: `n * price_per_image` of the serving node, when the node answered.
+
+The charge is at the serving node's price (or the override), and never more than was reserved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from atoma_proxy.config import LedgerSettings, Settings
+from atoma_proxy.core.auth import Principal
+from atoma_proxy.core.errors import InternalError
+from atoma_proxy.core.inference import InferenceCall, new_request_id
+from atoma_proxy.core.ledger._postgres import LedgerPool
+from atoma_proxy.core.ledger.estimate import (
+    Estimate,
+    RequestKind,
+    estimate_chat,
+    estimate_completion,
+    estimate_embeddings,
+    estimate_images,
+    max_cost,
+)
+from atoma_proxy.core.ledger.pricing import TokenPrice, highest_price, load_user_model_prices, token_cost
+from atoma_proxy.core.ledger.reservations import (
+    Charge,
+    DuplicateRequestId,
+    Hold,
+    Outcome,
+    Settlement,
+    reserve,
+    reserve_postgresql,
+    settle,
+    settle_held_postgresql,
+    settle_late,
+)
+from atoma_proxy.core.ledger.stacks import load_usable_stacks
+from atoma_proxy.core.ledger.token_counting import Tokenizers
+from atoma_proxy.core.nodes.registry import Node, NodeRegistry
+from atoma_proxy.core.persistence.database import session_factory
+from atoma_proxy.core.persistence.models import utcnow
+
+__all__ = ["Meter", "MeteredRequest", "UserTerms", "carries_generated_text"]
+
+log = logging.getLogger(__name__)
+
+_SETTLE_ATTEMPTS = 4
+_MAX_CACHED_USERS = 100_000
+# Byte markers of a chunk that carries generated text: `"content":"x`, `"text":"x` (not empty).
+_TEXT_MARKERS = tuple(
+    marker
+    for name in (b"content", b"text", b"reasoning_content", b"reasoning")
+    for marker in (b'"' + name + b'":"', b'"' + name + b'": "')
+)
+
+
+def carries_generated_text(chunk: bytes) -> bool:
+    """Whether a streamed chunk carries a generated token (non-empty text, or tool-call arguments).
+
+    The framing chunks around a reply (the role chunk with empty content, the finish chunk with an
+    empty delta, the usage chunk) carry none. A byte test, no JSON parsing: it runs on every chunk.
+    """
+    for marker in _TEXT_MARKERS:
+        at = chunk.find(marker)
+        if at >= 0 and chunk[at + len(marker) : at + len(marker) + 1] != b'"':
+            return True
+    return b'"tool_calls"' in chunk
+
+
+@dataclass
+class MeteredRequest:
+    """One request between reservation and settlement."""
+
+    hold: Hold
+    estimate: Estimate
+    override: TokenPrice | None
+    started: float
+    generated: int = 0  # chunks with generated text relayed so far
+    settled: bool = False
+    cost: int = 0  # micro-USD charged, once settled
+
+
+@dataclass(frozen=True)
+class UserTerms:
+    """A user's price overrides and usable stacks, by model."""
+
+    prices: dict[str, TokenPrice] = field(default_factory=dict)
+    stacks: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+
+
+class _TermsCache:
+    """`UserTerms` per user for `ttl` seconds; concurrent misses for one user share one load."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl: float, clock: Callable[[], float]) -> None:
+        self._sessions = sessions
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[int, tuple[float, UserTerms]] = {}
+        self._loading: dict[int, asyncio.Future[UserTerms]] = {}
+
+    async def get(self, user_id: int) -> UserTerms:
+        entry = self._entries.get(user_id)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        loading = self._loading.get(user_id)
+        if loading is None:
+            loading = self._loading[user_id] = asyncio.ensure_future(self._load(user_id))
+            loading.add_done_callback(lambda _: self._loading.pop(user_id, None))
+        return await asyncio.shield(loading)
+
+    def forget(self, user_id: int) -> None:
+        self._entries.pop(user_id, None)
+
+    async def _load(self, user_id: int) -> UserTerms:
+        async with self._sessions() as session:
+            terms = UserTerms(
+                await load_user_model_prices(session, user_id), await load_usable_stacks(session, user_id)
+            )
+        if len(self._entries) >= _MAX_CACHED_USERS:
+            self._entries.clear()
+        self._entries[user_id] = (self._clock() + self._ttl, terms)
+        return terms
+
+
+def _node_price(node: Node) -> TokenPrice:
+    return TokenPrice(node.input_price_per_million, node.output_price_per_million)
+
+
+def _tokens(usage: dict[str, Any], name: str) -> int | None:
+    value = usage.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def new_instance_id() -> str:
+    """This process's name in `reservations.instance_id`: host, pid and a random suffix."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Meter:
+    """Reserves and settles every request of one core instance (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: LedgerSettings,
+        engine: AsyncEngine,
+        registry: NodeRegistry,
+        tokenizers: Tokenizers | None = None,
+        image_prices: dict[str, int] | None = None,
+        *,
+        instance_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._engine = engine
+        # On PostgreSQL a reservation and a settlement are one statement each (see `_postgres`), run
+        # in autocommit: one round trip and one commit. SQLite runs the portable statements in a transaction.
+        self._postgresql = engine.dialect.name == "postgresql"
+        self._pool = (
+            LedgerPool(engine.url.render_as_string(hide_password=False), engine.pool.size())  # type: ignore[attr-defined]
+            if self._postgresql
+            else None
+        )
+        self._registry = registry
+        self._tokenizers = tokenizers or Tokenizers()
+        self._image_prices = dict(image_prices or {})
+        self.instance_id = instance_id or new_instance_id()
+        self._clock = clock
+        self._terms = _TermsCache(session_factory(engine), settings.price_cache_ttl, clock)
+        self._pending: set[asyncio.Task[Settlement | None]] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: AsyncEngine, registry: NodeRegistry) -> Meter:
+        return cls(
+            settings.ledger,
+            engine,
+            registry,
+            Tokenizers.from_config(settings.tokenizers),
+            {node.id: node.price_per_image for node in settings.nodes},
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    def forget_user(self, user_id: int) -> None:
+        """Drop the cached prices and stacks of a user (changed here): this instance applies them at once."""
+        self._terms.forget(user_id)
+
+    def _image_price(self, node: Node) -> int:
+        price = getattr(node, "price_per_image", None)
+        return price if isinstance(price, int) else self._image_prices.get(node.id, 0)
+
+    def estimate(self, kind: RequestKind, model: str, body: dict[str, Any]) -> Estimate:
+        counter = self._tokenizers.for_model(model)
+        cap = self.settings.default_max_completion_tokens
+        if kind is RequestKind.CHAT:
+            return estimate_chat(body, counter, default_max_completion_tokens=cap)
+        if kind is RequestKind.COMPLETION:
+            return estimate_completion(body, counter, default_max_completion_tokens=cap)
+        if kind is RequestKind.EMBEDDINGS:
+            return estimate_embeddings(body, counter)
+        return estimate_images(body)
+
+    async def reserve(
+        self,
+        principal: Principal,
+        call: InferenceCall,
+        kind: RequestKind,
+        model: str,
+        body: dict[str, Any],
+        *,
+        deadline: float | None,
+    ) -> MeteredRequest | None:
+        """Hold the most this request may cost; None when the ledger is off. Raises InsufficientFunds."""
+        if not self.enabled:
+            return None
+        estimate = self.estimate(kind, model, body)
+        candidates = self._registry.candidates(model)  # ModelNotFound before anything is held
+        serving = [n for n in candidates if n.healthy] or candidates
+        terms = await self._terms.get(principal.user_id)
+        override = terms.prices.get(model)
+        amount = max_cost(
+            estimate,
+            override or highest_price(_node_price(n) for n in serving),
+            max((self._image_price(n) for n in serving), default=0),
+        )
+        usable = {n.id for n in serving}
+        stacks_to_try = [] if kind is RequestKind.IMAGES else [s for s in terms.stacks.get(model, ()) if s[1] in usable]
+        lifetime = min(deadline, self.settings.max_request_seconds) if deadline else self.settings.max_request_seconds
+        expires_at = utcnow() + timedelta(seconds=lifetime + self.settings.reservation_margin)
+        for attempt in range(2):
+            try:
+                hold = await self._reserve_once(
+                    request_id=call.request_id,
+                    user_id=principal.user_id,
+                    api_key_id=principal.api_key_id,
+                    model=model,
+                    amount=amount,
+                    expires_at=expires_at,
+                    instance_id=self.instance_id,
+                    stacks_to_try=stacks_to_try,
+                    units=estimate.tokens,
+                )
+                break
+            except DuplicateRequestId:
+                if attempt:
+                    raise InternalError("Could not reserve under a fresh request id.") from None
+                # A caller-supplied x-request-id seen before: the request gets a fresh id (reported back).
+                call.request_id = new_request_id(None)
+        if hold.stack_id is not None:
+            call.pinned_node_id = hold.node_id
+        elif stacks_to_try:
+            self._terms.forget(principal.user_id)  # its stacks are used up: stop trying them
+        return MeteredRequest(hold, estimate, override, self._clock())
+
+    def charge(self, metered: MeteredRequest, call: InferenceCall, outcome: str) -> Charge:
+        """What the request used and costs (see the module docstring), before the cap of its hold."""
+        latency_ms = int((self._clock() - metered.started) * 1000)
+        node = call.node
+        if node is None:
+            return Charge(outcome, latency_ms=latency_ms)
+        estimate = metered.estimate
+        if estimate.kind is RequestKind.IMAGES:
+            cost = estimate.images * self._image_price(node) if outcome == Outcome.OK else 0
+            return Charge(outcome, node.id, cost=cost, latency_ms=latency_ms)
+        usage = call.usage if isinstance(call.usage, dict) else None
+        reported_prompt = _tokens(usage, "prompt_tokens") if usage else None
+        reported_completion = _tokens(usage, "completion_tokens") if usage else None
+        if estimate.kind is RequestKind.EMBEDDINGS:
+            completion = 0
+            produced = outcome == Outcome.OK
+        else:
+            completion = reported_completion if reported_completion is not None else metered.generated
+            produced = outcome == Outcome.OK or completion > 0
+        if not produced:
+            return Charge(outcome, node.id, latency_ms=latency_ms)
+        if outcome == Outcome.OK and reported_prompt is not None:
+            prompt = reported_prompt
+        elif estimate.prompt_exact or reported_prompt is None:
+            prompt = estimate.prompt_tokens
+        else:
+            prompt = reported_prompt
+        if metered.hold.stack_id is not None:
+            return Charge(outcome, node.id, prompt, completion, units=prompt + completion, latency_ms=latency_ms)
+        price = metered.override or _node_price(node)
+        return Charge(
+            outcome, node.id, prompt, completion, cost=token_cost(prompt, completion, price), latency_ms=latency_ms
+        )
+
+    async def settle(self, metered: MeteredRequest | None, call: InferenceCall | None, outcome: str) -> int:
+        """Settle once (later calls return the first result); returns the micro-USD charged.
+
+        The settlement runs as its own task: cancelling the caller (the client left, the deadline
+        passed) stops the wait, never the settlement.
+        """
+        if metered is None or call is None:
+            return 0
+        if metered.settled:
+            return metered.cost
+        metered.settled = True
+        charge = self.charge(metered, call, outcome)
+        task = asyncio.create_task(self._apply(metered.hold, charge), name=f"settle-{metered.hold.request_id}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        settlement = await asyncio.shield(task)
+        metered.cost = settlement.cost if settlement is not None else 0
+        return metered.cost
+
+    async def _apply(self, hold: Hold, charge: Charge) -> Settlement | None:
+        for attempt in range(_SETTLE_ATTEMPTS):
+            try:
+                settlement = await self._settle_once(hold.request_id, charge)
+            except (IntegrityError, psycopg.errors.IntegrityError):
+                log.exception("settlement of %s violates the ledger's constraints", hold.request_id)
+                return None
+            except (SQLAlchemyError, psycopg.Error):
+                if attempt == _SETTLE_ATTEMPTS - 1:
+                    # The reservation stays held; the sweeper releases it when it expires.
+                    log.exception("could not settle %s; the sweeper will release it", hold.request_id)
+                    return None
+                await asyncio.sleep(0.05 * 4**attempt)
+                continue
+            if settlement is None:
+                log.warning("reservation %s was no longer held: nothing settled", hold.request_id)
+            elif settlement.late:
+                log.warning("reservation %s had expired; settled late for %d", hold.request_id, settlement.cost)
+            elif charge.cost > settlement.cost or charge.units > settlement.units:
+                log.warning(
+                    "request %s used more than it reserved (%d > %d micro-USD): charged the reservation",
+                    hold.request_id,
+                    charge.cost,
+                    settlement.cost,
+                )
+            return settlement
+        return None  # pragma: no cover - the loop always returns
+
+    async def _reserve_once(self, **reservation: Any) -> Hold:
+        if self._pool is not None:
+            return await reserve_postgresql(self._pool, **reservation)
+        async with self._engine.begin() as connection:
+            return await reserve(connection, **reservation)
+
+    async def _settle_once(self, request_id: str, charge: Charge) -> Settlement | None:
+        if self._pool is None:
+            async with self._engine.begin() as connection:
+                return await settle(connection, request_id, charge)
+        settlement = await settle_held_postgresql(self._pool, request_id, charge)
+        if settlement is None and (charge.cost > 0 or charge.units > 0):
+            async with self._engine.begin() as connection:  # the rare late path: several statements
+                settlement = await settle_late(connection, request_id, charge)
+        return settlement
+
+    async def drain(self) -> None:
+        """Wait for the settlements under way."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Drain the settlements, then close the ledger's connections (before disposing of the engine)."""
+        await self.drain()
+        if self._pool is not None:
+            await self._pool.aclose()

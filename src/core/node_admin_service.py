@@ -1,0 +1,171 @@
+"""The NodeAdminService servicer: the node registry changed at runtime, behind the admin token.
+
+Every RPC first passes the admin gate (`accounts.admin_token`, shared with AccountAdminService):
+refused with ADMIN_DISABLED when no token is configured, PERMISSION_DENIED for a wrong one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import grpc
+
+from atoma_proxy.core.accounts.callers import AdminGate
+from atoma_proxy.core.errors import AlreadyExists, InternalError, InvalidRequest, NotFound, ProxyError
+from atoma_proxy.core.nodes.breaker import CircuitState
+from atoma_proxy.core.nodes.health import HealthPoller
+from atoma_proxy.core.nodes.registry import ADMIN, Node, NodeRegistry
+from atoma_proxy.core.status import to_grpc_status
+from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2 as pb
+from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2_grpc as pb_grpc
+
+__all__ = ["NodeAdminService", "node_state"]
+
+log = logging.getLogger(__name__)
+
+_MAX_ID = 128
+_CIRCUIT = {
+    CircuitState.CLOSED: pb.CIRCUIT_STATE_CLOSED,
+    CircuitState.OPEN: pb.CIRCUIT_STATE_OPEN,
+    CircuitState.HALF_OPEN: pb.CIRCUIT_STATE_HALF_OPEN,
+}
+
+
+def node_state(node: Node, now: float) -> pb.NodeState:
+    """The wire view of a node (its API key never leaves)."""
+    circuit = node.breaker.state
+    state = pb.NodeState(
+        node_id=node.id,
+        url=node.url,
+        models=sorted(node.models),
+        input_price_per_million=node.input_price_per_million,
+        output_price_per_million=node.output_price_per_million,
+        serving_state=pb.NODE_SERVING_STATE_DRAINING if node.draining else pb.NODE_SERVING_STATE_ACTIVE,
+        healthy=node.healthy,
+        circuit_state=_CIRCUIT[circuit],
+        ejected_for_seconds=max(0.0, node.breaker.open_until - now) if circuit is CircuitState.OPEN else 0.0,
+        in_flight=node.in_flight,
+        source=node.source,
+    )
+    for model in sorted(node.models):
+        model_state = state.model_states.add(model=model)
+        stats = node.stats.get(model)
+        if stats is not None:
+            model_state.in_flight = stats.in_flight
+            model_state.ttft_seconds = stats.ttft.value or 0.0
+            model_state.time_per_output_token_seconds = stats.tpot.value or 0.0
+            model_state.error_rate = stats.error_rate(now)
+            model_state.successes = stats.successes
+            model_state.failures = stats.failures
+        load = node.load.get(model)
+        if load is not None:
+            model_state.running = load.running or 0.0
+            model_state.waiting = load.waiting or 0.0
+            model_state.kv_cache_usage = load.kv_cache_usage or 0.0
+    return state
+
+
+def _new_node(request: pb.AddNodeRequest) -> Node:
+    node_id = request.node_id.strip()
+    if not node_id or len(node_id) > _MAX_ID or not node_id.isprintable():
+        raise InvalidRequest(f"`node_id` must be 1 to {_MAX_ID} printable characters.", param="node_id")
+    url = urlsplit(request.url.strip())
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise InvalidRequest("`url` must be an http(s) URL such as http://10.0.0.7:8000.", param="url")
+    models = [m.strip() for m in request.models if m.strip()]
+    if not models:
+        raise InvalidRequest("`models` must name at least one model.", param="models")
+    for field in ("input_price_per_million", "output_price_per_million"):
+        if getattr(request, field) < 0:
+            raise InvalidRequest(f"`{field}` must be >= 0.", param=field)
+    return Node(
+        id=node_id,
+        url=request.url.strip().rstrip("/"),
+        models=frozenset(models),
+        input_price_per_million=request.input_price_per_million,
+        output_price_per_million=request.output_price_per_million,
+        api_key=request.api_key or None,
+        source=ADMIN,
+    )
+
+
+def _unknown(node_id: str) -> NotFound:
+    return NotFound(f"No node `{node_id}` in the registry.", reason="NODE_NOT_FOUND", metadata={"param": "node_id"})
+
+
+class NodeAdminService(pb_grpc.NodeAdminServiceServicer):
+    def __init__(
+        self, registry: NodeRegistry, poller: HealthPoller, gate: AdminGate, clock: Callable[[], float]
+    ) -> None:
+        self._registry = registry
+        self._poller = poller
+        self._gate = gate
+        self._clock = clock
+
+    async def _fail(self, context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
+        if not isinstance(error, ProxyError):
+            log.exception("unexpected error", exc_info=error)
+            error = InternalError("The proxy failed unexpectedly; the error was logged.")
+        await context.abort_with_status(to_grpc_status(error))
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    def _check(self, context: grpc.aio.ServicerContext) -> None:
+        self._gate.check(context.invocation_metadata())
+
+    async def AddNode(self, request: pb.AddNodeRequest, context: grpc.aio.ServicerContext) -> pb.AddNodeResponse:
+        try:
+            self._check(context)
+            node = _new_node(request)
+            try:
+                self._registry.add(node)
+            except ValueError:
+                raise AlreadyExists(
+                    f"Node `{node.id}` exists already: drain it first to replace it.",
+                    reason="NODE_ALREADY_EXISTS",
+                    metadata={"param": "node_id"},
+                ) from None
+            await self._poller.probe(node)
+            log.info("node %s added at %s (%s)", node.id, node.url, ", ".join(sorted(node.models)))
+            return pb.AddNodeResponse(node=node_state(node, self._clock()))
+        except Exception as error:
+            await self._fail(context, error)
+
+    async def DrainNode(self, request: pb.DrainNodeRequest, context: grpc.aio.ServicerContext) -> pb.DrainNodeResponse:
+        try:
+            self._check(context)
+            try:
+                node = self._registry.drain(request.node_id)
+            except KeyError:
+                raise _unknown(request.node_id) from None
+            log.info("node %s draining (%d requests in flight)", node.id, node.in_flight)
+            return pb.DrainNodeResponse(node=node_state(node, self._clock()))
+        except Exception as error:
+            await self._fail(context, error)
+
+    async def RemoveNode(
+        self, request: pb.RemoveNodeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RemoveNodeResponse:
+        try:
+            self._check(context)
+            try:
+                node = self._registry.remove(request.node_id)
+            except KeyError:
+                raise _unknown(request.node_id) from None
+            log.info("node %s removed (%d requests in flight finish)", node.id, node.in_flight)
+            return pb.RemoveNodeResponse(node=node_state(node, self._clock()))
+        except Exception as error:
+            await self._fail(context, error)
+
+    async def ListNodeStates(
+        self, request: pb.ListNodeStatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListNodeStatesResponse:
+        try:
+            self._check(context)
+            now = self._clock()
+            nodes: Sequence[Node] = self._registry.nodes()
+            return pb.ListNodeStatesResponse(nodes=[node_state(n, now) for n in nodes])
+        except Exception as error:
+            await self._fail(context, error)

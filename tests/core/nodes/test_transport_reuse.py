@@ -1,0 +1,38 @@
+"""A finished stream hands its keep-alive connection back to the pool instead of dropping it."""
+
+from __future__ import annotations
+
+import orjson
+
+from atoma_proxy.config import CoreSettings
+from atoma_proxy.core.nodes.registry import Node
+from atoma_proxy.core.nodes.transport import HttpNodeTransport
+from atoma_proxy.nodesim import SimConfig, start_node_sim
+
+BODY = orjson.dumps({"model": "atoma/sim-chat", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+
+
+async def test_consecutive_streams_share_one_connection() -> None:
+    async with await start_node_sim(SimConfig(reply_tokens=3)) as sim:
+        node = Node(
+            id="n",
+            url=sim.url,
+            models=frozenset({"atoma/sim-chat"}),
+            input_price_per_million=0,
+            output_price_per_million=0,
+        )
+        transport = HttpNodeTransport(CoreSettings())
+        try:
+            seen = []
+            for _ in range(3):
+                stream = transport.stream(node, "/v1/chat/completions", BODY, request_id="r")
+                async for event in stream:  # stop at [DONE], as the relay does
+                    if event == b"[DONE]":
+                        break
+                await stream.aclose()
+                pool = transport._client._transport._pool  # type: ignore[attr-defined]
+                seen.append([id(c) for c in pool.connections])
+        finally:
+            await transport.aclose()
+    assert seen[0] == seen[1] == seen[2]
+    assert len(seen[0]) == 1

@@ -1,0 +1,198 @@
+"""Rate limits end to end: two `atoma-proxy core` processes that share one Redis.
+
+    node-sim ◀── core A ◀── facade ◀── openai SDK
+             ◀── core B ◀────────────── gRPC stub
+    core A and core B: one SQLite database, one Redis, 3 requests per minute per API key.
+
+Every test takes a fresh user and key, so the tests do not share buckets; at 3 per minute a
+bucket refills one request every 20 s, far longer than a test runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import openai
+import pytest
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from openai.types.chat import ChatCompletionMessageParam
+
+from atoma_proxy.core.persistence import create_api_key
+from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
+from tests.e2e.conftest import CHAT
+from tests.support.databases import temporary_database_sync
+from tests.support.processes import ATOMA_PROXY, free_port, running
+
+REDIS_URL = os.environ.get("ATOMA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+KEY_RPM = 3
+USER_TPM = 50_000
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
+
+
+@dataclass(frozen=True)
+class LimitedStack:
+    base_url: str  # the facade in front of core A (…/v1)
+    core_b: str  # gRPC target of core B
+    database_url: str
+
+    async def new_key(self) -> str:
+        return await create_api_key(self.database_url, email=f"{secrets.token_hex(6)}@rl.test", migrate=False)
+
+
+@contextlib.contextmanager
+def _core(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`atoma-proxy core` until the block ends (not waited for: see `_wait_serving`)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*ATOMA_PROXY, "core"], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_serving(target: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(600):
+            if process.poll() is not None:
+                raise AssertionError(f"core exited with {process.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(grpc.RpcError):
+                if (
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            time.sleep(0.05)
+    raise AssertionError(f"core at {target} never served:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def limited_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimitedStack]:
+    tmp = tmp_path_factory.mktemp("rate-limits")
+    prefix = f"atoma-e2e:{secrets.token_hex(6)}:"
+    with ExitStack() as stack, temporary_database_sync("sqlite") as database_url:
+        node_port = free_port()
+        node = f"http://127.0.0.1:{node_port}"
+        node_args = ["node-sim", "--port", str(node_port), "--node-id", "fast", "--chat-model", CHAT]
+        stack.enter_context(running(node_args, ready_url=f"{node}/health", log=tmp / "node.log"))
+        config = tmp / "config.toml"
+        config.write_text(
+            f"[core]\nhealth_interval = 0.5\n\n"
+            f"[rate_limits]\nredis_url = '{REDIS_URL}'\nkey_prefix = '{prefix}'\n"
+            f"key_requests_per_minute = {KEY_RPM}\nuser_tokens_per_minute = {USER_TPM}\n"
+            # A busy test machine must not turn a slow Redis reply into "Redis down" (fail open: no limits).
+            "redis_timeout = 5.0\n\n"
+            f"[[nodes]]\nid = 'fast'\nurl = '{node}'\nmodels = ['{CHAT}']\n"
+        )
+        common = {"ATOMA_CONFIG": str(config), "ATOMA_DATABASE__URL": database_url}
+        core_a, core_b = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        stack.enter_context(_core({**common, "ATOMA_CORE__LISTEN": core_a}, tmp / "core-a.log"))
+        process_b = stack.enter_context(_core({**common, "ATOMA_CORE__LISTEN": core_b}, tmp / "core-b.log"))
+        facade_port = free_port()
+        facade = f"http://127.0.0.1:{facade_port}"
+        facade_env = {**common, "ATOMA_FACADE__PORT": str(facade_port), "ATOMA_FACADE__CORE_TARGET": core_a}
+        # The facade's /health answers 200 once core A serves.
+        stack.enter_context(running(["facade"], ready_url=f"{facade}/health", log=tmp / "facade.log", env=facade_env))
+        _wait_serving(core_b, process_b, tmp / "core-b.log")
+        try:
+            yield LimitedStack(f"{facade}/v1", core_b, database_url)
+        finally:
+            client = redis.Redis.from_url(REDIS_URL)
+            keys = list(client.scan_iter(match=f"{prefix}*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
+
+
+def _client(base_url: str, api_key: str) -> openai.AsyncOpenAI:
+    # No SDK retries: a 429 must surface, not be waited out.
+    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
+
+
+async def test_success_carries_openai_rate_limit_headers(limited_stack: LimitedStack) -> None:
+    key = await limited_stack.new_key()
+    async with _client(limited_stack.base_url, key) as api:
+        response = await api.chat.completions.with_raw_response.create(model=CHAT, messages=MESSAGES, max_tokens=5)
+        stream = await api.chat.completions.with_raw_response.create(
+            model=CHAT, messages=MESSAGES, max_tokens=5, stream=True
+        )
+        chunks = stream.parse()
+        assert isinstance(chunks, openai.AsyncStream)
+        assert [chunk async for chunk in chunks]
+    assert response.parse().choices[0].message.content
+    headers = response.headers
+    assert headers["x-ratelimit-limit-requests"] == str(KEY_RPM)
+    assert headers["x-ratelimit-remaining-requests"] == str(KEY_RPM - 1)
+    assert headers["x-ratelimit-reset-requests"].endswith("s")
+    assert headers["x-ratelimit-limit-tokens"] == str(USER_TPM)
+    assert 0 < int(headers["x-ratelimit-remaining-tokens"]) < USER_TPM
+    assert headers["x-atoma-node"] == "fast"
+    assert stream.headers["x-ratelimit-remaining-requests"] == str(KEY_RPM - 2)
+
+
+async def test_past_the_limit_the_sdk_raises_rate_limit_error(limited_stack: LimitedStack) -> None:
+    key = await limited_stack.new_key()
+    async with _client(limited_stack.base_url, key) as api:
+        for _ in range(KEY_RPM):
+            await api.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=2)
+        with pytest.raises(openai.RateLimitError) as refused:
+            await api.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=2)
+    error = refused.value
+    assert error.status_code == 429
+    assert error.code == "rate_limit_exceeded"
+    assert error.type == "requests"
+    assert "requests per minute" in error.message
+    headers = error.response.headers
+    assert headers["x-ratelimit-limit-requests"] == str(KEY_RPM)
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert 0 < int(headers["retry-after"]) <= 60 // KEY_RPM
+    assert 0 < int(headers["retry-after-ms"]) <= 60_000 // KEY_RPM
+
+
+async def test_two_core_processes_enforce_one_shared_limit(limited_stack: LimitedStack) -> None:
+    key = await limited_stack.new_key()
+    request = pb.ChatCompletionRequest(
+        model=CHAT, messages=[chat_pb2.ChatMessage(role="user", text="Hello")], max_tokens=2
+    )
+
+    async def via_core_b(stub: pb_grpc.RoutingServiceStub) -> str:
+        try:
+            [event async for event in stub.ChatCompletion(request, metadata=(("authorization", f"Bearer {key}"),))]
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            return "refused"
+        return "ok"
+
+    async def via_core_a(api: openai.AsyncOpenAI) -> str:
+        try:
+            await api.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=2)
+        except openai.RateLimitError:
+            return "refused"
+        return "ok"
+
+    outcomes = []
+    async with _client(limited_stack.base_url, key) as api, grpc.aio.insecure_channel(limited_stack.core_b) as channel:
+        stub = pb_grpc.RoutingServiceStub(channel)
+        for _ in range(KEY_RPM):
+            outcomes += [await via_core_a(api), await via_core_b(stub)]
+    # With limits per process this would be 2 x 3 successes.
+    assert outcomes == ["ok"] * KEY_RPM + ["refused"] * KEY_RPM
