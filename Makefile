@@ -25,6 +25,7 @@ test: install lint check-protos
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy src
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	@if git rev-parse -q --verify main >/dev/null 2>&1 && git cat-file -e main:protos 2>/dev/null; then \

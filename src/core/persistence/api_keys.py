@@ -17,8 +17,9 @@ import re
 import secrets
 import string
 from collections.abc import Sequence
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -160,7 +161,7 @@ class ApiKeyRepository:
         if user_id is not None:
             statement = statement.where(ApiKey.user_id == user_id)
         result = await self.session.execute(statement)
-        return result.rowcount == 1
+        return cast(CursorResult[Any], result).rowcount == 1
 
     async def mark_used(self, key_id: int) -> None:
         """Set `last_used_at` to now (callers decide how often: it is a write)."""
