@@ -3,54 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import func, select
 
 from atoma_proxy.config import DatabaseSettings
 from atoma_proxy.core.ledger import credit
 from atoma_proxy.core.persistence import UserRepository, create_api_key, create_engine, session_factory
 from atoma_proxy.core.persistence.ledger_models import Reservation, UsageRecord, UserBalance
-from tests.support.processes import ATOMA_PROXY
+from tests.support.processes import spawn, stop
+from tests.support.processes import wait_grpc_serving as wait_serving
 
 
 def start_core(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([*ATOMA_PROXY, "core"], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_serving(target: str, process: subprocess.Popen[bytes], log: Path, attempts: int = 600) -> None:
-    """Until the core at `target` answers its gRPC health check SERVING (about 30 s at most)."""
-    with grpc.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(attempts):
-            if process.poll() is not None:
-                raise AssertionError(f"core exited with {process.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(grpc.RpcError):
-                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            time.sleep(0.05)
-    raise AssertionError(f"core at {target} never served:\n{log.read_text()}")
+    return spawn(["core"], log, env)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ import contextlib
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ import grpc
 import openai
 import pytest
 import redis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from openai.types.chat import ChatCompletionMessageParam
 
 from atoma_proxy.core.persistence import create_api_key
@@ -33,7 +31,7 @@ from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 from tests.e2e.conftest import CHAT
 from tests.support.databases import temporary_database_sync
-from tests.support.processes import ATOMA_PROXY, free_port, running
+from tests.support.processes import free_port, running, wait_grpc_serving
 
 REDIS_URL = os.environ.get("ATOMA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KEY_RPM = 3
@@ -51,38 +49,9 @@ class LimitedStack:
         return await create_api_key(self.database_url, email=f"{secrets.token_hex(6)}@rl.test", migrate=False)
 
 
-@contextlib.contextmanager
-def _core(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`atoma-proxy core` until the block ends (not waited for: see `_wait_serving`)."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*ATOMA_PROXY, "core"], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
-        )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_serving(target: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    with grpc.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(600):
-            if process.poll() is not None:
-                raise AssertionError(f"core exited with {process.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(grpc.RpcError):
-                if (
-                    health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            time.sleep(0.05)
-    raise AssertionError(f"core at {target} never served:\n{log.read_text()}")
+def _core(env: dict[str, str], log: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """`atoma-proxy core` until the block ends (not waited for: see `wait_grpc_serving`)."""
+    return running(["core"], ready_url=None, log=log, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +81,7 @@ def limited_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimitedS
         facade_env = {**common, "ATOMA_FACADE__PORT": str(facade_port), "ATOMA_FACADE__CORE_TARGET": core_a}
         # The facade's /health answers 200 once core A serves.
         stack.enter_context(running(["facade"], ready_url=f"{facade}/health", log=tmp / "facade.log", env=facade_env))
-        _wait_serving(core_b, process_b, tmp / "core-b.log")
+        wait_grpc_serving(core_b, process_b, tmp / "core-b.log")
         try:
             yield LimitedStack(f"{facade}/v1", core_b, database_url)
         finally:
