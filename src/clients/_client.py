@@ -144,7 +144,7 @@ class RoutingClient:
         Pass a ChatCompletionRequest or its fields as keywords (see `_requests` for the shapes accepted).
         """
         built = build_request(pb.ChatCompletionRequest, request, fields)
-        return self._stream(self._stub.ChatCompletion, built, responses.chat_event, timeout, metadata)
+        return self._stream(self._stub.ChatCompletion, built, responses.chat_events, timeout, metadata)
 
     async def chat_completion_create(
         self,
@@ -158,7 +158,7 @@ class RoutingClient:
         """Run a non-streaming chat completion and return the chat.completion object with usage and routing."""
         built = build_request(pb.ChatCompletionRequest, request, fields)
         _refuse_stream(built, "chat_completion")
-        stream = self._stream(self._stub.ChatCompletion, built, responses.chat_event, timeout, metadata)
+        stream = self._stream(self._stub.ChatCompletion, built, responses.chat_events, timeout, metadata)
         completion, end, raw, routing = await _collect(stream)
         return ChatCompletionResult(json=completion.json, usage=end.usage if end else None, routing=routing, raw=raw)
 
@@ -173,7 +173,7 @@ class RoutingClient:
     ) -> EventStream[CompletionEvent]:
         """Start a text completion, streamed like `chat_completion` with CompletionChunks."""
         built = build_request(pb.CompletionRequest, request, fields)
-        return self._stream(self._stub.Completion, built, responses.completion_event, timeout, metadata)
+        return self._stream(self._stub.Completion, built, responses.completion_events, timeout, metadata)
 
     async def completion_create(
         self,
@@ -187,7 +187,7 @@ class RoutingClient:
         """Run a non-streaming text completion and return the text_completion object with usage and routing."""
         built = build_request(pb.CompletionRequest, request, fields)
         _refuse_stream(built, "completion")
-        stream = self._stream(self._stub.Completion, built, responses.completion_event, timeout, metadata)
+        stream = self._stream(self._stub.Completion, built, responses.completion_events, timeout, metadata)
         completion, end, raw, routing = await _collect(stream)
         return CompletionResult(json=completion.json, usage=end.usage if end else None, routing=routing, raw=raw)
 
@@ -245,12 +245,12 @@ class RoutingClient:
         self,
         method: grpc.aio.UnaryStreamMultiCallable,
         request: Any,
-        to_event: Callable[[Any], EventT | None],
+        to_events: Callable[[Any], tuple[EventT, ...]],
         timeout: float | None,
         metadata: Mapping[str, str] | None,
     ) -> EventStream[EventT | StreamEnd]:
         call = method(request, **self._call_options(timeout, metadata))
-        return EventStream(call, _stream_events(call, to_event))
+        return EventStream(call, _stream_events(call, to_events))
 
     def _call_options(self, timeout: float | None, metadata: Mapping[str, str] | None) -> dict[str, Any]:
         if self._closed:
@@ -262,7 +262,7 @@ class RoutingClient:
 
 
 async def _stream_events(
-    call: grpc.aio.UnaryStreamCall, to_event: Callable[[StreamMessage], EventT | None]
+    call: grpc.aio.UnaryStreamCall, to_events: Callable[[StreamMessage], tuple[EventT, ...]]
 ) -> AsyncGenerator[EventT | StreamEnd, None]:
     held_end: StreamMessage | None = None
     try:
@@ -274,8 +274,7 @@ async def _stream_events(
             if held_end is not None:  # the server broke "end is last"; keep its order all the same
                 yield responses.stream_end(held_end, responses.metadata_to_dict(await call.initial_metadata()))
                 held_end = None
-            event = to_event(message)
-            if event is not None:
+            for event in to_events(message):
                 yield event
         if held_end is not None:
             yield responses.stream_end(held_end, await _response_metadata(call))

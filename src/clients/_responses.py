@@ -79,24 +79,28 @@ def stream_end(message: pb.ChatCompletionResponse | pb.CompletionResponse, metad
     )
 
 
-def chat_event(message: pb.ChatCompletionResponse) -> ChatChunk | Completion | None:
-    """The chunk or completion event of a ChatCompletion message; None for `end` (see `stream_end`) or no event."""
+def chat_events(message: pb.ChatCompletionResponse) -> tuple[ChatChunk | Completion, ...]:
+    """The chunks or the completion of a ChatCompletion message; none for `end` (see `stream_end`)."""
     kind = message.WhichOneof("event")
     if kind == "chunk":
-        return ChatChunk(json=message.chunk, raw=message)
+        return (ChatChunk(json=message.chunk, raw=message),)
+    if kind == "chunks":
+        return tuple(ChatChunk(json=chunk, raw=message) for chunk in message.chunks.chunks)
     if kind == "completion":
-        return Completion(json=message.completion, raw=message)
-    return None
+        return (Completion(json=message.completion, raw=message),)
+    return ()
 
 
-def completion_event(message: pb.CompletionResponse) -> CompletionChunk | Completion | None:
-    """The chunk or completion event of a Completion message; None for `end` (see `stream_end`) or no event."""
+def completion_events(message: pb.CompletionResponse) -> tuple[CompletionChunk | Completion, ...]:
+    """The chunks or the completion of a Completion message; none for `end` (see `stream_end`)."""
     kind = message.WhichOneof("event")
     if kind == "chunk":
-        return CompletionChunk(json=message.chunk, raw=message)
+        return (CompletionChunk(json=message.chunk, raw=message),)
+    if kind == "chunks":
+        return tuple(CompletionChunk(json=chunk, raw=message) for chunk in message.chunks.chunks)
     if kind == "completion":
-        return Completion(json=message.completion, raw=message)
-    return None
+        return (Completion(json=message.completion, raw=message),)
+    return ()
 
 
 def embeddings_result(proto: pb.EmbeddingsResponse, metadata: Mapping[str, str]) -> EmbeddingsResult:

@@ -272,8 +272,8 @@ class InferenceRelay:
 
     async def stream(
         self, call: InferenceCall, model: str, path: str, body: dict[str, Any], *, client_wants_usage: bool
-    ) -> AsyncIterator[bytes]:
-        """The node's SSE chunks as it wrote them, until [DONE].
+    ) -> AsyncIterator[list[bytes]]:
+        """The node's SSE chunks as it wrote them, until [DONE], in batches of those that arrived together.
 
         Usage is always requested from the node (the proxy meters every stream); the usage-only
         chunk is dropped again when the client did not ask for it. A stream that stops before
@@ -289,9 +289,9 @@ class InferenceRelay:
             attempt = self._stream_attempt(call, node, model, path, payload, client_wants_usage)
             try:
                 async with aclosing(attempt):
-                    async for data in attempt:
+                    async for batch in attempt:
                         delivered = True
-                        yield data
+                        yield batch
                 return
             except RETRYABLE as error:
                 if delivered:
@@ -301,48 +301,50 @@ class InferenceRelay:
 
     async def _stream_attempt(
         self, call: InferenceCall, node: Node, model: str, path: str, payload: bytes, client_wants_usage: bool
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[list[bytes], None]:
         attempt = _Attempt(node, model, self._clock)
         held: list[bytes] = []
         first_token_at: float | None = None
         last_token_at = 0.0
         tokens = 0
+        done = False
         try:
-            chunks = self._transport.stream(node, path, payload, request_id=call.request_id)
-            async with aclosing(chunks):
-                while True:
+            batches = self._transport.stream(node, path, payload, request_id=call.request_id)
+            async with aclosing(batches):
+                while not done:
                     if first_token_at is None:
-                        data = await self._first_chunks(node, chunks, call)
+                        batch = await self._first_chunks(node, batches, call)
                     else:
-                        data = await anext(chunks, None)
-                    if data is None:
+                        batch = await anext(batches, None)
+                    if batch is None:
                         raise NodeFailed(f"Node {node.id} ended the stream before [DONE].")
-                    if data == _DONE:
-                        break
-                    usage_only = _carries_usage(data) and self._take_usage(call, data)
-                    if usage_only and not client_wants_usage:
-                        continue
-                    if not usage_only and not _carries_no_token(data):
-                        last_token_at = self._clock()
-                        tokens += 1
-                        if first_token_at is None:
-                            first_token_at = last_token_at
-                            attempt.first_token()
-                    if first_token_at is None:
-                        if len(held) >= _MAX_HELD:
-                            first_token_at = self._clock()  # no tokens come as we expect them: stop holding
-                        else:
-                            held.append(data)
+                    out: list[bytes] = []
+                    for data in batch:
+                        if data == _DONE:
+                            done = True
+                            break
+                        usage_only = _carries_usage(data) and self._take_usage(call, data)
+                        if usage_only and not client_wants_usage:
                             continue
-                    for chunk in (*held, data):
-                        if not _is_usage_only(chunk):
-                            call.chunks_received += 1
-                        yield chunk
-                    held.clear()
-            for chunk in held:  # a reply without any token
-                if not _is_usage_only(chunk):
-                    call.chunks_received += 1
-                yield chunk
+                        if not usage_only and not _carries_no_token(data):
+                            last_token_at = self._clock()
+                            tokens += 1
+                            if first_token_at is None:
+                                first_token_at = last_token_at
+                                attempt.first_token()
+                        if first_token_at is None:
+                            if len(held) < _MAX_HELD:
+                                held.append(data)
+                                continue
+                            first_token_at = self._clock()  # no tokens come as we expect them: stop holding
+                        if held:
+                            out += held
+                            held.clear()
+                        out.append(data)
+                    if out:
+                        yield self._delivered(call, out)
+            if held:  # a reply without any token
+                yield self._delivered(call, held)
             ttft = first_token_at - attempt.started if first_token_at is not None else None
             tpot = None
             if first_token_at is not None and tokens > 1:
@@ -358,14 +360,22 @@ class InferenceRelay:
         finally:
             attempt.abandoned()  # no-op once an outcome was recorded: the client left, or a bug
 
-    async def _first_chunks(self, node: Node, chunks: AsyncIterator[bytes], call: InferenceCall) -> bytes | None:
-        """The next chunk while no token has come yet, within the first-token timeout and the deadline."""
+    @staticmethod
+    def _delivered(call: InferenceCall, batch: list[bytes]) -> list[bytes]:
+        """Count the chunks of `batch` that carry choices (the usage-only chunk does not) as delivered."""
+        call.chunks_received += sum(1 for chunk in batch if not _is_usage_only(chunk))
+        return batch
+
+    async def _first_chunks(
+        self, node: Node, batches: AsyncIterator[list[bytes]], call: InferenceCall
+    ) -> list[bytes] | None:
+        """The next batch while no token has come yet, within the first-token timeout and the deadline."""
         budget = self._policy.first_token_timeout
         if call.deadline is not None:
             budget = min(budget, call.deadline - self._clock())
         try:
             async with asyncio.timeout(max(budget, 0.0)):
-                return await anext(chunks, None)
+                return await anext(batches, None)
         except TimeoutError:
             raise NodeTimeout(f"Node {node.id} sent no token within {budget:.1f} s.") from None
 

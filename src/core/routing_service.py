@@ -35,6 +35,7 @@ from atoma_proxy.core.inference import InferenceCall, InferenceRelay, new_reques
 from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome, RequestKind, carries_generated_text
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.status import to_grpc_status
+from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
@@ -216,13 +217,16 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             metered = await self._reserve(context, principal, call, kind, request.model, body)
             if request.stream:
                 wants_usage = request.stream_options.include_usage
-                chunks = self._relay.stream(call, request.model, path, body, client_wants_usage=wants_usage)
-                async for chunk in chunks:
-                    if metered is not None and carries_generated_text(chunk):
-                        metered.generated += 1
+                batches = self._relay.stream(call, request.model, path, body, client_wants_usage=wants_usage)
+                async for batch in batches:
+                    if metered is not None:
+                        metered.generated += sum(1 for chunk in batch if carries_generated_text(chunk))
                     if not call.metadata_sent:
                         await self._send_metadata(context, call)
-                    yield response(chunk=chunk.decode())
+                    if len(batch) == 1:
+                        yield response(chunk=batch[0].decode())
+                    else:
+                        yield response(chunks=common_pb2.Chunks(chunks=[chunk.decode() for chunk in batch]))
             else:
                 raw = await self._relay.unary(call, request.model, path, body)
                 await self._send_metadata(context, call)

@@ -1,8 +1,9 @@
 """Server-sent events from a ChatCompletion/Completion stream, once its first event arrived.
 
-Framing is OpenAI's: `data: <chunk JSON, verbatim>\\n\\n` per `chunk` event, `data: [DONE]\\n\\n`
-once the core ended the stream with `end` and an OK status. An error after the headers went out
-can only be in-band: one `data: {"error": {...}}` event (the envelope of a non-streaming error,
+Framing is OpenAI's: `data: <chunk JSON, verbatim>\\n\\n` per chunk (a `chunk` event, or each
+of a `chunks` event, written at once), `data: [DONE]\\n\\n` once the core ended the stream with
+`end` and an OK status. An error after the headers went out can only be in-band: one
+`data: {"error": {...}}` event (the envelope of a non-streaming error,
 which the openai SDK raises as `APIError`), then the stream ends without [DONE].
 When the response ends for any reason (client gone, server shutdown) the gRPC call is
 cancelled, which the core propagates to the node: nobody keeps generating for a closed socket.
@@ -58,6 +59,8 @@ async def _events(call: grpc.aio.UnaryStreamCall, event: Any) -> AsyncIterator[b
             kind = event.WhichOneof("event")
             if kind == "chunk":
                 yield sse_event(event.chunk.encode())
+            elif kind == "chunks":  # one write for the chunks the core relayed together
+                yield b"".join(sse_event(chunk.encode()) for chunk in event.chunks.chunks)
             elif kind == "end":
                 ended = True
             event = await call.read()

@@ -70,6 +70,7 @@ class FakeRoutingService(pb_grpc.RoutingServiceServicer):
         self.routing_in_body = True
         self.response_metadata = dict(ROUTING_METADATA)
         self.hang_after_first_event = False
+        self.batch_chunks = False  # send the chunks as one `chunks` event, as the core does for a fast node
         self.stream_cancelled = asyncio.Event()
 
     async def ListModels(self, request, context):
@@ -129,6 +130,8 @@ class FakeRoutingService(pb_grpc.RoutingServiceServicer):
     async def _events(self, response_type, chunks, completion, request, context):
         """The events of a ChatCompletion or Completion stream, failing or hanging where scripted."""
         events = [response_type(chunk=chunk) for chunk in chunks] or [response_type(completion=completion)]
+        if self.batch_chunks and chunks:
+            events = [response_type(chunks=common_pb2.Chunks(chunks=chunks))]
         end = common_pb2.StreamEnd(routing=self._body_routing())
         if not request.stream or request.stream_options.include_usage:
             end.usage.CopyFrom(USAGE)

@@ -118,3 +118,12 @@ async def test_cancelling_the_consuming_task_cancels_the_rpc(client, core):
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.wait_for(core.stream_cancelled.wait(), BACKSTOP)
+
+
+async def test_a_batch_of_chunks_yields_one_event_per_chunk(client, core):
+    core.batch_chunks = True
+    events = [event async for event in client.chat_completion(model="llama-3", messages=HI, stream=True)]
+
+    assert [type(event) for event in events] == [ChatChunk, ChatChunk, StreamEnd]
+    assert [event.json for event in events[:2]] == list(fake_core.CHAT_CHUNKS)
+    assert events[0].raw.WhichOneof("event") == "chunks"

@@ -18,9 +18,10 @@ USAGE = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_
 
 
 class ScriptedTransport:
-    def __init__(self, events: list[bytes], hang: bool = False) -> None:
+    def __init__(self, events: list[bytes], hang: bool = False, *, together: bool = False) -> None:
         self.events = events
         self.hang = hang
+        self.together = together  # all events in one network read
         self.bodies: list[dict] = []
         self.closed = False
         self.hanging = asyncio.Event()
@@ -29,11 +30,13 @@ class ScriptedTransport:
         self.bodies.append(orjson.loads(body))
         return b'{"usage":{"prompt_tokens":2,"completion_tokens":5,"total_tokens":7}}'
 
-    async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[bytes]:
+    async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[list[bytes]]:
         self.bodies.append(orjson.loads(body))
         try:
-            for event in self.events:
-                yield event
+            if self.together:
+                yield list(self.events)
+            for event in [] if self.together else self.events:
+                yield [event]
             if self.hang:
                 self.hanging.set()
                 await asyncio.Event().wait()
@@ -54,8 +57,11 @@ def _relay(transport: ScriptedTransport) -> tuple[InferenceRelay, Node]:
 
 async def _run(relay: InferenceRelay, call: InferenceCall, wants_usage: bool) -> list[bytes]:
     return [
-        c
-        async for c in relay.stream(call, "m", "/v1/chat/completions", {"stream": True}, client_wants_usage=wants_usage)
+        chunk
+        async for batch in relay.stream(
+            call, "m", "/v1/chat/completions", {"stream": True}, client_wants_usage=wants_usage
+        )
+        for chunk in batch
     ]
 
 
@@ -69,6 +75,17 @@ async def test_usage_is_always_requested_and_relayed_only_when_asked(wants_usage
     assert chunks == ([CONTENT, USAGE] if wants_usage else [CONTENT])
     assert call.usage == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
     assert call.end().usage.total_tokens == 4
+    assert node.in_flight == 0
+
+
+async def test_chunks_read_together_are_relayed_as_one_batch() -> None:
+    role = b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}'
+    transport = ScriptedTransport([role, CONTENT, CONTENT, USAGE, b"[DONE]", b"ignored"], together=True)
+    relay, node = _relay(transport)
+    call = InferenceCall(request_id="r")
+    batches = [b async for b in relay.stream(call, "m", "/v1/chat/completions", {}, client_wants_usage=True)]
+    assert batches == [[role, CONTENT, CONTENT, USAGE]]
+    assert call.chunks_received == 3  # the usage-only chunk carries no choice
     assert node.in_flight == 0
 
 

@@ -42,3 +42,16 @@ def test_any_split_of_the_byte_stream_gives_the_same_events(cuts: list[int]) -> 
 
 async def test_a_final_event_without_blank_line_is_kept() -> None:
     assert await _collect(b"data: last", []) == [b"last"]
+
+
+async def test_events_that_arrive_together_form_one_batch() -> None:
+    from atoma_proxy.core.nodes.sse import iter_sse_batches
+
+    pieces = [b'data: {"a":1}\n\ndata: {"b":2}\n\ndata: {"c"', b":3}\n\n: ping\n\n", b"data: [DONE]\n\n"]
+
+    async def network() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    batches = [batch async for batch in iter_sse_batches(network())]
+    assert batches == [[b'{"a":1}', b'{"b":2}'], [b'{"c":3}'], [b"[DONE]"]]

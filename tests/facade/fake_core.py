@@ -84,6 +84,7 @@ class Script:
     error: grpc.Status | tuple[grpc.StatusCode, str] | None = None
     chunks_before_error: int = 0
     hang_after_chunks: bool = False
+    batched: bool = False  # all chunks in one `chunks` event, as the core relays a fast node
     send_end: bool = True
     initial_metadata: tuple[tuple[str, str], ...] = ROUTING_METADATA
     nodes: list[pb.NodeStatus] = field(default_factory=list)
@@ -125,7 +126,9 @@ class FakeCore(pb_grpc.RoutingServiceServicer):
         try:
             if script.error is not None and script.chunks_before_error == 0:
                 await self._fail(context)
-            if request.stream:
+            if request.stream and script.batched:
+                yield {"chunks": common_pb2.Chunks(chunks=script.chunks)}
+            elif request.stream:
                 for i, chunk in enumerate(script.chunks):
                     if script.error is not None and i == script.chunks_before_error:
                         await self._fail(context)

@@ -34,6 +34,20 @@ async def test_chat_stream_relays_chunks_in_order(client: openai.AsyncOpenAI, co
     assert core.requests[0].stream and not core.requests[0].HasField("stream_options")
 
 
+async def test_chat_stream_relays_a_batch_of_chunks_as_separate_events(
+    client: openai.AsyncOpenAI, core: FakeCore
+) -> None:
+    core.script.chunks = [chat_chunk("Hel"), chat_chunk("lo"), chat_chunk(usage=True)]
+    core.script.batched = True
+    stream = await client.chat.completions.create(
+        model="m1", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+
+    assert [c.choices[0].delta.content for c in chunks[:2]] == ["Hel", "lo"]
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+
+
 async def test_chat_stream_with_usage_ends_with_the_usage_chunk(client: openai.AsyncOpenAI, core: FakeCore) -> None:
     core.script.chunks = [chat_chunk("Hi"), chat_chunk(usage=True)]
     stream = await client.chat.completions.create(

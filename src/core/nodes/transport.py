@@ -17,7 +17,7 @@ import orjson
 from atoma_proxy.config import CoreSettings
 from atoma_proxy.core.errors import NodeFailed, NodeRejectedRequest, NodeTimeout, ProxyError
 from atoma_proxy.core.nodes.registry import Node
-from atoma_proxy.core.nodes.sse import iter_sse_data
+from atoma_proxy.core.nodes.sse import iter_sse_batches
 
 _JSON = "application/json"
 _MAX_ERROR_BODY = 64 * 1024
@@ -30,8 +30,9 @@ class NodeTransport(Protocol):
         """POST a JSON body; the response body on 2xx, a ProxyError otherwise."""
         ...
 
-    def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[bytes]:
-        """POST a JSON body and yield the SSE data payloads of the answer; closing it aborts the request."""
+    def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[list[bytes]]:
+        """POST a JSON body and yield the SSE data payloads of the answer, in batches of those that
+        arrived together (never empty; the last one ends with [DONE]); closing it aborts the request."""
         ...
 
     async def probe(self, node: Node) -> bool:
@@ -85,18 +86,18 @@ class HttpNodeTransport:
             raise _status_error(node, response.status_code, response.content[:_MAX_ERROR_BODY])
         return response.content
 
-    async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[bytes]:
+    async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[list[bytes]]:
         headers = self._headers(node, request_id)
         headers["accept"] = "text/event-stream"
         try:
             async with self._client.stream("POST", node.url + path, content=body, headers=headers) as response:
                 if response.status_code >= 300:
                     raise _status_error(node, response.status_code, await _read_bounded(response))
-                events = iter_sse_data(response.aiter_raw())
-                async for data in events:
-                    if data == _DONE:
+                events = iter_sse_batches(response.aiter_raw())
+                async for batch in events:
+                    if _DONE in batch:
                         await _drain(events)
-                    yield data
+                    yield batch
         except httpx.HTTPError as exc:
             raise _transport_error(node, exc) from exc
 
@@ -118,7 +119,7 @@ class HttpNodeTransport:
         await self._client.aclose()
 
 
-async def _drain(events: AsyncIterator[bytes]) -> None:
+async def _drain(events: AsyncIterator[list[bytes]]) -> None:
     """Read the body's end after [DONE] so the keep-alive connection goes back to the pool.
 
     Closing a response with unread bytes (here only the terminating chunk) makes httpcore drop

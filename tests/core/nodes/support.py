@@ -75,7 +75,7 @@ class ScriptedTransport:
         assert isinstance(step, bytes)
         return step
 
-    async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[bytes]:
+    async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[list[bytes]]:
         self.calls.append(node.id)
         items = self._next(self.streams.get(node.id, []), node.id)
         try:
@@ -86,7 +86,7 @@ class ScriptedTransport:
                 elif isinstance(item, Exception):
                     raise item
                 else:
-                    yield item
+                    yield [item]  # one network read per chunk, as a node streaming in real time
         finally:
             self.closed.append(node.id)
 

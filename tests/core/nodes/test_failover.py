@@ -48,9 +48,8 @@ def _relay(
 
 
 async def _stream(relay: InferenceRelay, call: InferenceCall, wants_usage: bool = True) -> list[bytes]:
-    return [
-        c async for c in relay.stream(call, "m", "/v1/chat/completions", dict(BODY), client_wants_usage=wants_usage)
-    ]
+    batches = relay.stream(call, "m", "/v1/chat/completions", dict(BODY), client_wants_usage=wants_usage)
+    return [chunk async for batch in batches for chunk in batch]
 
 
 def _no_node_twice_in_a_row(calls: list[str]) -> bool:
@@ -144,8 +143,8 @@ async def test_nothing_is_retried_once_a_token_reached_the_client() -> None:
     call = InferenceCall(request_id="r")
     received: list[bytes] = []
     with pytest.raises(NodeFailed, match="mid-stream"):
-        async for chunk in relay.stream(call, "m", "/p", dict(BODY), client_wants_usage=True):
-            received.append(chunk)
+        async for batch in relay.stream(call, "m", "/p", dict(BODY), client_wants_usage=True):
+            received.extend(batch)
     assert received == [ROLE, TOKEN, TOKEN]
     assert call.chunks_received == 3  # what was delivered, for metering
     assert transport.calls == ["a"] and call.attempts == 1

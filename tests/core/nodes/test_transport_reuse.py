@@ -26,8 +26,8 @@ async def test_consecutive_streams_share_one_connection() -> None:
             seen = []
             for _ in range(3):
                 stream = transport.stream(node, "/v1/chat/completions", BODY, request_id="r")
-                async for event in stream:  # stop at [DONE], as the relay does
-                    if event == b"[DONE]":
+                async for batch in stream:  # stop at [DONE], as the relay does
+                    if b"[DONE]" in batch:
                         break
                 await stream.aclose()
                 pool = transport._client._transport._pool  # type: ignore[attr-defined]

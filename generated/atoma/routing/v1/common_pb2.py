@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61toma/routing/v1/common.proto\x12\x10\x61toma.routing.v1\"|\n\x05Usage\x12#\n\rprompt_tokens\x18\x01 \x01(\x03R\x0cpromptTokens\x12+\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03R\x10\x63ompletionTokens\x12!\n\x0ctotal_tokens\x18\x03 \x01(\x03R\x0btotalTokens\"a\n\x0bRoutingInfo\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n\x08\x61ttempts\x18\x02 \x01(\x05R\x08\x61ttempts\x12\x1d\n\nrequest_id\x18\x03 \x01(\tR\trequestId\"\x99\x01\n\tStreamEnd\x12-\n\x05usage\x18\x01 \x01(\x0b\x32\x17.atoma.routing.v1.UsageR\x05usage\x12\x37\n\x07routing\x18\x02 \x01(\x0b\x32\x1d.atoma.routing.v1.RoutingInfoR\x07routing\x12$\n\x0e\x63ost_micro_usd\x18\x03 \x01(\x03R\x0c\x63ostMicroUsd\"4\n\rStreamOptions\x12#\n\rinclude_usage\x18\x01 \x01(\x08R\x0cincludeUsage\"\x1c\n\x08TokenIds\x12\x10\n\x03ids\x18\x01 \x03(\x03R\x03idsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61toma/routing/v1/common.proto\x12\x10\x61toma.routing.v1\"|\n\x05Usage\x12#\n\rprompt_tokens\x18\x01 \x01(\x03R\x0cpromptTokens\x12+\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03R\x10\x63ompletionTokens\x12!\n\x0ctotal_tokens\x18\x03 \x01(\x03R\x0btotalTokens\"a\n\x0bRoutingInfo\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n\x08\x61ttempts\x18\x02 \x01(\x05R\x08\x61ttempts\x12\x1d\n\nrequest_id\x18\x03 \x01(\tR\trequestId\"\x99\x01\n\tStreamEnd\x12-\n\x05usage\x18\x01 \x01(\x0b\x32\x17.atoma.routing.v1.UsageR\x05usage\x12\x37\n\x07routing\x18\x02 \x01(\x0b\x32\x1d.atoma.routing.v1.RoutingInfoR\x07routing\x12$\n\x0e\x63ost_micro_usd\x18\x03 \x01(\x03R\x0c\x63ostMicroUsd\" \n\x06\x43hunks\x12\x16\n\x06\x63hunks\x18\x01 \x03(\tR\x06\x63hunks\"4\n\rStreamOptions\x12#\n\rinclude_usage\x18\x01 \x01(\x08R\x0cincludeUsage\"\x1c\n\x08TokenIds\x12\x10\n\x03ids\x18\x01 \x03(\x03R\x03idsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTINGINFO']._serialized_end=274
   _globals['_STREAMEND']._serialized_start=277
   _globals['_STREAMEND']._serialized_end=430
-  _globals['_STREAMOPTIONS']._serialized_start=432
-  _globals['_STREAMOPTIONS']._serialized_end=484
-  _globals['_TOKENIDS']._serialized_start=486
-  _globals['_TOKENIDS']._serialized_end=514
+  _globals['_CHUNKS']._serialized_start=432
+  _globals['_CHUNKS']._serialized_end=464
+  _globals['_STREAMOPTIONS']._serialized_start=466
+  _globals['_STREAMOPTIONS']._serialized_end=518
+  _globals['_TOKENIDS']._serialized_start=520
+  _globals['_TOKENIDS']._serialized_end=548
 # @@protoc_insertion_point(module_scope)

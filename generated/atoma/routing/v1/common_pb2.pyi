@@ -36,6 +36,12 @@ class StreamEnd(_message.Message):
     cost_micro_usd: int
     def __init__(self, usage: _Optional[_Union[Usage, _Mapping]] = ..., routing: _Optional[_Union[RoutingInfo, _Mapping]] = ..., cost_micro_usd: _Optional[int] = ...) -> None: ...
 
+class Chunks(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, chunks: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class StreamOptions(_message.Message):
     __slots__ = ("include_usage",)
     INCLUDE_USAGE_FIELD_NUMBER: _ClassVar[int]

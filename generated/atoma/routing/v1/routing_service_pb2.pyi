@@ -68,14 +68,16 @@ class ChatCompletionRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_chat_pb2.ChatMessage, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., max_completion_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., n: _Optional[int] = ..., stream: _Optional[bool] = ..., stream_options: _Optional[_Union[_common_pb2.StreamOptions, _Mapping]] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., user: _Optional[str] = ..., extra_json: _Optional[str] = ...) -> None: ...
 
 class ChatCompletionResponse(_message.Message):
-    __slots__ = ("chunk", "completion", "end")
+    __slots__ = ("chunk", "completion", "end", "chunks")
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
     chunk: str
     completion: str
     end: _common_pb2.StreamEnd
-    def __init__(self, chunk: _Optional[str] = ..., completion: _Optional[str] = ..., end: _Optional[_Union[_common_pb2.StreamEnd, _Mapping]] = ...) -> None: ...
+    chunks: _common_pb2.Chunks
+    def __init__(self, chunk: _Optional[str] = ..., completion: _Optional[str] = ..., end: _Optional[_Union[_common_pb2.StreamEnd, _Mapping]] = ..., chunks: _Optional[_Union[_common_pb2.Chunks, _Mapping]] = ...) -> None: ...
 
 class CompletionRequest(_message.Message):
     __slots__ = ("model", "prompt", "prompt_tokens", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed", "user", "extra_json")
@@ -108,14 +110,16 @@ class CompletionRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., prompt: _Optional[_Iterable[str]] = ..., prompt_tokens: _Optional[_Iterable[_Union[_common_pb2.TokenIds, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., n: _Optional[int] = ..., stream: _Optional[bool] = ..., stream_options: _Optional[_Union[_common_pb2.StreamOptions, _Mapping]] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., user: _Optional[str] = ..., extra_json: _Optional[str] = ...) -> None: ...
 
 class CompletionResponse(_message.Message):
-    __slots__ = ("chunk", "completion", "end")
+    __slots__ = ("chunk", "completion", "end", "chunks")
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
     chunk: str
     completion: str
     end: _common_pb2.StreamEnd
-    def __init__(self, chunk: _Optional[str] = ..., completion: _Optional[str] = ..., end: _Optional[_Union[_common_pb2.StreamEnd, _Mapping]] = ...) -> None: ...
+    chunks: _common_pb2.Chunks
+    def __init__(self, chunk: _Optional[str] = ..., completion: _Optional[str] = ..., end: _Optional[_Union[_common_pb2.StreamEnd, _Mapping]] = ..., chunks: _Optional[_Union[_common_pb2.Chunks, _Mapping]] = ...) -> None: ...
 
 class EmbeddingsRequest(_message.Message):
     __slots__ = ("model", "input", "input_tokens", "encoding_format", "dimensions", "user", "extra_json")
