@@ -8,10 +8,10 @@ import logging
 import os
 import sys
 
-from atoma_proxy.config import CONFIG_ENV, load_settings
+from atoma_proxy.config import CONFIG_ENV, Settings, load_settings
 
 
-def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "config", None):
         os.environ[CONFIG_ENV] = args.config
     return load_settings()
@@ -23,10 +23,43 @@ def _serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
     if args.command == "serve":
         asyncio.run(run_until_stopped(settings, core=True, facade=True, migrate=not args.no_migrate))
-    elif args.command == "core":
-        asyncio.run(run_until_stopped(settings, core=True, facade=False, migrate=args.migrate))
+        return
+    core = args.command == "core"
+    workers = args.workers or (settings.core if core else settings.facade).workers
+    if args.as_worker:  # one of the processes that _run_workers starts
+        asyncio.run(run_until_stopped(settings, core=core, facade=not core, migrate=False, worker=True))
+    elif workers > 1:
+        _run_workers(args, settings, workers)
     else:
-        asyncio.run(run_until_stopped(settings, core=False, facade=True, migrate=False))
+        asyncio.run(run_until_stopped(settings, core=core, facade=not core, migrate=core and args.migrate))
+
+
+def _run_workers(args: argparse.Namespace, settings: Settings, workers: int) -> None:
+    """`workers` processes of `core` or `facade` on one port (src/workers.py). They read the
+    configuration file from ATOMA_CONFIG, which `_settings` exported."""
+    import signal
+
+    from atoma_proxy.workers import run_workers
+
+    core = args.command == "core"
+    address = settings.core.listen if core else f"{settings.facade.host}:{settings.facade.port}"
+    port = address.rpartition(":")[2]
+    if address.startswith("unix") or not port.isdigit() or int(port) == 0:
+        sys.exit(f"atoma-proxy {args.command}: {workers} workers need a fixed TCP port to share, not {address}")
+    if core and args.migrate:  # once, before any worker starts
+        from atoma_proxy.core.persistence import upgrade_database
+
+        asyncio.run(upgrade_database(settings.database.url))
+    logging.getLogger(__name__).info("atoma-proxy %s: %d workers on %s", args.command, workers, address)
+    forward = (signal.SIGHUP,) if core else ()  # the core reloads its nodes on SIGHUP
+    sys.exit(run_workers(["--log-level", args.log_level, args.command], workers, forward=forward))
+
+
+def _worker_count(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"{count} is not between 1 and 64")
+    return count
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -133,7 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-migrate", action="store_true", help="Do not upgrade the database schema first.")
     core = command("core", "Run the gRPC routing core alone.", _serve)
     core.add_argument("--migrate", action="store_true", help="Upgrade the database schema before starting.")
-    command("facade", "Run the OpenAI REST facade alone, in front of a core.", _serve)
+    facade = command("facade", "Run the OpenAI REST facade alone, in front of a core.", _serve)
+    for sub, section in ((core, "core"), (facade, "facade")):
+        sub.add_argument(
+            "--workers",
+            type=_worker_count,
+            metavar="N",
+            help=f"Processes sharing the listen port (default {section}.workers; Linux SO_REUSEPORT).",
+        )
+        sub.add_argument("--as-worker", type=int, metavar="N", help=argparse.SUPPRESS)  # set by src/workers.py
     command("demo", "Run the proxy with three built-in simulated nodes and print a ready API key.", _demo)
     sim = command("node-sim", "Run a simulated OpenAI-compatible inference node.", _node_sim, config=False)
     add_cli_arguments(sim)
@@ -192,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = f"[worker {args.as_worker}] " if getattr(args, "as_worker", None) else ""
+    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s")
     for chatty in ("httpx", "httpcore", "alembic"):  # a line per request or migration step is noise
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:

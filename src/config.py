@@ -88,6 +88,9 @@ class CoreSettings(BaseModel):
     api_key_cache_ttl: float = Field(
         1.0, ge=0, description="Seconds a verified API key is trusted before the database is asked again."
     )
+    workers: int = Field(
+        1, ge=1, le=64, description="Processes of `atoma-proxy core`, each a full core on `listen` (SO_REUSEPORT)."
+    )
 
 
 class FacadeSettings(BaseModel):
@@ -95,6 +98,9 @@ class FacadeSettings(BaseModel):
     port: int = Field(8080, ge=0, le=65535, description="Listen port of the OpenAI REST facade.")
     core_target: str = Field("127.0.0.1:50051", description="gRPC address of the routing core.")
     request_timeout: float = Field(600.0, gt=0, description="Deadline given to the core for each request.")
+    workers: int = Field(
+        1, ge=1, le=64, description="Processes of `atoma-proxy facade`, all on `host:port` (SO_REUSEPORT)."
+    )
 
 
 class RoutingSettings(BaseModel):

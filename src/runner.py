@@ -2,7 +2,8 @@
 
 Deployments run `core` and `facade` as separate processes; `serve` and `demo` put them in one
 event loop for local use. Everything stops on SIGINT/SIGTERM, the core last so in-flight
-streams that the facade still relays can finish.
+streams that the facade still relays can finish. A worker (src/workers.py) is one such process
+that shares its port with the other workers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uvicorn
 from atoma_proxy.config import Settings
 from atoma_proxy.core.persistence import upgrade_database
 from atoma_proxy.core.server import CoreServer
+from atoma_proxy.workers import shared_sockets, stop_when_orphaned
 
 
 def stop_event_on_signals() -> asyncio.Event:
@@ -36,9 +38,9 @@ class _EmbeddedUvicorn(uvicorn.Server):
 
 
 class FacadeServer:
-    """The FastAPI facade under uvicorn, as a task of the current loop."""
+    """The FastAPI facade under uvicorn, as a task of the current loop; `reuse_port` for the workers of `facade`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         from atoma_proxy.facade.app import create_app
 
         config = uvicorn.Config(
@@ -54,10 +56,13 @@ class FacadeServer:
         )
         self._server = _EmbeddedUvicorn(config)
         self._task: asyncio.Task[None] | None = None
+        self._reuse_port = reuse_port
         self.port = settings.facade.port
 
     async def start(self) -> int:
-        self._task = asyncio.create_task(self._server.serve(), name="facade")
+        config = self._server.config
+        sockets = shared_sockets(config.host, config.port) if self._reuse_port else None
+        self._task = asyncio.create_task(self._server.serve(sockets), name="facade")
         while not self._server.started:
             if self._task.done():
                 self._task.result()
@@ -79,22 +84,25 @@ async def run_until_stopped(
     facade: bool,
     migrate: bool,
     on_ready: Callable[[CoreServer | None, FacadeServer | None], Awaitable[None]] | None = None,
+    worker: bool = False,
 ) -> None:
+    """Serves until SIGINT/SIGTERM; a `worker` shares its port and also stops when its parent is gone."""
     stop = stop_event_on_signals()
     if migrate:
         await upgrade_database(settings.database.url)
-    core_server = CoreServer(settings) if core else None
-    facade_server = FacadeServer(settings) if facade else None
-    try:
-        if core_server is not None:
-            await core_server.start()
-        if facade_server is not None:
-            await facade_server.start()
-        if on_ready is not None:
-            await on_ready(core_server, facade_server)
-        await stop.wait()
-    finally:
-        if facade_server is not None:
-            await facade_server.stop()
-        if core_server is not None:
-            await core_server.stop()
+    core_server = CoreServer(settings, reuse_port=worker) if core else None
+    facade_server = FacadeServer(settings, reuse_port=worker) if facade else None
+    with stop_when_orphaned(stop) if worker else contextlib.nullcontext():
+        try:
+            if core_server is not None:
+                await core_server.start()
+            if facade_server is not None:
+                await facade_server.start()
+            if on_ready is not None:
+                await on_ready(core_server, facade_server)
+            await stop.wait()
+        finally:
+            if facade_server is not None:
+                await facade_server.stop()
+            if core_server is not None:
+                await core_server.stop()

@@ -44,7 +44,8 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 class CoreServer:
     """Owns everything the core runs: database engine, node transport, poller, gRPC server."""
 
-    def __init__(self, settings: Settings, transport: NodeTransport | None = None) -> None:
+    def __init__(self, settings: Settings, transport: NodeTransport | None = None, *, reuse_port: bool = False) -> None:
+        """`reuse_port`: other processes may listen on the same address (the workers of `core`)."""
         self.settings = settings
         self.transport = transport or HttpNodeTransport(settings.core)
         self.nodes = NodeRuntime(settings, self.transport)  # registry, health, metrics, selection, reload
@@ -64,7 +65,7 @@ class CoreServer:
                 ("grpc.max_send_message_length", _MAX_MESSAGE),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(reuse_port)),
             ],
         )
         relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)

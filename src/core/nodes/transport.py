@@ -1,4 +1,4 @@
-"""HTTP to inference nodes: one pooled keep-alive client, timeouts, errors as domain errors.
+"""HTTP to inference nodes: pooled keep-alive connections, timeouts, errors as domain errors.
 
 `NodeTransport` is the seam tests and future transports (signed Sui requests, confidential
 relays) plug into. `HttpNodeTransport` is the real one over httpx.
@@ -16,6 +16,7 @@ import orjson
 
 from atoma_proxy.config import CoreSettings
 from atoma_proxy.core.errors import NodeFailed, NodeRejectedRequest, NodeTimeout, ProxyError
+from atoma_proxy.core.nodes.http1 import ConnectFailed, Http1Client, Response
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.core.nodes.sse import iter_sse_batches
 
@@ -53,53 +54,64 @@ class NodeUnreachable(NodeFailed):
 
 
 class HttpNodeTransport:
+    """Inference requests over `Http1Client` (the hot path); probes and metrics over httpx."""
+
     def __init__(self, settings: CoreSettings) -> None:
         self._health_timeout = settings.health_timeout
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=settings.node_connect_timeout,
-                read=settings.node_read_timeout,
-                write=settings.node_connect_timeout,
-                pool=settings.node_connect_timeout,
-            ),
-            limits=httpx.Limits(
-                max_connections=settings.node_max_connections,
-                max_keepalive_connections=settings.node_max_connections,
-                keepalive_expiry=30,
-            ),
-            follow_redirects=False,
+        self._http = Http1Client(
+            connect_timeout=settings.node_connect_timeout,
+            read_timeout=settings.node_read_timeout,
+            max_connections=settings.node_max_connections,
         )
+        self._client = httpx.AsyncClient(timeout=settings.health_timeout, follow_redirects=False)
+        self._node_headers: dict[tuple[str | None, str], bytes] = {}
 
-    @staticmethod
-    def _headers(node: Node, request_id: str) -> dict[str, str]:
-        headers = {"content-type": _JSON, "accept": _JSON, "x-request-id": request_id}
-        if node.api_key:
-            headers["authorization"] = f"Bearer {node.api_key}"
-        return headers
+    def _headers(self, node: Node, request_id: str, accept: str) -> bytes:
+        """The request's header lines: fixed ones per node and accept, then its request id."""
+        fixed = self._node_headers.get((node.api_key, accept))
+        if fixed is None:
+            lines = f"content-type: {_JSON}\r\naccept: {accept}\r\n"
+            if node.api_key:
+                lines += f"authorization: Bearer {node.api_key}\r\n"
+            fixed = self._node_headers[(node.api_key, accept)] = lines.encode("latin-1")
+        return fixed + b"x-request-id: " + request_id.encode("ascii", "replace") + b"\r\n"
+
+    async def _post(self, node: Node, path: str, body: bytes, request_id: str, accept: str) -> Response:
+        try:
+            response = await self._http.post(node.url, path, self._headers(node, request_id, accept), body)
+        except (OSError, TimeoutError) as error:
+            raise _transport_error(node, error) from error
+        if response.status >= 300:
+            try:
+                detail = await response.read(_MAX_ERROR_BODY)
+            except (OSError, TimeoutError):
+                detail = b""
+            finally:
+                response.release()
+            raise _status_error(node, response.status, detail)
+        return response
 
     async def post(self, node: Node, path: str, body: bytes, *, request_id: str) -> bytes:
+        response = await self._post(node, path, body, request_id, _JSON)
         try:
-            response = await self._client.post(node.url + path, content=body, headers=self._headers(node, request_id))
-        except httpx.HTTPError as exc:
-            raise _transport_error(node, exc) from exc
-        if response.status_code >= 300:
-            raise _status_error(node, response.status_code, response.content[:_MAX_ERROR_BODY])
-        return response.content
+            return await response.read()
+        except (OSError, TimeoutError) as error:
+            raise _transport_error(node, error) from error
+        finally:
+            response.release()
 
     async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[list[bytes]]:
-        headers = self._headers(node, request_id)
-        headers["accept"] = "text/event-stream"
+        response = await self._post(node, path, body, request_id, "text/event-stream")
         try:
-            async with self._client.stream("POST", node.url + path, content=body, headers=headers) as response:
-                if response.status_code >= 300:
-                    raise _status_error(node, response.status_code, await _read_bounded(response))
-                events = iter_sse_batches(response.aiter_raw())
-                async for batch in events:
-                    if _DONE in batch:
-                        await _drain(events)
-                    yield batch
-        except httpx.HTTPError as exc:
-            raise _transport_error(node, exc) from exc
+            events = iter_sse_batches(response.pieces())
+            async for batch in events:
+                if _DONE in batch:
+                    await _drain(events)
+                yield batch
+        except (OSError, TimeoutError) as error:
+            raise _transport_error(node, error) from error
+        finally:
+            response.release()
 
     async def probe(self, node: Node) -> bool:
         try:
@@ -115,38 +127,34 @@ class HttpNodeTransport:
             return None
         return response.text if response.is_success else None
 
+    def open_connections(self) -> int:
+        """Connections to nodes held by the hot path (idle and in use)."""
+        return self._http.connections()
+
     async def aclose(self) -> None:
+        await self._http.aclose()
         await self._client.aclose()
 
 
 async def _drain(events: AsyncIterator[list[bytes]]) -> None:
     """Read the body's end after [DONE] so the keep-alive connection goes back to the pool.
 
-    Closing a response with unread bytes (here only the terminating chunk) makes httpcore drop
-    the connection, and the next stream pays a new TCP handshake. A node that keeps the body
-    open after [DONE] gets a short grace, then the connection is dropped as before.
+    A response released with unread bytes (here only the terminating chunk) closes its
+    connection, and the next stream pays a new TCP handshake. A node that keeps the body open
+    after [DONE] gets a short grace, then the connection is dropped.
     """
-    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+    with contextlib.suppress(TimeoutError, OSError):
         async with asyncio.timeout(_DRAIN_GRACE):
             async for _ in events:
                 pass
 
 
-async def _read_bounded(response: httpx.Response) -> bytes:
-    body = b""
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) >= _MAX_ERROR_BODY:
-            break
-    return body[:_MAX_ERROR_BODY]
-
-
-def _transport_error(node: Node, exc: httpx.HTTPError) -> ProxyError:
-    if isinstance(exc, httpx.TimeoutException):
-        return NodeTimeout(f"Node {node.id} did not answer in time ({type(exc).__name__}).")
-    if isinstance(exc, httpx.ConnectError):
+def _transport_error(node: Node, exc: BaseException) -> ProxyError:
+    if isinstance(exc, TimeoutError):
+        return NodeTimeout(f"Node {node.id} did not answer in time: {exc}".rstrip(": ") + ".")
+    if isinstance(exc, ConnectFailed):
         return NodeUnreachable(f"Node {node.id} is unreachable: {exc}".rstrip(": "))
-    return NodeFailed(f"Node {node.id} failed: {type(exc).__name__}: {exc}".rstrip(": "))
+    return NodeFailed(f"Node {node.id} failed: {exc}".rstrip(": "))
 
 
 def _status_error(node: Node, status: int, body: bytes) -> ProxyError:

@@ -30,9 +30,7 @@ async def test_consecutive_streams_share_one_connection() -> None:
                     if b"[DONE]" in batch:
                         break
                 await stream.aclose()
-                pool = transport._client._transport._pool  # type: ignore[attr-defined]
-                seen.append([id(c) for c in pool.connections])
+                seen.append(transport.open_connections())
         finally:
             await transport.aclose()
-    assert seen[0] == seen[1] == seen[2]
-    assert len(seen[0]) == 1
+    assert seen == [1, 1, 1]
