@@ -345,7 +345,7 @@ class Meter:
     async def _apply(self, hold: Hold, charge: Charge) -> Settlement | None:
         for attempt in range(_SETTLE_ATTEMPTS):
             try:
-                settlement = await self._settle_once(hold.request_id, charge)
+                settlement = await self._settle_once(hold, charge)
             except (IntegrityError, psycopg.errors.IntegrityError):
                 log.exception("settlement of %s violates the ledger's constraints", hold.request_id)
                 return None
@@ -376,11 +376,12 @@ class Meter:
         async with self._engine.begin() as connection:
             return await reserve(connection, **reservation)
 
-    async def _settle_once(self, request_id: str, charge: Charge) -> Settlement | None:
+    async def _settle_once(self, hold: Hold, charge: Charge) -> Settlement | None:
+        request_id = hold.request_id
         if self._pool is None:
             async with self._engine.begin() as connection:
                 return await settle(connection, request_id, charge)
-        settlement = await settle_held_postgresql(self._pool, request_id, charge)
+        settlement = await settle_held_postgresql(self._pool, request_id, charge, user_id=hold.user_id)
         if settlement is None and (charge.cost > 0 or charge.units > 0):
             async with self._engine.begin() as connection:  # the rare late path: several statements
                 settlement = await settle_late(connection, request_id, charge)

@@ -317,9 +317,17 @@ async def settle_held(
 
 
 async def settle_held_postgresql(
-    run: _postgres.StatementRunner, request_id: str, charge: Charge, *, now: datetime | None = None
+    run: _postgres.StatementRunner,
+    request_id: str,
+    charge: Charge,
+    *,
+    now: datetime | None = None,
+    user_id: int | None = None,
 ) -> Settlement | None:
-    """`settle_held` on PostgreSQL, through `run`: one statement, atomic on its own."""
+    """`settle_held` on PostgreSQL, through `run`: one statement, atomic on its own.
+
+    `user_id` (the reservation's) only orders the statement in a group commit (`LedgerPool`).
+    """
     now = now or utcnow()
     state = "settled" if charge.outcome == Outcome.OK or charge.cost > 0 or charge.units > 0 else "released"
     applied = await run(
@@ -337,6 +345,7 @@ async def settle_held_postgresql(
             "latency_ms": min(charge.latency_ms, _MAX_LATENCY_MS),
             "outcome": charge.outcome,
             "billable": charge.billable,
+            "user_id": user_id,
         },
     )
     return None if applied is None else Settlement(state, applied.cost, applied.used)

@@ -275,3 +275,41 @@ async def test_a_disabled_ledger_meters_nothing(make_meter: MakeMeter, sessions:
     call = InferenceCall(request_id="off")
     assert await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30) is None
     assert await meter.settle(None, call, Outcome.OK) == 0
+
+
+async def test_concurrent_requests_of_one_user_take_exactly_the_money_there_is(
+    make_meter: MakeMeter, sessions: Sessions, new_user: NewUser
+) -> None:
+    registry = _registry()
+    meter = make_meter(registry)
+    principal = await _funded(sessions, new_user, 74 * 10)  # ten reservations of 74
+
+    async def one(index: int) -> int:
+        call = InferenceCall(request_id=f"group-{principal.user_id}-{index}")
+        metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+        _served(call, registry, "cheap", {"prompt_tokens": PROMPT, "completion_tokens": 6})
+        return await meter.settle(metered, call, Outcome.OK)
+
+    outcomes = await asyncio.gather(*(one(i) for i in range(25)), return_exceptions=True)
+
+    costs = [o for o in outcomes if isinstance(o, int)]
+    assert all(isinstance(o, int | InsufficientFunds) for o in outcomes)
+    assert len(costs) >= 10 and set(costs) == {20}  # settled ones free 54 each for later ones
+    assert await _balance(sessions, principal.user_id) == Balance(740, 20 * len(costs), 0, 740 - 20 * len(costs))
+    if meter._pool is not None:  # PostgreSQL: concurrent statements were committed in groups
+        assert meter._pool.groups > 0
+
+
+async def test_a_duplicate_request_id_in_a_group_fails_only_its_own_caller(
+    make_meter: MakeMeter, sessions: Sessions, new_user: NewUser
+) -> None:
+    meter = make_meter()
+    principal = await _funded(sessions, new_user, 10_000)
+    calls = [InferenceCall(request_id=f"dup-{principal.user_id}-{i % 3}") for i in range(6)]  # each id twice
+
+    await asyncio.gather(
+        *(meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30) for call in calls)
+    )
+
+    assert len({call.request_id for call in calls}) == 6  # the second of each pair got a fresh id
+    assert await _balance(sessions, principal.user_id) == Balance(10_000, 0, 6 * 74, 10_000 - 6 * 74)
