@@ -229,7 +229,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
                         yield response(chunks=common_pb2.Chunks(chunks=[chunk.decode() for chunk in batch]))
             else:
                 raw = await self._relay.unary(call, request.model, path, body)
-                await self._send_metadata(context, call)
+                # The routing facts go in the trailing metadata only: an initial send costs a round of its own.
                 yield response(completion=raw.decode())
             end = call.end()
             end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
@@ -271,7 +271,6 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             raise  # unreachable: _fail aborts the RPC
         finally:
             await self._settle_abandoned(context, metered, call)
-        await self._send_metadata(context, call)
         context.set_trailing_metadata(self._trailing(call, metered))
         return call, raw, cost
 

@@ -12,6 +12,7 @@ seconds after a failure so requests are not slowed by a connect timeout each.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -135,6 +136,8 @@ class RedisRateLimiter:
         self._settle_script = client.register_script(SETTLE_SCRIPT)
         self._skip_redis_until = 0.0
         self._next_warning = 0.0
+        self._corrections: _Corrections | None = None  # waiting to be sent
+        self._correcting: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(
@@ -205,11 +208,32 @@ class RedisRateLimiter:
         return Admission(decision.states, estimated_tokens, correct if token_buckets else None)
 
     async def _correct(self, buckets: Sequence[Bucket], delta: int) -> None:
-        args: list[str | int] = [self._now_argument(), delta, " ".join(str(b.limit) for b in buckets)]
-        try:
-            await self._settle_script(keys=[self._prefix + b.name for b in buckets], args=args)
-        except (RedisError, OSError) as failure:
-            self._warn(failure)
+        """Queue a correction and wait until it is applied.
+
+        Corrections that arrive while others are being sent are summed per bucket set (refunds and
+        extra charges apart: the script treats them differently) and sent together: under load a
+        user's many corrections cost one script call per round trip, not one each.
+        """
+        group = self._corrections
+        if group is None:
+            group = self._corrections = _Corrections(asyncio.get_running_loop())
+        key = (tuple(self._prefix + b.name for b in buckets), " ".join(str(b.limit) for b in buckets), delta > 0)
+        group.deltas[key] = group.deltas.get(key, 0) + delta
+        if self._correcting is None or self._correcting.done():
+            self._correcting = asyncio.create_task(self._send_corrections(), name="ratelimit-corrections")
+        await asyncio.shield(group.applied)
+
+    async def _send_corrections(self) -> None:
+        while (group := self._corrections) is not None:
+            self._corrections = None
+            try:
+                for (keys, limits, _), delta in group.deltas.items():
+                    if delta:
+                        await self._settle_script(keys=list(keys), args=[self._now_argument(), delta, limits])
+            except (RedisError, OSError) as failure:
+                self._warn(failure)
+            finally:
+                group.applied.set_result(None)
 
     def _without_redis(self, failure: Exception | None) -> Admission:
         if failure is not None:
@@ -235,8 +259,18 @@ class RedisRateLimiter:
         )
 
     async def aclose(self) -> None:
+        if self._correcting is not None:
+            await asyncio.gather(self._correcting, return_exceptions=True)
         if self._owns_client:
             await self._client.aclose()
+
+
+class _Corrections:
+    """Token corrections not sent yet: the summed delta per (keys, limits, sign)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.deltas: dict[tuple[tuple[str, ...], str, bool], int] = {}
+        self.applied: asyncio.Future[None] = loop.create_future()
 
 
 def _decision(buckets: Sequence[Bucket], reply: bytes) -> Decision:

@@ -106,3 +106,27 @@ async def test_unreachable_redis_fails_closed_when_configured() -> None:
             assert refused.value.retry_after == 1.0
     finally:
         await limiter.aclose()
+
+
+async def test_concurrent_corrections_are_sent_together_with_the_same_result(
+    redis_prefix: str, clock: FakeClock
+) -> None:
+    policy = StaticLimitPolicy(Limits(user_tokens=100_000))
+    limiter = RedisRateLimiter.from_url(REDIS_URL, policy, prefix=redis_prefix, clock=clock, timeout=REDIS_TIMEOUT)
+    sent: list[int] = []
+    send = limiter._settle_script
+
+    async def counted(**kwargs):  # type: ignore[no-untyped-def]
+        sent.append(kwargs["args"][1])
+        return await send(**kwargs)
+
+    limiter._settle_script = counted  # type: ignore[method-assign]
+    try:
+        admissions = [await limiter.admit(ALICE, 1_000) for _ in range(20)]  # 20 000 taken
+        await asyncio.gather(*(admission.settle(100) for admission in admissions))  # 900 refunded each
+        probe = await limiter.admit(Principal(user_id=1, api_key_id=99), 0)
+    finally:
+        await limiter.aclose()
+    assert dict(probe.headers())["x-ratelimit-remaining-tokens"] == str(100_000 - 20 * 100)
+    assert sum(sent) == -20 * 900
+    assert len(sent) < 20  # summed while one was in flight
