@@ -66,14 +66,16 @@ def on(executor: Executor) -> StatementRunner:
 class LedgerPool:
     """Autocommit psycopg connections for the hot path, opened on first use, `size` at most.
 
-    Group commit: statements that arrive while earlier ones are being applied are applied
-    together, in one transaction sent as one pipeline: one round trip and one commit for the
-    group instead of one each. Every statement keeps its own semantics (each sees the effects of
-    those before it in the group, so two reservations on one balance still cannot both take the
-    same money). The group is ordered by user, so groups of several instances lock balances in
-    one order and cannot deadlock on them. If any statement of a group fails, the group's
-    transaction applies nothing and each statement runs again alone, so one error (a duplicate
-    request id) stays its caller's. A statement alone (no concurrency) runs at once, in autocommit.
+    Group commit: statements that arrive while a group is being applied form the next group,
+    applied in one transaction sent as one pipeline: one round trip and one commit for the group
+    instead of one each (a statement alone, with no concurrency, is a group of one and goes at
+    once). Every statement keeps its own semantics: each sees the effects of those before it, so
+    two reservations on one balance still cannot both take the same money. One group is in flight
+    per instance; a group first locks its users' balance rows in user order, and every statement
+    then takes the rest in the order reservation, balance, stack, daily row, so the groups of
+    several instances queue on a balance instead of deadlocking. If any statement of a group
+    fails, the transaction applies nothing and each statement runs again alone (autocommit), so
+    one error (a duplicate request id) stays its caller's.
     """
 
     def __init__(self, database_url: str, size: int, *, max_group: int = 64) -> None:
@@ -90,7 +92,8 @@ class LedgerPool:
         self._sql: dict[int, str] = {}
         self._queue: list[_Pending] = []
         self._max_group = max_group
-        self._max_flushes = max(1, min(2, size))  # groups in flight at once
+        self._max_flushes = 1  # one group in flight per instance: its statements never wait on each other
+        self._flushing = 0
         self._flushes: set[asyncio.Task[None]] = set()
         self.groups = 0  # transactions of more than one statement, for tests and benchmarks
 
@@ -103,7 +106,8 @@ class LedgerPool:
     async def __call__(self, statement: TextClause, params: Mapping[str, Any]) -> Any | None:
         pending = _Pending(self._compiled(statement), params, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
-        if len(self._flushes) < self._max_flushes:
+        if self._flushing < self._max_flushes:
+            self._flushing += 1
             task = asyncio.create_task(self._flush(), name="ledger-group-commit")
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
@@ -117,13 +121,17 @@ class LedgerPool:
         return self._pool.connection()
 
     async def _flush(self) -> None:
-        while self._queue:
-            group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
-            group = [pending for pending in group if not pending.result.done()]  # a cancelled caller
-            if len(group) > 1 and await self._run_group(group):
-                continue
-            for pending in group:
-                await self._run_alone(pending)
+        try:
+            while self._queue:
+                group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
+                group = [pending for pending in group if not pending.result.done()]  # a cancelled caller
+                if group and await self._run_group(group):
+                    continue
+                for pending in group:
+                    await self._run_alone(pending)
+        finally:
+            # In the same step as the last look at the queue: a statement queued after it starts a flush.
+            self._flushing -= 1
 
     async def _run_alone(self, pending: _Pending) -> None:
         try:
@@ -143,14 +151,18 @@ class LedgerPool:
     async def _run_group(self, group: list[_Pending]) -> bool:
         """Apply the group in one transaction; False (nothing applied) when any statement failed."""
         group.sort(key=lambda pending: pending.params.get("user_id") or 0)
+        users = sorted({user for pending in group if (user := pending.params.get("user_id")) is not None})
         try:
             async with await self._connection() as connection, connection.transaction():
                 async with connection.pipeline():
+                    if users:  # the balances first, in one order: groups of several instances queue, never deadlock
+                        await connection.execute(_LOCK_BALANCES, {"users": users})
                     cursors = [await connection.execute(pending.sql, pending.params) for pending in group]
                     rows = [await cursor.fetchone() for cursor in cursors]
         except psycopg.Error:
             return False
-        self.groups += 1
+        if len(group) > 1:
+            self.groups += 1
         for pending, row in zip(group, rows, strict=True):
             _settle(pending, row)
         return True
@@ -160,6 +172,9 @@ class LedgerPool:
             await asyncio.gather(*self._flushes, return_exceptions=True)
         if not self._pool.closed:
             await self._pool.close()
+
+
+_LOCK_BALANCES = "SELECT user_id FROM balances WHERE user_id = ANY(%(users)s) ORDER BY user_id FOR UPDATE"
 
 
 @dataclass(slots=True)
@@ -205,7 +220,8 @@ RETURNING amount, stack_id, units, node_id
 """
 )
 
-# Moves the reservation out of `held` and applies the charge, capped by what was held. Returns
+# Moves the reservation out of `held` and applies the charge, capped by what was held. `stack` and
+# `daily` read `money` so that they run after it: the lock order reservation, balance, stack, daily. Returns
 # (cost, units) applied, or nothing when the reservation was not held.
 SETTLE_HELD = text(
     """
@@ -222,7 +238,7 @@ WITH held AS (
     RETURNING 1
 ), stack AS (
     UPDATE stacks SET used_units = stacks.used_units + held.used, reserved_units = stacks.reserved_units - held.units
-    FROM held WHERE stacks.id = held.stack_id
+    FROM held WHERE stacks.id = held.stack_id AND (SELECT count(*) FROM money) >= 0
     RETURNING 1
 ), record AS (
     INSERT INTO usage_records
@@ -234,7 +250,8 @@ WITH held AS (
     RETURNING 1
 ), daily AS (
     INSERT INTO daily_usage AS d (user_id, day, model, requests, prompt_tokens, completion_tokens, cost)
-    SELECT user_id, :day, model, 1, :prompt_tokens, :completion_tokens, cost FROM held WHERE :billable
+    SELECT user_id, :day, model, 1, :prompt_tokens, :completion_tokens, cost FROM held
+    WHERE :billable AND (SELECT count(*) FROM money) >= 0
     ON CONFLICT (user_id, day, model) DO UPDATE SET
         requests = d.requests + 1,
         prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
