@@ -98,6 +98,12 @@ class FacadeSettings(BaseModel):
     port: int = Field(8080, ge=0, le=65535, description="Listen port of the OpenAI REST facade.")
     core_target: str = Field("127.0.0.1:50051", description="gRPC address of the routing core.")
     request_timeout: float = Field(600.0, gt=0, description="Deadline given to the core for each request.")
+    core_connections: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="gRPC connections to the core, used in turn; set it to the core's workers so all of them serve.",
+    )
     workers: int = Field(
         1, ge=1, le=64, description="Processes of `atoma-proxy facade`, all on `host:port` (SO_REUSEPORT)."
     )

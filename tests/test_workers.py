@@ -58,21 +58,27 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def _holds_connection(pid: int, port: int) -> bool:
-    """Whether process `pid` has an established TCP connection on its local port `port`."""
+def _connections(pid: int, *, local_port: int | None = None, remote_port: int | None = None) -> int:
+    """Established TCP connections of process `pid` on the given local or remote port."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         with contextlib.suppress(OSError):
             target = os.readlink(fd)
             if target.startswith("socket:["):
                 inodes.add(target.removeprefix("socket:[").removesuffix("]"))
+    count = 0
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
             fields = line.split()
-            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
-            if state == "01" and local_port == port and inode in inodes:  # 01: ESTABLISHED
-                return True
-    return False
+            local, remote = int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)
+            if fields[3] != "01" or fields[9] not in inodes:  # 01: ESTABLISHED
+                continue
+            count += local == local_port or remote == remote_port
+    return count
+
+
+def _holds_connection(pid: int, port: int) -> bool:
+    return _connections(pid, local_port=port) > 0
 
 
 def _until_every_worker_serves(
@@ -188,6 +194,34 @@ def test_facade_workers_share_the_port_and_stop_on_sigterm(setup: Setup, tmp_pat
             assert all(_gone(pid) for pid in workers)
         finally:
             stop(facade)
+
+
+def test_the_facade_spreads_calls_over_its_core_connections(setup: Setup, tmp_path: Path) -> None:
+    core_port, facade_port = free_port(), free_port()
+    core_target, facade_url = f"127.0.0.1:{core_port}", f"http://127.0.0.1:{facade_port}"
+    env = {
+        **setup.env,
+        "ATOMA_CORE__LISTEN": core_target,
+        "ATOMA_FACADE__CORE_TARGET": core_target,
+        "ATOMA_FACADE__PORT": str(facade_port),
+        "ATOMA_FACADE__CORE_CONNECTIONS": "3",
+    }
+    with (
+        running(["core"], ready_url=None, log=tmp_path / "core.log", env=env) as core,
+        running(["facade"], ready_url=None, log=tmp_path / "facade.log", env=env) as facade,
+    ):
+        wait_grpc_serving(core_target, core, tmp_path / "core.log")
+        wait_until_ready(f"{facade_url}/health", facade, tmp_path / "facade.log")
+        for _ in range(6):
+            answer = httpx.post(
+                f"{facade_url}/v1/chat/completions",
+                json={"model": CHAT, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2},
+                headers={"authorization": f"Bearer {setup.api_key}"},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+        # One connection each: behind `core --workers N`, SO_REUSEPORT gives them to different workers.
+        assert _connections(facade.pid, remote_port=core_port) == 3
 
 
 def test_a_crashed_worker_stops_the_others(setup: Setup, tmp_path: Path) -> None:

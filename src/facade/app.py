@@ -1,9 +1,11 @@
 """The OpenAI REST facade: a FastAPI app that forwards every request to the routing core.
 
-One grpc.aio channel per process, opened in the lifespan (a channel must be created inside the
-event loop that uses it) and shared by all requests: HTTP/2 multiplexes them, so a pool would
-only add connections. Its message limits match the core's 64 MiB; keepalive pings only while
-calls are in flight, which a default gRPC server accepts without GOAWAY(too_many_pings).
+grpc.aio channels are opened in the lifespan (a channel must be created inside the event loop
+that uses it) and shared by all requests: HTTP/2 multiplexes them. One channel is one TCP
+connection, which SO_REUSEPORT hands to one core worker; with `facade.core_connections` = N the
+facade opens N separate connections and gives each inference call the next one, so N core workers
+all serve. Message limits match the core's 64 MiB; keepalive pings only while calls are in flight,
+which a default gRPC server accepts without GOAWAY(too_many_pings).
 """
 
 from __future__ import annotations
@@ -45,15 +47,26 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class CoreStubs:
-    """The channel to the core and the stubs the routes call (`app.state.core`)."""
+    """The channels to the core and the stubs the routes call (`app.state.core`)."""
 
-    channel: grpc.aio.Channel
-    routing: pb_grpc.RoutingServiceStub
+    channels: list[grpc.aio.Channel]
+    routing_stubs: list[pb_grpc.RoutingServiceStub]
     health: health_pb2_grpc.HealthStub
     accounts: accounts_grpc.AccountServiceStub
     account_admin: account_admin_grpc.AccountAdminServiceStub
+    _turn: int = 0
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        return self.channels[0]
+
+    @property
+    def routing(self) -> pb_grpc.RoutingServiceStub:
+        """The RoutingService stub on the next connection, in turn."""
+        self._turn = (self._turn + 1) % len(self.routing_stubs)
+        return self.routing_stubs[self._turn]
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -61,10 +74,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        channel = grpc.aio.insecure_channel(settings.facade.core_target, options=CHANNEL_OPTIONS)
+        count = settings.facade.core_connections
+        # A channel of its own subchannel pool opens its own connection instead of sharing one.
+        options = CHANNEL_OPTIONS + ((("grpc.use_local_subchannel_pool", 1),) if count > 1 else ())
+        channels = [grpc.aio.insecure_channel(settings.facade.core_target, options=options) for _ in range(count)]
+        channel = channels[0]
         app.state.core = CoreStubs(
-            channel,
-            pb_grpc.RoutingServiceStub(channel),
+            channels,
+            [pb_grpc.RoutingServiceStub(each) for each in channels],
             health_pb2_grpc.HealthStub(channel),
             accounts_grpc.AccountServiceStub(channel),
             account_admin_grpc.AccountAdminServiceStub(channel),
@@ -72,7 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await channel.close()
+            for each in channels:
+                await each.close()
 
     app = FastAPI(
         title="atoma-proxy",

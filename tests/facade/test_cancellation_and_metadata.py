@@ -41,7 +41,7 @@ class KeepingStub:
 def kept_calls(facade: RunningFacade) -> Iterator[KeepingStub]:
     stubs = facade.app.state.core
     keeping = KeepingStub(stubs.routing)
-    facade.app.state.core = dataclasses.replace(stubs, routing=keeping)
+    facade.app.state.core = dataclasses.replace(stubs, routing_stubs=[keeping])
     yield keeping
     facade.app.state.core = stubs
 

@@ -8,8 +8,8 @@ own, use); the ledger's property tests run both. Every sub-statement keys on the
 row first, then the balance, the stack and the daily row: the lock order of `reservations.py`.
 
 They run through a `StatementRunner`: `on(session)` runs them in the caller's SQLAlchemy session or
-connection; `LedgerPool` runs them on a small psycopg pool of autocommit connections of its own,
-which is what the Meter uses. That bypasses SQLAlchemy's asyncio adaptation and the engine's
+connection; `LedgerWriter` runs them on an autocommit psycopg connection of its own, in groups (group
+commit), which is what the Meter uses. That bypasses SQLAlchemy's asyncio adaptation and the engine's
 pre-ping for these two statements only: measured, it is about three quarters of the CPU and half of
 the time a metered request spends in the ledger (bench/accounting.py).
 """
@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import namedtuple_row
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import make_url
@@ -31,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from atoma_proxy.core.ledger._sql import Executor
 
-__all__ = ["RESERVE", "SETTLE_HELD", "LedgerPool", "StatementRunner", "UniqueViolation", "on"]
+__all__ = ["RESERVE", "SETTLE_HELD", "LedgerWriter", "StatementRunner", "UniqueViolation", "on"]
 
 
 class UniqueViolation(Exception):
@@ -63,38 +62,28 @@ def on(executor: Executor) -> StatementRunner:
     return run
 
 
-class LedgerPool:
-    """Autocommit psycopg connections for the hot path, opened on first use, `size` at most.
+class LedgerWriter:
+    """The hot path's statements on one autocommit psycopg connection of their own, with group commit.
 
-    Group commit: statements that arrive while a group is being applied form the next group,
-    applied in one transaction sent as one pipeline: one round trip and one commit for the group
-    instead of one each (a statement alone, with no concurrency, is a group of one and goes at
-    once). Every statement keeps its own semantics: each sees the effects of those before it, so
-    two reservations on one balance still cannot both take the same money. One group is in flight
-    per instance; a group first locks its users' balance rows in user order, and every statement
+    Statements that arrive while a group is being applied form the next group: one transaction
+    sent as one pipeline, so one round trip and one commit for the group instead of one each. A
+    statement alone (no concurrency) runs at once in autocommit. Every statement keeps its own
+    semantics: each sees the effects of those before it, so two reservations on one balance still
+    cannot both take the same money. One group is in flight per instance (its statements never wait
+    on each other); a group first locks its users' balance rows in user order, and every statement
     then takes the rest in the order reservation, balance, stack, daily row, so the groups of
-    several instances queue on a balance instead of deadlocking. If any statement of a group
-    fails, the transaction applies nothing and each statement runs again alone (autocommit), so
-    one error (a duplicate request id) stays its caller's.
+    several instances queue on a balance instead of deadlocking. If any statement of a group fails,
+    the transaction applies nothing and each statement runs again alone, so one error (a duplicate
+    request id) stays its caller's. The connection is opened on first use and again after a failure.
     """
 
-    def __init__(self, database_url: str, size: int, *, max_group: int = 64) -> None:
-        conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self._pool = AsyncConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=size,
-            kwargs={"autocommit": True, "row_factory": namedtuple_row},
-            open=False,
-            name="atoma-ledger",
-        )
-        self._opening = asyncio.Lock()
+    def __init__(self, database_url: str, *, max_group: int = 64) -> None:
+        self._conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._connection: psycopg.AsyncConnection[Any] | None = None
         self._sql: dict[int, str] = {}
         self._queue: list[_Pending] = []
         self._max_group = max_group
-        self._max_flushes = 1  # one group in flight per instance: its statements never wait on each other
-        self._flushing = 0
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._flush_task: asyncio.Task[None] | None = None
         self.groups = 0  # transactions of more than one statement, for tests and benchmarks
 
     def _compiled(self, statement: TextClause) -> str:
@@ -106,41 +95,39 @@ class LedgerPool:
     async def __call__(self, statement: TextClause, params: Mapping[str, Any]) -> Any | None:
         pending = _Pending(self._compiled(statement), params, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
-        if self._flushing < self._max_flushes:
-            self._flushing += 1
-            task = asyncio.create_task(self._flush(), name="ledger-group-commit")
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
+        if self._flush_task is None:
+            self._flush_task = asyncio.create_task(self._flush(), name="ledger-group-commit")
         return await pending.result
 
-    async def _connection(self) -> Any:
-        if self._pool.closed:
-            async with self._opening:
-                if self._pool.closed:
-                    await self._pool.open()
-        return self._pool.connection()
+    async def _open(self) -> psycopg.AsyncConnection[Any]:
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = self._connection = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, row_factory=namedtuple_row
+            )
+        return connection
 
     async def _flush(self) -> None:
         try:
             while self._queue:
                 group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
                 group = [pending for pending in group if not pending.result.done()]  # a cancelled caller
-                if group and await self._run_group(group):
+                if len(group) > 1 and await self._run_group(group):
                     continue
                 for pending in group:
                     await self._run_alone(pending)
         finally:
             # In the same step as the last look at the queue: a statement queued after it starts a flush.
-            self._flushing -= 1
+            self._flush_task = None
 
     async def _run_alone(self, pending: _Pending) -> None:
         try:
-            async with await self._connection() as connection:
-                try:
-                    cursor = await connection.execute(pending.sql, pending.params)
-                except psycopg.errors.UniqueViolation as error:
-                    raise UniqueViolation(error.diag.constraint_name) from error
-                row = await cursor.fetchone()
+            connection = await self._open()
+            try:
+                cursor = await connection.execute(pending.sql, pending.params)
+            except psycopg.errors.UniqueViolation as error:
+                raise UniqueViolation(error.diag.constraint_name) from error
+            row = await cursor.fetchone()
         except BaseException as error:  # the caller gets it; the flush goes on with the others
             _settle(pending, error=error)
             if not isinstance(error, Exception):
@@ -153,25 +140,24 @@ class LedgerPool:
         group.sort(key=lambda pending: pending.params.get("user_id") or 0)
         users = sorted({user for pending in group if (user := pending.params.get("user_id")) is not None})
         try:
-            async with await self._connection() as connection, connection.transaction():
-                async with connection.pipeline():
-                    if users:  # the balances first, in one order: groups of several instances queue, never deadlock
-                        await connection.execute(_LOCK_BALANCES, {"users": users})
-                    cursors = [await connection.execute(pending.sql, pending.params) for pending in group]
-                    rows = [await cursor.fetchone() for cursor in cursors]
+            connection = await self._open()
+            async with connection.transaction(), connection.pipeline():
+                if users:  # the balances first, in one order: groups of several instances queue, never deadlock
+                    await connection.execute(_LOCK_BALANCES, {"users": users})
+                cursors = [await connection.execute(pending.sql, pending.params) for pending in group]
+                rows = [await cursor.fetchone() for cursor in cursors]
         except psycopg.Error:
             return False
-        if len(group) > 1:
-            self.groups += 1
+        self.groups += 1
         for pending, row in zip(group, rows, strict=True):
             _settle(pending, row)
         return True
 
     async def aclose(self) -> None:
-        while self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
-        if not self._pool.closed:
-            await self._pool.close()
+        while self._flush_task is not None:
+            await asyncio.gather(self._flush_task, return_exceptions=True)
+        if self._connection is not None:
+            await self._connection.close()
 
 
 _LOCK_BALANCES = "SELECT user_id FROM balances WHERE user_id = ANY(%(users)s) ORDER BY user_id FOR UPDATE"

@@ -47,7 +47,7 @@ from atoma_proxy.config import LedgerSettings, Settings
 from atoma_proxy.core.auth import Principal
 from atoma_proxy.core.errors import InternalError
 from atoma_proxy.core.inference import InferenceCall, new_request_id
-from atoma_proxy.core.ledger._postgres import LedgerPool
+from atoma_proxy.core.ledger._postgres import LedgerWriter
 from atoma_proxy.core.ledger.estimate import (
     Estimate,
     RequestKind,
@@ -191,11 +191,7 @@ class Meter:
         # On PostgreSQL a reservation and a settlement are one statement each (see `_postgres`), run
         # in autocommit: one round trip and one commit. SQLite runs the portable statements in a transaction.
         self._postgresql = engine.dialect.name == "postgresql"
-        self._pool = (
-            LedgerPool(engine.url.render_as_string(hide_password=False), engine.pool.size())  # type: ignore[attr-defined]
-            if self._postgresql
-            else None
-        )
+        self._pool = LedgerWriter(engine.url.render_as_string(hide_password=False)) if self._postgresql else None
         self._registry = registry
         self._tokenizers = tokenizers or Tokenizers()
         self._image_prices = dict(image_prices or {})

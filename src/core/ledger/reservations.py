@@ -326,7 +326,7 @@ async def settle_held_postgresql(
 ) -> Settlement | None:
     """`settle_held` on PostgreSQL, through `run`: one statement, atomic on its own.
 
-    `user_id` (the reservation's) only orders the statement in a group commit (`LedgerPool`).
+    `user_id` (the reservation's) only orders the statement in a group commit (`LedgerWriter`).
     """
     now = now or utcnow()
     state = "settled" if charge.outcome == Outcome.OK or charge.cost > 0 or charge.units > 0 else "released"
