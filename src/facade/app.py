@@ -24,6 +24,7 @@ from atoma_proxy.config import Settings
 from atoma_proxy.facade import routes_openai
 from atoma_proxy.facade.body import MAX_BODY_BYTES
 from atoma_proxy.facade.errors import install_error_handlers
+from atoma_proxy.facade.fast_path import FacadeApp
 from atoma_proxy.facade.gateway import add_gateway_routes
 from atoma_proxy.facade.schemas import component_schemas
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as account_admin_pb
@@ -92,7 +93,11 @@ def create_app(settings: Settings) -> FastAPI:
             for each in channels:
                 await each.close()
 
-    app = FastAPI(
+    app = FacadeApp(
+        fast_routes={
+            "/v1/chat/completions": routes_openai.create_chat_completion,
+            "/v1/completions": routes_openai.create_completion,
+        },
         title="atoma-proxy",
         description="OpenAI-compatible gateway to a network of inference nodes.",
         version="0.1.0",

@@ -355,3 +355,41 @@ async def test_validation_errors_and_crashes_use_the_envelope() -> None:
         "param": None,
         "code": None,
     }
+
+
+async def test_fast_routes_answer_errors_and_crashes_in_the_envelope_and_leave_the_rest_to_fastapi() -> None:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from atoma_proxy.facade.errors import ApiError, install_error_handlers
+    from atoma_proxy.facade.fast_path import FacadeApp
+
+    async def refuse(request: Request) -> Response:
+        raise ApiError(402, "No money.", code="insufficient_quota")
+
+    async def crash(request: Request) -> Response:
+        raise RuntimeError("bug")
+
+    async def echo(request: Request) -> Response:
+        return Response(await request.body(), media_type="application/json")
+
+    app = FacadeApp(fast_routes={"/refuse": refuse, "/crash": crash, "/echo": echo})
+    install_error_handlers(app)
+
+    @app.get("/echo")
+    async def slow_echo() -> dict[str, str]:
+        return {"via": "fastapi"}
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://facade") as http:
+        refused = await http.post("/refuse", json={})
+        crashed = await http.post("/crash", json={})
+        echoed = await http.post("/echo", content=b'{"a":1}')
+        got = await http.get("/echo")  # not a POST: FastAPI's route
+        missing = await http.post("/nowhere", json={})
+
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "insufficient_quota"
+    assert crashed.status_code == 500 and crashed.json()["error"]["type"] == "server_error"
+    assert echoed.json() == {"a": 1}
+    assert got.json() == {"via": "fastapi"}
+    assert missing.status_code == 404 and missing.json()["error"]["message"] == "Invalid URL (POST /nowhere)"
