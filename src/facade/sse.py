@@ -11,12 +11,13 @@ cancelled, which the core propagates to the node: nobody keeps generating for a 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import grpc
 import orjson
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from atoma_proxy.facade.errors import ApiError
@@ -35,24 +36,50 @@ def sse_event(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
-class EventStreamResponse(StreamingResponse):
-    """`text/event-stream` relay of a server-streaming inference call."""
+class EventStreamResponse(Response):
+    """`text/event-stream` relay of a server-streaming inference call.
+
+    Sends each event as it comes; a watcher reads the ASGI channel meanwhile and cancels the call
+    when the client disconnects (Starlette's StreamingResponse does the same with a task group of
+    two, which profiled at a tenth of the facade's CPU per stream).
+    """
+
+    media_type = "text/event-stream"
 
     def __init__(self, call: grpc.aio.UnaryStreamCall, first: Any, headers: Mapping[str, str]) -> None:
-        super().__init__(_events(call, first), media_type="text/event-stream", headers={**headers, **_STREAM_HEADERS})
+        super().__init__(headers={**headers, **_STREAM_HEADERS})
+        self.raw_headers = [(name, value) for name, value in self.raw_headers if name != b"content-length"]
         self._call = call
-        self._events = self.body_iterator
+        self._events = _events(call, first)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        disconnected = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected.set()
+            self._call.cancel()
+
+        watcher = asyncio.create_task(watch())
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for event in self._events:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not disconnected.is_set():
+                raise  # the server is stopping, not the client leaving
+        except OSError:
+            pass  # the client went away while we wrote
         finally:
+            watcher.cancel()
             # A no-op when the stream completed; otherwise the core cancels the node request.
             self._call.cancel()
-            await self._events.aclose()  # type: ignore[attr-defined]
+            await self._events.aclose()
 
 
-async def _events(call: grpc.aio.UnaryStreamCall, event: Any) -> AsyncIterator[bytes]:
+async def _events(call: grpc.aio.UnaryStreamCall, event: Any) -> AsyncGenerator[bytes, None]:
     ended = False
     try:
         while event is not grpc.aio.EOF:
