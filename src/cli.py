@@ -7,6 +7,8 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from atoma_proxy.config import CONFIG_ENV, Settings, load_settings
 
@@ -17,21 +19,29 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings()
 
 
+def _run_server(main: Coroutine[Any, Any, None]) -> None:
+    """Serve on uvloop: measured 9-14% more requests per second than asyncio's own loop, in both
+    the core and the facade (bench/README.md, "Event loop")."""
+    import uvloop
+
+    uvloop.run(main)
+
+
 def _serve(args: argparse.Namespace) -> None:
     from atoma_proxy.runner import run_until_stopped
 
     settings = _settings(args)
     if args.command == "serve":
-        asyncio.run(run_until_stopped(settings, core=True, facade=True, migrate=not args.no_migrate))
+        _run_server(run_until_stopped(settings, core=True, facade=True, migrate=not args.no_migrate))
         return
     core = args.command == "core"
     workers = args.workers or (settings.core if core else settings.facade).workers
     if args.as_worker:  # one of the processes that _run_workers starts
-        asyncio.run(run_until_stopped(settings, core=core, facade=not core, migrate=False, worker=True))
+        _run_server(run_until_stopped(settings, core=core, facade=not core, migrate=False, worker=True))
     elif workers > 1:
         _run_workers(args, settings, workers)
     else:
-        asyncio.run(run_until_stopped(settings, core=core, facade=not core, migrate=core and args.migrate))
+        _run_server(run_until_stopped(settings, core=core, facade=not core, migrate=core and args.migrate))
 
 
 def _run_workers(args: argparse.Namespace, settings: Settings, workers: int) -> None:
@@ -65,7 +75,7 @@ def _worker_count(text: str) -> int:
 def _demo(args: argparse.Namespace) -> None:
     from atoma_proxy.demo import run_demo
 
-    asyncio.run(run_demo(_settings(args)))
+    _run_server(run_demo(_settings(args)))
 
 
 def _node_sim(args: argparse.Namespace) -> None:
