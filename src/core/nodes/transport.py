@@ -1,7 +1,8 @@
 """HTTP to inference nodes: pooled keep-alive connections, timeouts, errors as domain errors.
 
 `NodeTransport` is the seam tests and future transports (signed Sui requests, confidential
-relays) plug into. `HttpNodeTransport` is the real one over httpx.
+relays) plug into. `HttpNodeTransport` is the real one: inference over `http1.Http1Client`, probes
+and metrics scrapes over httpx.
 """
 
 from __future__ import annotations
