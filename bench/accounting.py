@@ -29,9 +29,7 @@ import asyncio
 import contextlib
 import os
 import shlex
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,26 +38,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atoma_proxy.core.ledger.admin import credit_user
 from atoma_proxy.core.persistence import create_api_key, upgrade_database
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
+from bench import stacks
 
-ATOMA_PROXY = [sys.executable, "-m", "atoma_proxy.cli", "--log-level", "WARNING"]
 POSTGRES_ADMIN_URL = os.environ.get("ATOMA_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DATABASE_NAME = "atoma_bench_accounting"
 MODEL = "atoma/sim-chat"
 EMAIL = "bench@accounting.bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -84,45 +74,6 @@ def _database(kind: str, *, async_commit: bool = False) -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE_NAME)))
-
-
-@contextlib.contextmanager
-def _process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(600):
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited:\n{log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} never became ready:\n{log.read_text()}")
-
-
-def _wait_grpc(target: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        for _ in range(600):
-            if process.poll() is not None:
-                raise RuntimeError(f"core at {target} exited:\n{log.read_text()}")
-            with contextlib.suppress(grpc.RpcError):
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return
-            time.sleep(0.05)
-    raise RuntimeError(f"core at {target} never served:\n{log.read_text()}")
 
 
 @dataclass
@@ -238,33 +189,17 @@ async def main(args: argparse.Namespace) -> None:
             key = await create_api_key(database_url, email=email, migrate=False)
             await credit_user(database_url, email=email, amount=10**15, idempotency_key=f"bench:{email}")
             metadatas.append((("authorization", f"Bearer {key}"),))
-        node_port = _free_port()
-        node_url = f"http://127.0.0.1:{node_port}"
-        node_args = [
-            *ATOMA_PROXY,
-            "node-sim",
-            "--port",
-            str(node_port),
-            "--chat-model",
-            MODEL,
-            "--ttft-ms",
-            "0",
-            "--tokens-per-second",
-            "0",
-            "--reply-tokens",
-            "16",
-        ]
+        node = stacks.start_node(logs_dir)
         config = logs_dir / "config.toml"
         config.write_text(
             "[core]\nhealth_interval = 5.0\n\n"
             f"[[tokenizers]]\nmodel = '{MODEL}'\nkind = 'sim-words'\n\n"
-            f"[[nodes]]\nid = 'sim'\nurl = '{node_url}'\nmodels = ['{MODEL}']\n"
+            f"[[nodes]]\nid = 'sim'\nurl = '{node.url}'\nmodels = ['{MODEL}']\n"
             "input_price_per_million = 150000\noutput_price_per_million = 600000\n"
         )
-        targets = {"on": f"127.0.0.1:{_free_port()}", "off": f"127.0.0.1:{_free_port()}"}
+        targets = {"on": f"127.0.0.1:{stacks.free_port()}", "off": f"127.0.0.1:{stacks.free_port()}"}
         with contextlib.ExitStack() as stack:
-            node = stack.enter_context(_process(node_args, logs_dir / "node.log"))
-            _wait_http(f"{node_url}/health", node, logs_dir / "node.log")
+            stack.callback(node.stop)
             for name, target in targets.items():
                 env = {
                     "ATOMA_CONFIG": str(config),
@@ -273,8 +208,7 @@ async def main(args: argparse.Namespace) -> None:
                     "ATOMA_LEDGER__ENABLED": "true" if name == "on" else "false",
                 }
                 log = logs_dir / f"core-{name}.log"
-                core = stack.enter_context(_process([*ATOMA_PROXY, "core"], log, env))
-                _wait_grpc(target, core, log)
+                stack.callback(stacks.start_core(env, log).stop)
             results = {name: Samples() for name in targets}
             for run in range(args.runs):
                 order = ["on", "off"] if run % 2 == 0 else ["off", "on"]

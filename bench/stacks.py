@@ -463,7 +463,7 @@ def atoma_stack(node_url: str, work: Path, extra_env: dict[str, str] | None = No
     credited = _credit_with_cli(env) if plan.wants_credit else None
     if extra_env:
         notes.append("extra env: " + ", ".join(f"{k}={v}" for k, v in extra_env.items()))
-    core = _start_core(env, work)
+    core = start_core(env, work / "core.log")
     if plan.wants_credit and credited is None:
         if plan.admin_token:
             credited = _credit_with_admin_api(env["ATOMA_FACADE__CORE_TARGET"], plan.admin_token, database_url)
@@ -488,9 +488,8 @@ def atoma_stack(node_url: str, work: Path, extra_env: dict[str, str] | None = No
     return stack, database_url
 
 
-def _start_core(env: dict[str, str], work: Path) -> ServerProcess:
-    """The core answers gRPC only: start it, then wait for its port to accept connections."""
-    log = work / "core.log"
+def start_core(env: dict[str, str], log: Path) -> ServerProcess:
+    """`atoma-proxy core` with `env`; returns once its port (ATOMA_CORE__LISTEN) accepts connections."""
     with log.open("wb") as out:
         popen = subprocess.Popen(
             [*ATOMA_PROXY, "core"],

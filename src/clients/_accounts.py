@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc
 
@@ -37,7 +36,7 @@ from atoma_proxy.clients._account_models import (
     UsageSummary,
     User,
 )
-from atoma_proxy.clients._channel import open_channel
+from atoma_proxy.clients._channel import ChannelOwner, open_channel
 from atoma_proxy.clients._errors import from_rpc_error
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as admin_pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2_grpc as admin_grpc
@@ -47,7 +46,7 @@ from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2_grpc as 
 Options = Mapping[str, str] | None
 
 
-class AccountClient:
+class AccountClient(ChannelOwner):
     """Client of the account services. Create it with `await AccountClient.connect(...)` and close it when done."""
 
     def __init__(
@@ -65,7 +64,6 @@ class AccountClient:
         self.bearer_token = bearer_token
         self.admin_token = admin_token
         self.default_timeout = default_timeout
-        self._closed = False
 
     @classmethod
     async def connect(
@@ -87,20 +85,6 @@ class AccountClient:
         """
         channel = await open_channel(target, tls=tls, channel_options=channel_options, connect_timeout=connect_timeout)
         return cls(channel, bearer_token=bearer_token, admin_token=admin_token, default_timeout=default_timeout)
-
-    async def close(self) -> None:
-        """Close the channel, cancelling calls still running. Closing twice is harmless."""
-        if not self._closed:
-            self._closed = True
-            await self._channel.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     # AccountService: sign-up and sessions.
 

@@ -1,10 +1,11 @@
-"""Opening the gRPC channel of a client (shared by RoutingClient and AccountClient)."""
+"""The gRPC channel of a client: opening it, and closing it (shared by RoutingClient and AccountClient)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import grpc
 
@@ -37,3 +38,24 @@ async def open_channel(
             await channel.close()
             raise
     return channel
+
+
+class ChannelOwner:
+    """The lifecycle of a client that owns its channel: `close()`, `async with`."""
+
+    _channel: grpc.aio.Channel
+    _closed: bool = False
+
+    async def close(self) -> None:
+        """Close the channel, cancelling calls still running. Closing twice is harmless."""
+        if not self._closed:
+            self._closed = True
+            await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

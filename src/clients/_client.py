@@ -17,7 +17,7 @@ from typing import Any, Generic, Self, TypeAlias, TypeVar
 import grpc
 
 from atoma_proxy.clients import _responses as responses
-from atoma_proxy.clients._channel import open_channel
+from atoma_proxy.clients._channel import ChannelOwner, open_channel
 from atoma_proxy.clients._errors import InternalError, from_rpc_error
 from atoma_proxy.clients._models import (
     ChatCompletionEvent,
@@ -73,7 +73,7 @@ class EventStream(Generic[EventT]):
         await self.aclose()
 
 
-class RoutingClient:
+class RoutingClient(ChannelOwner):
     """Client of the routing core. Create it with `await RoutingClient.connect(...)` and close it when done."""
 
     def __init__(self, channel: grpc.aio.Channel, *, api_key: str, default_timeout: float | None = 600) -> None:
@@ -82,7 +82,6 @@ class RoutingClient:
         self._stub = pb_grpc.RoutingServiceStub(channel)
         self._authorization = f"Bearer {api_key}"
         self.default_timeout = default_timeout
-        self._closed = False
 
     @classmethod
     async def connect(
@@ -108,20 +107,6 @@ class RoutingClient:
         """
         channel = await open_channel(target, tls=tls, channel_options=channel_options, connect_timeout=connect_timeout)
         return cls(channel, api_key=api_key, default_timeout=default_timeout)
-
-    async def close(self) -> None:
-        """Close the channel, cancelling calls still running. Closing twice is harmless."""
-        if not self._closed:
-            self._closed = True
-            await self._channel.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def list_models(
         self, *, timeout: float | None = None, metadata: Mapping[str, str] | None = None
