@@ -19,6 +19,7 @@ Every attempt updates what the proxy knows of its node: in-flight counts, the ci
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -48,7 +49,7 @@ _USAGE_KEY = b'"usage"'
 _NO_USAGE = (b'"usage":null', b'"usage": null')
 # Chunks that carry no token: the role chunk (`"content":""`) vLLM and SGLang send first, and the
 # finish chunks (`"delta":{}`, `"text":""`).
-_NO_TOKEN = (b'"content":""', b'"content": ""', b'"delta":{}', b'"delta": {}', b'"text":""', b'"text": ""')
+_NO_TOKEN = re.compile(rb'"(?:content|text)": ?""|"delta": ?\{\}')
 _MAX_HELD = 16  # chunks held back before the first token; more means the node streams no tokens at all
 
 RETRYABLE = (NodeFailed, NodeTimeout)
@@ -400,4 +401,4 @@ def _is_usage_only(data: bytes) -> bool:
 
 
 def _carries_no_token(data: bytes) -> bool:
-    return any(marker in data for marker in _NO_TOKEN)
+    return _NO_TOKEN.search(data) is not None

@@ -187,6 +187,8 @@ def test_the_highest_price_takes_each_maximum() -> None:
         (b'{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\""}}]}}]}', True),
         (b'{"choices":[{"delta":{"reasoning_content":"hmm"}}]}', True),
         (b'{"choices":[{"delta":{"content":"\\"quoted\\""}}]}', True),
+        # n=2: the first choice's delta is empty, the second one's is not.
+        (b'{"choices":[{"index":0,"delta":{"content":""}},{"index":1,"delta":{"content":"b"}}]}', True),
     ],
 )
 def test_generated_text_is_told_from_framing_chunks(chunk: bytes, generated: bool) -> None:
