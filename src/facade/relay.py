@@ -17,6 +17,7 @@ import grpc
 from fastapi import Request
 from starlette.responses import Response
 
+from atoma_proxy.facade.disconnect import watch_disconnect
 from atoma_proxy.facade.errors import ApiError
 from atoma_proxy.facade.metadata import Metadata, call_metadata, routing_headers, rpc_error
 from atoma_proxy.facade.sse import EventStreamResponse
@@ -73,25 +74,11 @@ async def _completion(call: grpc.aio.UnaryStreamCall, event: Any) -> str:
 
 @asynccontextmanager
 async def _cancel_on_disconnect(request: Request, call: grpc.aio.Call) -> AsyncIterator[None]:
-    disconnected = asyncio.Event()
-
-    async def watch() -> None:
-        # The body was read already; what remains on the channel is the disconnect.
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        disconnected.set()
-        call.cancel()
-
-    watcher = asyncio.create_task(watch())
-    try:
-        yield
-    except asyncio.CancelledError:
-        if not disconnected.is_set():
-            raise
-        # Our own cancellation of the call: answer 499 (nobody reads it) instead of crashing the task.
-        raise ApiError(499, "The client closed the request.", code="client_closed_request") from None
-    finally:
-        watcher.cancel()
-        await asyncio.wait([watcher])
-        if not watcher.cancelled():
-            watcher.exception()  # retrieved, so a failed watcher is not logged as never retrieved
+    async with watch_disconnect(request.receive, call) as disconnected:
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not disconnected.is_set():
+                raise
+            # Our own cancellation of the call: answer 499 (nobody reads it) instead of crashing the task.
+            raise ApiError(499, "The client closed the request.", code="client_closed_request") from None

@@ -20,6 +20,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from atoma_proxy.facade.disconnect import watch_disconnect
 from atoma_proxy.facade.errors import ApiError
 from atoma_proxy.facade.metadata import rpc_error
 
@@ -53,27 +54,19 @@ class EventStreamResponse(Response):
         self._events = _events(call, first)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        disconnected = asyncio.Event()
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            disconnected.set()
-            self._call.cancel()
-
-        watcher = asyncio.create_task(watch())
         try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            async for event in self._events:
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            if not disconnected.is_set():
-                raise  # the server is stopping, not the client leaving
-        except OSError:
-            pass  # the client went away while we wrote
+            async with watch_disconnect(receive, self._call) as disconnected:
+                try:
+                    await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+                    async for event in self._events:
+                        await send({"type": "http.response.body", "body": event, "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except asyncio.CancelledError:
+                    if not disconnected.is_set():
+                        raise  # the server is stopping, not the client leaving
+                except OSError:
+                    pass  # the client went away while we wrote
         finally:
-            watcher.cancel()
             # A no-op when the stream completed; otherwise the core cancels the node request.
             self._call.cancel()
             await self._events.aclose()

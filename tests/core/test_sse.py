@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atoma_proxy.core.nodes.sse import iter_sse_data
+from atoma_proxy.core.nodes.sse import iter_sse_batches
 
 STREAM = (
     b": keep-alive\n\n"
@@ -26,7 +26,7 @@ async def _pieces(data: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
 
 
 async def _collect(data: bytes, cuts: list[int]) -> list[bytes]:
-    return [event async for event in iter_sse_data(_pieces(data, cuts))]
+    return [event async for batch in iter_sse_batches(_pieces(data, cuts)) for event in batch]
 
 
 async def test_parses_events_fields_and_comments() -> None:
@@ -45,8 +45,6 @@ async def test_a_final_event_without_blank_line_is_kept() -> None:
 
 
 async def test_events_that_arrive_together_form_one_batch() -> None:
-    from atoma_proxy.core.nodes.sse import iter_sse_batches
-
     pieces = [b'data: {"a":1}\n\ndata: {"b":2}\n\ndata: {"c"', b":3}\n\n: ping\n\n", b"data: [DONE]\n\n"]
 
     async def network() -> AsyncIterator[bytes]:

@@ -129,11 +129,11 @@ class LedgerWriter:
                 raise UniqueViolation(error.diag.constraint_name) from error
             row = await cursor.fetchone()
         except BaseException as error:  # the caller gets it; the flush goes on with the others
-            _settle(pending, error=error)
+            _resolve(pending, error=error)
             if not isinstance(error, Exception):
                 raise
         else:
-            _settle(pending, row)
+            _resolve(pending, row)
 
     async def _run_group(self, group: list[_Pending]) -> bool:
         """Apply the group in one transaction; False (nothing applied) when any statement failed."""
@@ -150,7 +150,7 @@ class LedgerWriter:
             return False
         self.groups += 1
         for pending, row in zip(group, rows, strict=True):
-            _settle(pending, row)
+            _resolve(pending, row)
         return True
 
     async def aclose(self) -> None:
@@ -170,7 +170,7 @@ class _Pending:
     result: asyncio.Future[Any]
 
 
-def _settle(pending: _Pending, row: Any = None, *, error: BaseException | None = None) -> None:
+def _resolve(pending: _Pending, row: Any = None, *, error: BaseException | None = None) -> None:
     if pending.result.done():
         return
     if error is not None:

@@ -182,10 +182,10 @@ class Meter:
     ) -> None:
         self.settings = settings
         self._engine = engine
-        # On PostgreSQL a reservation and a settlement are one statement each (see `_postgres`), run
-        # in autocommit: one round trip and one commit. SQLite runs the portable statements in a transaction.
-        self._postgresql = engine.dialect.name == "postgresql"
-        self._pool = LedgerWriter(engine.url.render_as_string(hide_password=False)) if self._postgresql else None
+        # On PostgreSQL a reservation and a settlement are one statement each, on the LedgerWriter's own
+        # connection with group commit (see `_postgres`). SQLite runs the portable statements in a transaction.
+        postgresql = engine.dialect.name == "postgresql"
+        self._writer = LedgerWriter(engine.url.render_as_string(hide_password=False)) if postgresql else None
         self._registry = registry
         self._tokenizers = tokenizers or Tokenizers()
         self._image_prices = dict(image_prices or {})
@@ -361,17 +361,17 @@ class Meter:
         return None  # pragma: no cover - the loop always returns
 
     async def _reserve_once(self, **reservation: Any) -> Hold:
-        if self._pool is not None:
-            return await reserve_postgresql(self._pool, **reservation)
+        if self._writer is not None:
+            return await reserve_postgresql(self._writer, **reservation)
         async with self._engine.begin() as connection:
             return await reserve(connection, **reservation)
 
     async def _settle_once(self, hold: Hold, charge: Charge) -> Settlement | None:
         request_id = hold.request_id
-        if self._pool is None:
+        if self._writer is None:
             async with self._engine.begin() as connection:
                 return await settle(connection, request_id, charge)
-        settlement = await settle_held_postgresql(self._pool, request_id, charge, user_id=hold.user_id)
+        settlement = await settle_held_postgresql(self._writer, request_id, charge, user_id=hold.user_id)
         if settlement is None and (charge.cost > 0 or charge.units > 0):
             async with self._engine.begin() as connection:  # the rare late path: several statements
                 settlement = await settle_late(connection, request_id, charge)
@@ -385,5 +385,5 @@ class Meter:
     async def aclose(self) -> None:
         """Drain the settlements, then close the ledger's connections (before disposing of the engine)."""
         await self.drain()
-        if self._pool is not None:
-            await self._pool.aclose()
+        if self._writer is not None:
+            await self._writer.aclose()

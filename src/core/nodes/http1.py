@@ -365,7 +365,6 @@ class Http1Client:
             pool.idle.append(connection)
             pool.wake_one()
         else:
-            connection.close()
             self._discard(pool, connection)
 
     @staticmethod

@@ -37,13 +37,6 @@ async def iter_sse_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[b
             yield [data]
 
 
-async def iter_sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """The data of each event, one at a time (`iter_sse_batches` flattened)."""
-    async for batch in iter_sse_batches(chunks):
-        for data in batch:
-            yield data
-
-
 def _event_data(event: bytes) -> bytes | None:
     if event.startswith(_DATA) and b"\n" not in event:  # the common case: one data line
         return event[6:] if event[5:6] == b" " else event[5:]

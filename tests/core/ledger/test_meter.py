@@ -296,8 +296,8 @@ async def test_concurrent_requests_of_one_user_take_exactly_the_money_there_is(
     assert all(isinstance(o, int | InsufficientFunds) for o in outcomes)
     assert len(costs) >= 10 and set(costs) == {20}  # settled ones free 54 each for later ones
     assert await _balance(sessions, principal.user_id) == Balance(740, 20 * len(costs), 0, 740 - 20 * len(costs))
-    if meter._pool is not None:  # PostgreSQL: concurrent statements were committed in groups
-        assert meter._pool.groups > 0
+    if meter._writer is not None:  # PostgreSQL: concurrent statements were committed in groups
+        assert meter._writer.groups > 0
 
 
 async def test_a_duplicate_request_id_in_a_group_fails_only_its_own_caller(
