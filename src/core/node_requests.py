@@ -23,7 +23,7 @@ from atoma_proxy.core.errors import InvalidRequest
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
-__all__ = ["chat_completion_body", "completion_body", "embeddings_body", "images_body"]
+__all__ = ["chat_completion_body", "completion_body", "embeddings_body", "images_body", "put_output_cap"]
 
 
 def chat_completion_body(req: pb.ChatCompletionRequest) -> dict[str, Any]:
@@ -108,6 +108,20 @@ def images_body(req: pb.GenerateImagesRequest) -> dict[str, Any]:
     if req.user:
         body["user"] = req.user
     return _merge_extra(body, req.extra_json, "extra_json", _IMAGES_GOVERNED)
+
+
+def put_output_cap(body: dict[str, Any], cap: int, *, chat: bool) -> None:
+    """Tell the node the output cap the proxy reserved for, in every cap field of the route's API.
+
+    Chat reads `max_completion_tokens` and, older servers, `max_tokens`: both get the cap. Legacy
+    completions define only `max_tokens`: it gets the cap, and a `max_completion_tokens` from
+    extra_json is removed, so no node can honour a cap other than the one that was reserved.
+    """
+    body["max_tokens"] = cap
+    if chat:
+        body["max_completion_tokens"] = cap
+    else:
+        body.pop("max_completion_tokens", None)
 
 
 def _put_stream(body: dict[str, Any], req: pb.ChatCompletionRequest | pb.CompletionRequest) -> None:
