@@ -9,6 +9,7 @@ so chaos tests can break a node mid-test; `apply_runtime_update` validates such 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 DEFAULT_PORT = 8100
 
 # Fields that POST /sim/config may change on a running node.
-RUNTIME_FIELDS = (
+RUNTIME_FIELDS: tuple[str, ...] = (
     "error_rate",
     "error_status",
     "hang_rate",
@@ -26,6 +27,9 @@ RUNTIME_FIELDS = (
     "tokens_per_second",
     "max_concurrency",
 )
+# Metering misbehaviours (README "Node simulator"), also changeable while the node runs.
+METERING_FAULT_FIELDS = ("overproduce_tokens", "omit_usage", "fake_usage", "completions_max_tokens_only")
+RUNTIME_FIELDS += METERING_FAULT_FIELDS
 
 
 @dataclass
@@ -48,6 +52,10 @@ class SimConfig:
     seed: int = 0  # seed of the fault draws
     api_key: str | None = None  # when set, /v1 requests need `Authorization: Bearer <key>`
     embedding_dimensions: int = 16
+    overproduce_tokens: int = 0  # tokens generated per choice past the request's cap (ignoring it)
+    omit_usage: bool = False  # replies without `usage`, streamed or not, even when asked
+    fake_usage: dict[str, Any] | None = None  # keys that replace the reported usage's, e.g. {"completion_tokens": -1}
+    completions_max_tokens_only: bool = False  # /v1/completions ignores `max_completion_tokens`, as OpenAI's API
 
     def __post_init__(self) -> None:
         _check_fields({name: getattr(self, name) for name in RUNTIME_FIELDS})
@@ -80,6 +88,9 @@ def _check_fields(values: dict[str, Any]) -> dict[str, Any]:
     for name, value in values.items():
         if name not in RUNTIME_FIELDS:
             raise ValueError(f"unknown or read-only field: {name}")
+        if name in METERING_FAULT_FIELDS:
+            checked[name] = _check_metering_fault(name, value)
+            continue
         integer = name in ("error_status", "drop_after_tokens", "max_concurrency")
         number = _number(name, value, integer=integer)
         number = int(number) if integer else float(number)
@@ -91,6 +102,18 @@ def _check_fields(values: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{name} must be >= 0")
         checked[name] = number
     return checked
+
+
+def _check_metering_fault(name: str, value: Any) -> Any:
+    if name == "overproduce_tokens":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("overproduce_tokens must be an integer >= 0")
+    elif name == "fake_usage":
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("fake_usage must be a JSON object or null")
+    elif not isinstance(value, bool):
+        raise ValueError(f"{name} must be a boolean")
+    return value
 
 
 def apply_runtime_update(config: SimConfig, update: Any) -> None:
@@ -130,6 +153,17 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=d.seed, help="Seed of the fault draws (default 0).")
     add("--api-key", default=None, help="Require `Authorization: Bearer <key>` on /v1 requests.")
     add("--embedding-dimensions", type=int, default=d.embedding_dimensions, help="Default embedding size (16).")
+    add("--overproduce-tokens", type=int, default=0, help="Tokens generated past the request's cap (default 0).")
+    add("--omit-usage", action="store_true", help="Never report `usage`.")
+    add("--fake-usage", type=_json_object, default=None, help="JSON object replacing usage keys.")
+    add("--completions-max-tokens-only", action="store_true", help="Completions ignore `max_completion_tokens`.")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
 
 
 def config_from_args(ns: argparse.Namespace) -> SimConfig:
@@ -152,4 +186,8 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         seed=ns.seed,
         api_key=ns.api_key,
         embedding_dimensions=getattr(ns, "embedding_dimensions", d.embedding_dimensions),
+        overproduce_tokens=getattr(ns, "overproduce_tokens", d.overproduce_tokens),
+        omit_usage=getattr(ns, "omit_usage", d.omit_usage),
+        fake_usage=getattr(ns, "fake_usage", d.fake_usage),
+        completions_max_tokens_only=getattr(ns, "completions_max_tokens_only", d.completions_max_tokens_only),
     )

@@ -162,7 +162,7 @@ async def test_charges_follow_the_documented_rules(make_meter: MakeMeter) -> Non
     from atoma_proxy.core.ledger import Estimate, Hold, MeteredRequest, TokenPrice
 
     def metered(kind: RequestKind, *, exact: bool = True, stack: bool = False, override: TokenPrice | None = None):  # type: ignore[no-untyped-def]
-        estimate = Estimate(kind, prompt_tokens=50, prompt_exact=exact, completion_tokens=100, images=3)
+        estimate = Estimate(kind, prompt_tokens=50, prompt_exact=exact, completion_tokens=100, images=3, output_cap=100)
         hold = Hold("r", 1, None, MODEL, 0 if stack else 10**6, 7 if stack else None, 150 if stack else 0)
         return MeteredRequest(hold, estimate, override, started=0.0)
 
