@@ -14,6 +14,10 @@ ends the client's stream with a clean error and `chunks_received` says what was 
 
 Every attempt updates what the proxy knows of its node: in-flight counts, the circuit breaker
 (breaker.py) and the passive measurements the score uses (stats.py).
+
+Limits. With metering on, `call.limits` is what was reserved (node_limits.py): a node's usage is
+checked before it is recorded (implausible usage is a node failure, retried like one), and a
+stream is cut at the output cap, ending cleanly for the client and as a failure for the node.
 """
 
 from __future__ import annotations
