@@ -31,6 +31,7 @@ import grpc
 import orjson
 
 from atoma_proxy.core.errors import ModelNotFound, NodeFailed, NodeRejectedRequest, NodeTimeout, NoNodeAvailable
+from atoma_proxy.core.nodes.answers import answer_object, answer_usage
 from atoma_proxy.core.nodes.breaker import Dispatch
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.scoring import latency_estimates
@@ -238,10 +239,7 @@ class InferenceRelay:
             attempt = _Attempt(node, model, self._clock)
             try:
                 raw = await self._transport.post(node, path, payload, request_id=call.request_id)
-                if _USAGE_KEY in raw:
-                    parsed = orjson.loads(raw)
-                    usage = parsed.get("usage") if isinstance(parsed, dict) else None
-                    call.usage = usage if isinstance(usage, dict) else None
+                call.usage = answer_usage(node, answer_object(node, raw))  # garbage is a node failure
                 self._record_unary(attempt, model, call.usage)
                 return raw
             except NodeRejectedRequest:
@@ -324,7 +322,8 @@ class InferenceRelay:
                         if data == _DONE:
                             done = True
                             break
-                        usage_only = _carries_usage(data) and self._take_usage(call, data)
+                        chunk = answer_object(node, data, "a chunk")  # garbage is a node failure
+                        usage_only = _carries_usage(data) and self._take_usage(call, node, chunk)
                         if usage_only and not client_wants_usage:
                             continue
                         if not usage_only and not _carries_no_token(data):
@@ -357,6 +356,7 @@ class InferenceRelay:
             raise
         except RETRYABLE as error:
             attempt.failed(error)
+            call.usage = None  # a failed node's claim is not what was delivered: the delivered chunks are
             raise
         finally:
             attempt.abandoned()  # no-op once an outcome was recorded: the client left, or a bug
@@ -381,14 +381,13 @@ class InferenceRelay:
             raise NodeTimeout(f"Node {node.id} sent no token within {budget:.1f} s.") from None
 
     @staticmethod
-    def _take_usage(call: InferenceCall, data: bytes) -> bool:
+    def _take_usage(call: InferenceCall, node: Node, chunk: dict[str, Any]) -> bool:
         """Record usage from a chunk; True when the chunk is the usage-only chunk."""
-        parsed = orjson.loads(data)
-        usage = parsed.get("usage") if isinstance(parsed, dict) else None
-        if not isinstance(usage, dict):
+        usage = answer_usage(node, chunk)
+        if usage is None:
             return False
         call.usage = usage
-        return not parsed.get("choices")
+        return not chunk.get("choices")
 
 
 def _carries_usage(data: bytes) -> bool:
