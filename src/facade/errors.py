@@ -140,11 +140,11 @@ def from_rpc_error(error: grpc.aio.AioRpcError, headers: Mapping[str, str] | Non
         http_status, kind, openai_code = special
         return ApiError(http_status, status.message, type=kind, param=param, code=openai_code, headers=headers)
     openai_code = reason.lower() if reason else code.name.lower()
-    kind = None
+    node_type: str | None = None
     if reason == "NODE_REJECTED_REQUEST":  # the node's own OpenAI type and code, checked by the core
-        kind = info.get("node_error_type") or None
+        node_type = info.get("node_error_type") or None
         openai_code = info.get("node_error_code") or openai_code
-    return ApiError(http_status, status.message, type=kind, param=param, code=openai_code, headers=headers)
+    return ApiError(http_status, status.message, type=node_type, param=param, code=openai_code, headers=headers)
 
 
 def _rich_status(trailing: grpc.aio.Metadata | None) -> status_pb2.Status | None:
