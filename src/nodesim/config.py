@@ -26,6 +26,12 @@ RUNTIME_FIELDS = (
     "tokens_per_second",
     "max_concurrency",
 )
+# Hostile-node misbehaviours (see hostile.py), live-changeable too; the string ones take one of their modes.
+HOSTILE_FIELDS = ("metrics_lie", "garbage", "garbage_after_tokens", "oversize_bytes")
+MODES = {
+    "metrics_lie": ("", "negative", "nan", "-inf", "huge"),
+    "garbage": ("", "not_json", "html", "non_utf8", "usage_type"),
+}
 
 
 @dataclass
@@ -48,9 +54,14 @@ class SimConfig:
     seed: int = 0  # seed of the fault draws
     api_key: str | None = None  # when set, /v1 requests need `Authorization: Bearer <key>`
     embedding_dimensions: int = 16
+    # Hostile node (hostile.py): lie in /metrics, answer garbage, or send more than a proxy accepts.
+    metrics_lie: str = ""  # negative | nan | -inf | huge: the requests waiting that /metrics reports
+    garbage: str = ""  # not_json | html | non_utf8 | usage_type: the answer (or one streamed event)
+    garbage_after_tokens: int = 0  # streaming: good tokens sent before the garbage event
+    oversize_bytes: int = 0  # > 0: an answer of this many bytes; streamed, one event that never ends
 
     def __post_init__(self) -> None:
-        _check_fields({name: getattr(self, name) for name in RUNTIME_FIELDS})
+        _check_fields({name: getattr(self, name) for name in (*RUNTIME_FIELDS, *HOSTILE_FIELDS)})
         if self.reply_tokens < 0:
             raise ValueError("reply_tokens must be >= 0")
         if self.embedding_dimensions < 1:
@@ -63,7 +74,7 @@ class SimConfig:
 
     def runtime_view(self) -> dict[str, Any]:
         """The live-changeable fields, as GET/POST /sim/config report them."""
-        return {name: getattr(self, name) for name in RUNTIME_FIELDS}
+        return {name: getattr(self, name) for name in (*RUNTIME_FIELDS, *HOSTILE_FIELDS)}
 
 
 def _number(name: str, value: Any, *, integer: bool) -> float:
@@ -78,9 +89,14 @@ def _check_fields(values: dict[str, Any]) -> dict[str, Any]:
     """Validate runtime-field values; returns them normalised (ints as int)."""
     checked: dict[str, Any] = {}
     for name, value in values.items():
-        if name not in RUNTIME_FIELDS:
+        if name in MODES:
+            if value not in MODES[name]:
+                raise ValueError(f"{name} must be one of {', '.join(repr(m) for m in MODES[name])}")
+            checked[name] = value
+            continue
+        if name not in RUNTIME_FIELDS and name not in HOSTILE_FIELDS:
             raise ValueError(f"unknown or read-only field: {name}")
-        integer = name in ("error_status", "drop_after_tokens", "max_concurrency")
+        integer = name in ("error_status", "drop_after_tokens", "max_concurrency", *HOSTILE_FIELDS)
         number = _number(name, value, integer=integer)
         number = int(number) if integer else float(number)
         if name.endswith("_rate") and not 0 <= number <= 1:
@@ -130,6 +146,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=d.seed, help="Seed of the fault draws (default 0).")
     add("--api-key", default=None, help="Require `Authorization: Bearer <key>` on /v1 requests.")
     add("--embedding-dimensions", type=int, default=d.embedding_dimensions, help="Default embedding size (16).")
+    add("--metrics-lie", choices=MODES["metrics_lie"], default=d.metrics_lie, help="Lie about waiting requests.")
+    add("--garbage", choices=MODES["garbage"], default=d.garbage, help="Answer garbage with status 200.")
+    add("--garbage-after-tokens", type=int, default=d.garbage_after_tokens, help="Streaming: tokens before it.")
+    add("--oversize-bytes", type=int, default=d.oversize_bytes, help="Answer this many bytes (streams: one event).")
 
 
 def config_from_args(ns: argparse.Namespace) -> SimConfig:
@@ -152,4 +172,8 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         seed=ns.seed,
         api_key=ns.api_key,
         embedding_dimensions=getattr(ns, "embedding_dimensions", d.embedding_dimensions),
+        metrics_lie=getattr(ns, "metrics_lie", d.metrics_lie),
+        garbage=getattr(ns, "garbage", d.garbage),
+        garbage_after_tokens=getattr(ns, "garbage_after_tokens", d.garbage_after_tokens),
+        oversize_bytes=getattr(ns, "oversize_bytes", d.oversize_bytes),
     )
