@@ -58,10 +58,10 @@ async def iter_sse_batches(
         elif start < len(buffer):
             pending += memoryview(buffer)[start:]
         searched = len(pending)
-        if searched > max_event_bytes:
-            raise EventTooLarge(f"an event of more than {max_event_bytes} bytes")
         if batch:
             yield batch
+        if searched > max_event_bytes:  # after the events that came before it
+            raise EventTooLarge(f"an event of more than {max_event_bytes} bytes")
     if pending.strip():
         data = _event_data(bytes(pending))
         if data is not None:
