@@ -279,7 +279,7 @@ async def test_a_body_past_the_response_limit_is_too_large_and_closes_the_connec
         await reader.read()
 
     http = Http1Client(connect_timeout=5.0, read_timeout=5.0, max_connections=8, max_response_bytes=100_000)
-    async with serve(endless) as (state, url):
+    async with serve(endless) as (_, url):
         response = await http.post(url, "/", b"", b"")
         received = 0
         with pytest.raises(ResponseTooLarge):
