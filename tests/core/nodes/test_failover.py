@@ -7,6 +7,7 @@ import itertools
 import random
 import time
 
+import orjson
 import pytest
 
 from atoma_proxy.core.errors import InvalidRequest, NodeFailed, NodeRejectedRequest, NodeTimeout
