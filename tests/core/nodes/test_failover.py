@@ -281,11 +281,7 @@ async def test_a_garbage_answer_is_a_node_failure_that_fails_over(garbage: bytes
     relay, nodes = _relay(transport, "a", "b")
     call = InferenceCall(request_id="r")
     assert await relay.unary(call, "m", "/v1/chat/completions", BODY) == REPLY
-    assert transport.calls == ["a", "b"] and call.usage == {
-        "prompt_tokens": 2,
-        "completion_tokens": 5,
-        "total_tokens": 7,
-    }
+    assert transport.calls == ["a", "b"] and call.usage == orjson.loads(REPLY)["usage"]
     assert nodes["a"].model_stats("m").failures == 1  # the breaker and the error rate count it
     alone, _ = _relay(ScriptedTransport(posts={"a": [garbage]}), "a")
     lonely = InferenceCall(request_id="r2")
