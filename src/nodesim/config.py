@@ -57,7 +57,7 @@ class SimConfig:
     # Hostile node (hostile.py): lie in /metrics, answer garbage, or send more than a proxy accepts.
     metrics_lie: str = ""  # negative | nan | -inf | huge: the requests waiting that /metrics reports
     garbage: str = ""  # not_json | html | non_utf8 | usage_type: the answer (or one streamed event)
-    garbage_after_tokens: int = 0  # streaming: good tokens sent before the garbage event
+    garbage_after_tokens: int = 0  # streaming: good tokens sent before the garbage or the endless event
     oversize_bytes: int = 0  # > 0: an answer of this many bytes; streamed, one event that never ends
 
     def __post_init__(self) -> None:

@@ -10,8 +10,10 @@ Set per node (CLI or POST /sim/config); each is independent of the speed and fau
   answer whose `usage` is a string). Streaming, the event after `garbage_after_tokens` good tokens
   is that garbage (with 0 and `html`, the whole answer is the HTML page), then the stream goes on.
 - `oversize_bytes` > 0: a non-streamed answer is valid JSON padded to that many bytes; a stream
-  sends its opening, then one event of that many bytes that never ends (no blank line), and
-  holds the connection open until the client leaves.
+  sends its opening and `garbage_after_tokens` good tokens, then one event of that many bytes
+  that never ends (no blank line), and holds the connection open until the client leaves.
+
+Good tokens are followed by a 0.2 s pause, so that a reader gets them apart from what follows.
 
 A hostile request is served at once, outside the pacing, the concurrency limit and the counters
 (only `requests_total` counts it).
@@ -19,6 +21,7 @@ A hostile request is served at once, outside the pacing, the concurrency limit a
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import orjson
@@ -33,6 +36,7 @@ __all__ = ["is_hostile", "lied_waiting", "serve_hostile"]
 _LIES = {"negative": (-1_000_000.0, -1.0), "nan": (math.nan, math.nan), "-inf": (-math.inf, -math.inf)}
 _HUGE = 1e300
 _PIECE = 64 * 1024
+_PAUSE = 0.2
 _HTML = (
     b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n\n"
     b"<body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>\n"
@@ -84,10 +88,11 @@ async def serve_hostile(config: SimConfig, job: Job, receive: Receive, send: Sen
         await send_bytes(send, 200, _HTML, b"text/html")
         return
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-    opening = job.stream_open()
-    good = min(config.garbage_after_tokens, job.steps) if config.garbage else job.steps
+    good = min(config.garbage_after_tokens, job.steps)
     tokens = b"".join(job.stream_token(step) for step in range(good))
-    await send({"type": "http.response.body", "body": opening + tokens, "more_body": True})
+    await send({"type": "http.response.body", "body": job.stream_open() + tokens, "more_body": True})
+    if good:
+        await asyncio.sleep(_PAUSE)  # the good tokens reach the reader before what follows them
     if config.oversize_bytes:
         await _endless_event(config.oversize_bytes, receive, send)
         return
