@@ -31,7 +31,7 @@ import grpc
 import orjson
 
 from atoma_proxy.core.errors import ModelNotFound, NodeFailed, NodeRejectedRequest, NodeTimeout, NoNodeAvailable
-from atoma_proxy.core.nodes.answers import answer_object, answer_usage
+from atoma_proxy.core.nodes.answers import answer_object, answer_usage, check_stream_error
 from atoma_proxy.core.nodes.breaker import Dispatch
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.scoring import latency_estimates
@@ -323,6 +323,7 @@ class InferenceRelay:
                             done = True
                             break
                         chunk = answer_object(node, data, "a chunk")  # garbage is a node failure
+                        check_stream_error(node, chunk)
                         usage_only = _carries_usage(data) and self._take_usage(call, node, chunk)
                         if usage_only and not client_wants_usage:
                             continue

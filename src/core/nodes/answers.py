@@ -5,6 +5,9 @@ so never an HTML page or raw bytes), and `usage`, when present and not null, an 
 token counts are integers (or null). Anything else raises NodeFailed: the breaker counts it,
 and the relay fails over when nothing reached the client yet. What the counts may be (bounds,
 consistency) is the ledger's business, not this module's.
+
+An event that is an error (`{"error": ...}` without `choices`, as vLLM ends a failed stream) is a
+node failure too, its message sanitized like an error answer's (node_errors.py).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from typing import Any
 import orjson
 
 from atoma_proxy.core.errors import NodeFailed
+from atoma_proxy.core.nodes.node_errors import sanitize_message
 from atoma_proxy.core.nodes.registry import Node
 
-__all__ = ["answer_object", "answer_usage"]
+__all__ = ["answer_object", "answer_usage", "check_stream_error"]
 
 _TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -44,3 +48,13 @@ def answer_usage(node: Node, answer: dict[str, Any]) -> dict[str, Any] | None:
         if value is not None and type(value) is not int:
             raise NodeFailed(f"Node {node.id} sent a `usage.{name}` that is not an integer.")
     return usage
+
+
+def check_stream_error(node: Node, chunk: dict[str, Any]) -> None:
+    """NodeFailed when a streamed chunk is the node's error event rather than a completion chunk."""
+    if "error" not in chunk or "choices" in chunk:
+        return
+    error = chunk["error"]
+    message = sanitize_message(error.get("message") if isinstance(error, dict) else error)
+    shown = f": {message}" if message else "."
+    raise NodeFailed(f"Node {node.id} failed mid-stream{shown}")

@@ -311,3 +311,15 @@ async def test_garbage_mid_stream_ends_it_as_a_node_failure_charged_by_what_was_
     assert received == [ROLE, TOKEN]
     assert call.chunks_received == 2 and call.usage is None  # the failed node's usage claim is not trusted
     assert nodes["a"].model_stats("m").failures == 1 and transport.calls == ["a"]
+
+
+async def test_a_node_error_event_is_a_node_failure_with_its_message_sanitized() -> None:
+    error_event = b'{"error":{"message":"engine died: db password=hunter2","type":"InternalServerError","code":500}}'
+    transport = ScriptedTransport(streams={"a": [[ROLE, error_event]], "b": [[ROLE, TOKEN, DONE]]})
+    relay, nodes = _relay(transport, "a", "b")
+    assert await _stream(relay, InferenceCall(request_id="r")) == [ROLE, TOKEN]  # before a token: failed over
+    assert nodes["a"].model_stats("m").failures == 1
+    alone, _ = _relay(ScriptedTransport(streams={"a": [[ROLE, TOKEN, error_event]]}), "a")
+    with pytest.raises(NodeFailed) as caught:
+        await _stream(alone, InferenceCall(request_id="r2"))
+    assert caught.value.message == "Node a failed mid-stream: engine died: db password=[redacted]"

@@ -12,7 +12,7 @@ from atoma_proxy.config import CoreSettings
 from atoma_proxy.core.errors import NodeFailed, NodeRejectedRequest
 from atoma_proxy.core.nodes.node_errors import MAX_MESSAGE_CHARS, node_error, sanitize_message
 from atoma_proxy.core.nodes.registry import Node
-from atoma_proxy.core.nodes.transport import HttpNodeTransport
+from atoma_proxy.core.nodes.transport import MAX_METRICS_BYTES, HttpNodeTransport
 from tests.core.nodes.support import make_node
 from tests.core.nodes.test_http1 import Server, read_request, serve
 
@@ -119,3 +119,21 @@ async def test_a_stream_event_past_the_event_limit_is_a_node_failure() -> None:
     finally:
         await transport.aclose()
     assert received == [b'{"ok":true}']
+
+
+async def test_a_metrics_page_past_its_limit_is_not_read() -> None:
+    async def metrics(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for size in (100, MAX_METRICS_BYTES + 1):
+            await reader.readuntil(b"\r\n\r\n")
+            body = b'vllm:num_requests_waiting{model_name="m"} 1\n' + b"#" * size + b"\n"
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        await reader.read()
+
+    transport = HttpNodeTransport(LIMITS)
+    try:
+        async with serve(metrics) as (_, url):
+            assert (await transport.fetch_metrics(_node(url))) is not None
+            assert (await transport.fetch_metrics(_node(url))) is None
+    finally:
+        await transport.aclose()
