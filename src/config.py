@@ -88,7 +88,7 @@ class CoreSettings(BaseModel):
     node_max_event_bytes: int = Field(
         4 * MIB,
         ge=1024,
-        le=NODE_RESPONSE_CEILING,
+        le=32 * MIB,
         description="Longest SSE event a node may send; past it, NODE_FAILED.",
     )
     node_max_response_bytes: int = Field(
