@@ -7,6 +7,7 @@ import logging
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from atoma_proxy.config import CoreSettings
 from atoma_proxy.core.errors import NodeFailed, NodeRejectedRequest
@@ -137,3 +138,10 @@ async def test_a_metrics_page_past_its_limit_is_not_read() -> None:
             assert (await transport.fetch_metrics(_node(url))) is None
     finally:
         await transport.aclose()
+
+
+def test_node_limits_stay_below_one_grpc_message() -> None:
+    assert CoreSettings().node_max_response_bytes < 64 * 1024 * 1024
+    for limits in ({"node_max_response_bytes": 64 * 1024 * 1024}, {"node_max_event_bytes": 33 * 1024 * 1024}):
+        with pytest.raises(ValidationError):
+            CoreSettings(**limits)  # type: ignore[arg-type]
