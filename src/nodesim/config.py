@@ -3,7 +3,8 @@
 One `SimConfig` describes one node: its models, its speed (time to first token, tokens per second,
 concurrency) and its faults (injected errors, hangs, dropped connections). The speed and fault
 fields (`RUNTIME_FIELDS`) can also be changed while the node runs, through `POST /sim/config`,
-so chaos tests can break a node mid-test; `apply_runtime_update` validates such changes.
+so chaos tests can break a node mid-test; `apply_runtime_update` validates such changes. The
+hostile behaviours (`HOSTILE_FIELDS`, see hostile.py) are changeable the same way.
 """
 
 from __future__ import annotations

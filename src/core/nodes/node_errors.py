@@ -11,7 +11,8 @@ internals ("internal: db password=hunter2"). The client gets:
   replaced by `[redacted]`;
 - from anything else, a generic sentence naming the HTTP status.
 
-The node's body itself (its first `_LOGGED_BYTES`) goes to the log, at WARNING, with the node id.
+The node's body itself (its first `_LOGGED_BYTES`) goes to the log with the node id: at WARNING when
+the node failed (408, 429, 5xx), at INFO when it refused the request (other 4xx, the client's doing).
 """
 
 from __future__ import annotations
@@ -48,7 +49,14 @@ _REDACTED = "[redacted]"
 
 def node_error(node: Node, status: int, body: bytes) -> ProxyError:
     """NodeFailed for 408, 429 and 5xx (another node may serve it), NodeRejectedRequest for other 4xx."""
-    log.warning("node %s answered HTTP %d: %r", node.id, status, body[:_LOGGED_BYTES])
+    failed = status in (408, 429) or status >= 500
+    log.log(
+        logging.WARNING if failed else logging.INFO,
+        "node %s answered HTTP %d: %r",
+        node.id,
+        status,
+        body[:_LOGGED_BYTES],
+    )
     metadata = {"node_status": str(status)}
     error = _openai_error(body)
     message = None
@@ -58,7 +66,7 @@ def node_error(node: Node, status: int, body: bytes) -> ProxyError:
             value = _identifier(error.get(field))
             if value is not None:
                 metadata[f"node_error_{field}"] = value
-    if status in (408, 429) or status >= 500:
+    if failed:
         shown = f": {message}" if message else "."
         return NodeFailed(f"Node {node.id} answered {status}{shown}", metadata=metadata)
     return NodeRejectedRequest(message or f"The node refused the request (HTTP {status}).", metadata=metadata)
