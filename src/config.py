@@ -19,6 +19,9 @@ from pydantic_settings import (
 )
 
 CONFIG_ENV = "ATOMA_CONFIG"
+MIB = 1024 * 1024
+# A node's answer travels whole in one gRPC message of at most 64 MiB (the core's and the facade's limit).
+NODE_RESPONSE_CEILING = 64 * MIB - 64 * 1024
 
 
 class NodeConfig(BaseModel):
@@ -82,6 +85,18 @@ class CoreSettings(BaseModel):
     node_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to a node.")
     node_read_timeout: float = Field(300.0, gt=0, description="Seconds a node may stay silent mid-response.")
     node_max_connections: int = Field(1024, ge=1, description="Pooled keep-alive connections to nodes, in all.")
+    node_max_event_bytes: int = Field(
+        4 * MIB,
+        ge=1024,
+        le=32 * MIB,
+        description="Longest SSE event a node may send; past it, NODE_FAILED.",
+    )
+    node_max_response_bytes: int = Field(
+        60 * MIB,
+        ge=1024,
+        le=NODE_RESPONSE_CEILING,
+        description="Longest answer (body bytes) a node may send; past it, NODE_FAILED. Below the 64 MiB gRPC message.",
+    )
     health_interval: float = Field(5.0, gt=0, description="Seconds between health probes of each node.")
     health_timeout: float = Field(2.0, gt=0, description="Seconds a health probe may take.")
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight RPCs get to finish on shutdown.")
