@@ -37,7 +37,7 @@ import orjson
 
 from atoma_proxy.core.errors import ModelNotFound, NodeFailed, NodeRejectedRequest, NodeTimeout, NoNodeAvailable
 from atoma_proxy.core.node_limits import ImplausibleUsage, Overproduction, RequestLimits, StreamCap, check_usage
-from atoma_proxy.core.nodes.answers import answer_object, answer_usage, check_stream_error
+from atoma_proxy.core.nodes.answers import answer_object, check_stream_error
 from atoma_proxy.core.nodes.breaker import Dispatch
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.scoring import latency_estimates
@@ -250,7 +250,7 @@ class InferenceRelay:
             try:
                 raw = await self._transport.post(node, path, payload, request_id=call.request_id)
                 parsed = answer_object(node, raw)  # garbage is a node failure
-                call.usage = _checked_usage(attempt, call.limits, answer_usage(node, parsed))
+                call.usage = _checked_usage(attempt, call.limits, parsed.get("usage"))
                 self._record_unary(attempt, model, call.usage)
                 return raw
             except NodeRejectedRequest:
@@ -410,10 +410,10 @@ class InferenceRelay:
     @staticmethod
     def _take_usage(call: InferenceCall, attempt: _Attempt, chunk: dict[str, Any]) -> bool:
         """Record usage from a chunk; True when the chunk is the usage-only chunk."""
-        usage = answer_usage(attempt.node, chunk)
+        usage = _checked_usage(attempt, call.limits, chunk.get("usage"))
         if usage is None:
             return False
-        call.usage = _checked_usage(attempt, call.limits, usage)
+        call.usage = usage
         return not chunk.get("choices")
 
 
