@@ -15,6 +15,7 @@ from atoma_proxy.core.accounts.callers import AdminGate
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.inference import InferenceRelay
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
+from atoma_proxy.core.malformed import MalformedRequestInterceptor
 from atoma_proxy.core.node_admin_service import NodeAdminService
 from atoma_proxy.core.nodes.runtime import NodeRuntime
 from atoma_proxy.core.nodes.transport import HttpNodeTransport, NodeTransport
@@ -57,8 +58,12 @@ class CoreServer:
         )
         limiter = rate_limiter_from_settings(settings.rate_limits)  # None when no limit is configured
         self._rate_limits = RateLimitInterceptor(limiter, authenticator) if limiter is not None else None
+        # Outermost first: a request that is not valid protobuf is refused before anything else runs.
+        interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestInterceptor()]
+        if self._rate_limits is not None:
+            interceptors.append(self._rate_limits)
         self._server = grpc.aio.server(
-            interceptors=[self._rate_limits] if self._rate_limits is not None else None,
+            interceptors=interceptors,
             maximum_concurrent_rpcs=settings.core.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),
