@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 import grpc
 
+from atoma_proxy.core.client_address import CLIENT_ADDRESS_KEY
 from atoma_proxy.facade.errors import ApiError, from_rpc_error, invalid_request
 
 __all__ = ["RATE_LIMIT_PREFIX", "ROUTING_HEADERS", "call_metadata", "routing_headers", "rpc_error"]
@@ -38,7 +39,6 @@ _FORWARDED = {
     b"x-atoma-routing-strategy": "x-atoma-routing-strategy",
 }
 _PREFIX = b"grpc-metadata-"
-CLIENT_ADDRESS_KEY = "x-atoma-client-address"
 # Metadata keys a `Grpc-Metadata-` header may not set (ignored): credentials and facts the facade vouches for.
 _RESERVED = frozenset({"authorization", CLIENT_ADDRESS_KEY})
 # Bytes of one forwarded value, of a routing strategy name, and of all forwarded metadata together
