@@ -108,6 +108,14 @@ class FacadeSettings(BaseModel):
     workers: int = Field(
         1, ge=1, le=64, description="Processes of `atoma-proxy facade`, all on `host:port` (SO_REUSEPORT)."
     )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers; past it: 408 and the connection closed.",
+    )
+    body_timeout: float = Field(
+        60.0, gt=0, description="Seconds a client has to send a request's body after its headers; past it: 408."
+    )
 
 
 class RoutingSettings(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from atoma_proxy.core.json_depth import MAX_JSON_DEPTH, too_deep
 from atoma_proxy.facade.errors import ApiError, invalid_request
@@ -30,11 +31,14 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or cut off by facade.body_timeout: nobody reads the answer
+        raise ApiError(499, "The client closed the connection before sending its whole body.") from None
     try:
         body = orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError as error:
