@@ -110,7 +110,9 @@ async def test_body_nested_deeper_than_the_limit_is_400(facade: RunningFacade, c
 
 
 async def test_body_nested_up_to_the_limit_passes(facade: RunningFacade, core: FakeCore) -> None:
-    response = await _post(facade, "/v1/embeddings", {"model": "m1", "input": "a", "extra": _nested(MAX_JSON_DEPTH - 1)})
+    response = await _post(
+        facade, "/v1/embeddings", {"model": "m1", "input": "a", "extra": _nested(MAX_JSON_DEPTH - 1)}
+    )
 
     assert response.status_code == 200
 

@@ -182,8 +182,12 @@ async def test_login_beyond_the_hashing_queue_is_rate_limited_with_retry_info(
     slow._dummy_hash = await cheap_hasher().hash("dummy")
     async for stub in _serve(sessions, _throttle(per_address=0, per_email=0), hasher=slow):
         running = [asyncio.ensure_future(_wrong_login(stub, new_email())) for _ in range(2)]
-        while slow._pending < 2:  # one verifying, one waiting
+        for _ in range(1000):  # until one verifies and one waits (bounded: 10 s)
+            if slow._pending >= 2:
+                break
             await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the two logins never reached the hasher")
 
         await _refused(stub.Login(pb.LoginRequest(email=new_email(), password=PASSWORD)))
 
