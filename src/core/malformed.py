@@ -11,6 +11,7 @@ servicer is reached. Wrapped handlers are cached per method, so an RPC costs one
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -73,8 +74,10 @@ def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             if request is _MALFORMED:
                 await context.abort_with_status(to_grpc_status(_ERROR))
-            async for response in inner_stream(request, context):
-                yield response
+            # Closing this generator closes the servicer's at once (its `finally` settles the request).
+            async with aclosing(inner_stream(request, context)) as responses:
+                async for response in responses:
+                    yield response
 
         return grpc.unary_stream_rpc_method_handler(
             stream, request_deserializer=deserializer, response_serializer=handler.response_serializer
