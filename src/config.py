@@ -7,10 +7,11 @@ sections, e.g. `ATOMA_DATABASE__URL=postgresql://...` or `ATOMA_FACADE__PORT=909
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -122,6 +123,14 @@ class FacadeSettings(BaseModel):
     workers: int = Field(
         1, ge=1, le=64, description="Processes of `atoma-proxy facade`, all on `host:port` (SO_REUSEPORT)."
     )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers; past it: 408 and the connection closed.",
+    )
+    body_timeout: float = Field(
+        60.0, gt=0, description="Seconds a client has to send a request's body after its headers; past it: 408."
+    )
 
 
 class RoutingSettings(BaseModel):
@@ -178,6 +187,26 @@ class AccountsSettings(BaseModel):
     admin_token: SecretStr | None = Field(
         None, min_length=16, description="Bearer token of AccountAdminService; unset disables the admin API."
     )
+    auth_attempts_per_address: int = Field(
+        120, ge=0, description="Register/Login/RefreshToken calls per minute from one client address; 0: no limit."
+    )
+    auth_attempts_per_email: int = Field(
+        10, ge=0, description="Register/Login calls per minute for one email; 0: no limit."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Peers (IPs or networks) whose `x-atoma-client-address` metadata names the client: the facades.",
+    )
+    hash_queue: int = Field(
+        16, ge=0, description="Password hashes that may wait for one of the 4 hashing slots; past it: 429 at once."
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
+        return value
 
 
 class Settings(BaseSettings):
