@@ -6,7 +6,7 @@
  * call) and throws a RoutingError on failure.
  */
 import type { CallOptions, Client } from "@connectrpc/connect";
-import { createClient } from "@connectrpc/connect";
+import { ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 import type { StreamEnd as StreamEndMessage, Usage as UsageMessage } from "../../../../generated/ts/atoma/routing/v1/common_pb.js";
@@ -78,7 +78,7 @@ export class RoutingClient {
     if (state === "error" || state === "timeout") {
       const cause = session.error();
       session.abort();
-      const detail = state === "timeout" ? `no connection within ${timeoutMs} ms` : String(cause);
+      const detail = state === "timeout" ? `no connection within ${timeoutMs} ms` : describe(cause);
       throw new RoutingError("UNAVAILABLE", `cannot reach the core at ${url}: ${detail}`, { cause });
     }
     return client;
@@ -300,6 +300,11 @@ function completeRouting(body: { nodeId: string; attempts: number; requestId: st
   if (attempts) routing.attempts = attempts;
   if (requestId) routing.requestId = requestId;
   return routing;
+}
+
+function describe(cause: unknown): string {
+  if (cause instanceof ConnectError) return cause.rawMessage;
+  return cause instanceof Error ? cause.message : String(cause);
 }
 
 function mergeHeaders(into: Headers, received: Headers): Headers {
