@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from atoma_proxy.clients import RoutingClient
-from tests.e2e.conftest import CHAT, EMBED, Stack
+from tests.e2e.conftest import CHAT, EMBED, SLOW_CHAT, Stack
 from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +29,8 @@ EXPECTED_TESTS = {
     "streamChatCompletion yields chunks that concatenate to the answer, then usage",
     "completion and streamCompletion agree, as do their usages",
     "embeddings returns the list object with usage",
+    "leaving the loop early cancels the RPC and the node's request",
+    "cancel() ends the loop with CANCELLED and cancels the node's request",
     "an unknown model is NOT_FOUND with reason MODEL_NOT_FOUND and its param",
     "a streamed call fails the loop with the RoutingError",
     "an authorization header in the call options replaces the client's key",
@@ -52,7 +54,12 @@ async def _run(*args: str, env: dict[str, str] | None = None, cwd: Path = PACKAG
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=300)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=300)
+    finally:
+        if process.returncode is None:  # timed out (or this test was cancelled): leave no process behind
+            process.kill()
+            await process.wait()
     assert process.returncode is not None
     return process.returncode, output.decode()
 
@@ -88,10 +95,17 @@ async def test_typescript_client_against_the_core(stack: Stack, tmp_path: Path) 
         "ATOMA_TS_TEST_EMBED_MODEL": EMBED,
         "ATOMA_TS_TEST_EXPECTED_ANSWER": await _python_answer(stack),
         "ATOMA_TS_TEST_CLOSED_PORT": str(free_port()),
+        "ATOMA_TS_TEST_SLOW_MODEL": SLOW_CHAT,
+        "ATOMA_TS_TEST_SLOW_NODE": stack.nodes["slow"],
     }
     assert NODE is not None
     code, output = await _run(
-        NODE, "--test", "--test-reporter=tap", *(str(path) for path in sorted(tests.glob("*.test.js"))), env=env
+        NODE,
+        "--test",
+        "--test-reporter=tap",
+        "--test-timeout=60000",  # per test: a hang fails that test, with the others' results
+        *(str(path) for path in sorted(tests.glob("*.test.js"))),
+        env=env,
     )
     assert code == 0, output
     passed = set(re.findall(r"^\s*ok \d+ - (.+?)\s*$", output, re.MULTILINE))

@@ -221,9 +221,16 @@ export class InferenceStream<T> implements AsyncIterable<T> {
       },
     };
     let end: StreamEndMessage | undefined;
+    const messages = this.start(options)[Symbol.asyncIterator]();
+    let finished = false;
     try {
-      for await (const message of this.start(options)) {
-        const event = message.event;
+      for (;;) {
+        const next = await messages.next();
+        if (next.done) {
+          finished = true;
+          break;
+        }
+        const event = next.value.event;
         switch (event.case) {
           case "chunk":
           case "completion":
@@ -242,7 +249,13 @@ export class InferenceStream<T> implements AsyncIterable<T> {
     } catch (error) {
       throw toRoutingError(error);
     } finally {
-      this.abort.abort(); // a no-op once the RPC has finished; cancels it when the loop was left early
+      if (!finished) {
+        // The loop was left early or failed: cancel the RPC. Connect's stream has no return(), and
+        // releases the call (its deadline timer among others) only when a read fails, so read once more,
+        // unawaited.
+        this.abort.abort();
+        messages.next().catch(() => undefined);
+      }
     }
     if (end !== undefined) {
       this.end = { usage: usage(end.usage), routing: completeRouting(end.routing, headers), costMicroUsd: end.costMicroUsd };

@@ -27,6 +27,9 @@ const EMBED = env("ATOMA_TS_TEST_EMBED_MODEL");
 // The non-streaming answer the Python RoutingClient got for CHAT_REQUEST.
 const EXPECTED_ANSWER = env("ATOMA_TS_TEST_EXPECTED_ANSWER");
 const CLOSED_PORT = env("ATOMA_TS_TEST_CLOSED_PORT");
+// A model served only by a slow simulated node (20 tokens/s, long replies), and that node's base URL.
+const SLOW_CHAT = env("ATOMA_TS_TEST_SLOW_MODEL");
+const SLOW_NODE = env("ATOMA_TS_TEST_SLOW_NODE");
 
 const CHAT_REQUEST: ChatCompletionParams = {
   model: CHAT,
@@ -115,6 +118,35 @@ describe("RoutingClient against the core", () => {
     assert.notEqual(result.routing.nodeId, undefined);
   });
 
+  test("leaving the loop early cancels the RPC and the node's request", async () => {
+    const before = await nodeStats();
+    let received = 0;
+    for await (const _ of client.streamChatCompletion({ model: SLOW_CHAT, messages: CHAT_REQUEST.messages })) {
+      if (++received === 3) break;
+    }
+    const after = await nodeCancelled(before.cancelled);
+    assert.equal(after.cancelled, before.cancelled + 1);
+    assert.equal(after.in_flight, 0);
+  });
+
+  test("cancel() ends the loop with CANCELLED and cancels the node's request", async () => {
+    const before = await nodeStats();
+    const stream = client.streamChatCompletion({ model: SLOW_CHAT, messages: CHAT_REQUEST.messages });
+    let received = 0;
+    const error = await rejection(
+      (async () => {
+        for await (const _ of stream) {
+          if (++received === 2) stream.cancel();
+        }
+      })(),
+    );
+    assert.equal(error.code, "CANCELLED");
+    assert.equal(received, 2);
+    assert.equal(stream.end, undefined);
+    const after = await nodeCancelled(before.cancelled);
+    assert.equal(after.cancelled, before.cancelled + 1);
+  });
+
   test("an unknown model is NOT_FOUND with reason MODEL_NOT_FOUND and its param", async () => {
     const error = await rejection(client.chatCompletion({ ...CHAT_REQUEST, model: "no/such-model" }));
     assert.equal(error.code, "NOT_FOUND");
@@ -161,6 +193,27 @@ test("connecting to a port nobody listens on is UNAVAILABLE without a reason", a
   assert.equal(error.code, "UNAVAILABLE");
   assert.equal(error.reason, undefined);
 });
+
+interface NodeStats {
+  cancelled: number;
+  in_flight: number;
+}
+
+async function nodeStats(): Promise<NodeStats> {
+  const response = await fetch(`${SLOW_NODE}/sim/stats`);
+  assert.equal(response.status, 200);
+  return (await response.json()) as NodeStats;
+}
+
+/** The slow node's stats once it has counted a cancellation more than `before` (polled, at most 10 s). */
+async function nodeCancelled(before: number): Promise<NodeStats> {
+  let stats = await nodeStats();
+  for (let attempt = 0; attempt < 200 && stats.cancelled <= before; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    stats = await nodeStats();
+  }
+  return stats;
+}
 
 function endOf(stream: InferenceStream<unknown>): StreamEnd | undefined {
   return stream.end;
