@@ -33,6 +33,7 @@ EXPECTED_TESTS = {
     "cancel() ends the loop with CANCELLED and cancels the node's request",
     "an unknown model is NOT_FOUND with reason MODEL_NOT_FOUND and its param",
     "a streamed call fails the loop with the RoutingError",
+    "bad parameters throw a TypeError before any call, a RoutingError never",
     "an authorization header in the call options replaces the client's key",
     "a bad API key is UNAUTHENTICATED with reason INVALID_API_KEY",
     "connecting to a port nobody listens on is UNAVAILABLE without a reason",

@@ -108,8 +108,9 @@ export class RoutingClient {
   /** A non-streaming chat completion: OpenAI's chat.completion object with usage, routing and cost. */
   async chatCompletion(params: ChatCompletionParams, options?: CallOptions): Promise<CompletionResult<ChatCompletion>> {
     refuseStream(params, "streamChatCompletion");
+    const request = chatRequest(params, false);
     const stream = new InferenceStream<ChatCompletion>(
-      (callOptions) => this.client.chatCompletion(chatRequest(params, false), callOptions),
+      (callOptions) => this.client.chatCompletion(request, callOptions),
       this.callOptions(options),
     );
     return collect(stream);
@@ -124,8 +125,9 @@ export class RoutingClient {
   /** A non-streaming text completion: OpenAI's text_completion object with usage, routing and cost. */
   async completion(params: CompletionParams, options?: CallOptions): Promise<CompletionResult<TextCompletion>> {
     refuseStream(params, "streamCompletion");
+    const request = completionRequest(params, false);
     const stream = new InferenceStream<TextCompletion>(
-      (callOptions) => this.client.completion(completionRequest(params, false), callOptions),
+      (callOptions) => this.client.completion(request, callOptions),
       this.callOptions(options),
     );
     return collect(stream);

@@ -169,6 +169,13 @@ describe("RoutingClient against the core", () => {
     assert.equal(stream.end, undefined);
   });
 
+  test("bad parameters throw a TypeError before any call, a RoutingError never", async () => {
+    await assert.rejects(client.chatCompletion({ ...CHAT_REQUEST, max_tokens: 2.5 }), TypeError);
+    await assert.rejects(client.chatCompletion({ ...CHAT_REQUEST, stream: true }), /needs streamChatCompletion/);
+    assert.throws(() => client.streamCompletion({ model: CHAT, prompt: {} as unknown as string }), TypeError);
+    await assert.rejects(client.embeddings({ model: EMBED, input: "x", dimensions: 1.5 }), TypeError);
+  });
+
   test("an authorization header in the call options replaces the client's key", async () => {
     const error = await rejection(client.listModels({ headers: { authorization: "Bearer sk-wrong" } }));
     assert.equal(error.reason, "INVALID_API_KEY");
