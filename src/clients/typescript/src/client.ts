@@ -92,8 +92,9 @@ export class RoutingClient {
 
   /** The models at least one node serves, sorted by id. */
   async listModels(options?: CallOptions): Promise<Model[]> {
+    const callOptions = this.callOptions(options);
     try {
-      const response = await this.client.listModels({}, this.callOptions(options));
+      const response = await this.client.listModels({}, callOptions);
       return response.data.map((model) => ({
         id: model.id,
         object: model.object,
