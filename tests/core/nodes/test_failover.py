@@ -285,7 +285,7 @@ async def test_a_garbage_answer_is_a_node_failure_that_fails_over(garbage: bytes
     assert nodes["a"].model_stats("m").failures == 1  # the breaker and the error rate count it
     alone, _ = _relay(ScriptedTransport(posts={"a": [garbage]}), "a")
     lonely = InferenceCall(request_id="r2")
-    with pytest.raises(NodeFailed, match="Node a (sent|reported implausible usage)"):
+    with pytest.raises(NodeFailed, match=r"Node a (sent|reported implausible usage)"):
         await alone.unary(lonely, "m", "/v1/chat/completions", BODY)
     assert lonely.usage is None
 
