@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
 import grpc
@@ -10,6 +11,7 @@ from atoma_proxy.core.accounts import translate, validation
 from atoma_proxy.core.accounts.billing import Billing
 from atoma_proxy.core.accounts.callers import AdminGate
 from atoma_proxy.core.accounts.rpc import rpc
+from atoma_proxy.core.errors import InvalidRequest
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2_grpc as pb_grpc
 from atoma_proxy.generated.atoma.accounts.v1 import resources_pb2 as resources
@@ -17,6 +19,12 @@ from atoma_proxy.generated.atoma.accounts.v1 import resources_pb2 as resources
 __all__ = ["AccountAdminService"]
 
 Context: TypeAlias = grpc.aio.ServicerContext
+
+_WIDTHS = {
+    pb.USAGE_BUCKET_WIDTH_UNSPECIFIED: timedelta(hours=1),
+    pb.USAGE_BUCKET_WIDTH_HOUR: timedelta(hours=1),
+    pb.USAGE_BUCKET_WIDTH_DAY: timedelta(days=1),
+}
 
 
 class AccountAdminService(pb_grpc.AccountAdminServiceServicer):
@@ -62,3 +70,14 @@ class AccountAdminService(pb_grpc.AccountAdminServiceServicer):
     async def GetUserBalance(self, request: pb.GetUserBalanceRequest, context: Context) -> pb.GetUserBalanceResponse:
         self._gate.check(context.invocation_metadata())
         return pb.GetUserBalanceResponse(balance=translate.balance(await self._billing.user_balance(request.user_id)))
+
+    @rpc
+    async def GetUsageStats(self, request: pb.GetUsageStatsRequest, context: Context) -> pb.GetUsageStatsResponse:
+        self._gate.check(context.invocation_metadata())
+        width = _WIDTHS.get(request.bucket_width)
+        if width is None:
+            raise InvalidRequest("`bucket_width` must be HOUR or DAY.", param="bucket_width")
+        count = validation.check_range(request.bucket_count, "bucket_count", default=24, maximum=1000)
+        top = validation.check_range(request.top_users_limit, "top_users_limit", default=10, maximum=100)
+        stats = await self._billing.usage_stats(datetime.now(UTC), width, count, top)
+        return translate.usage_stats(stats)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,7 +21,7 @@ from atoma_proxy.core.errors import AlreadyExists, NotFound
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.persistence.models import User
 
-__all__ = ["Billing", "UsagePage", "UsageSummary", "UsageTotals"]
+__all__ = ["Billing", "UsagePage", "UsageStats", "UsageSummary", "UsageTotals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,16 @@ class UsagePage:
     next_page_token: str
 
 
+@dataclass(frozen=True, slots=True)
+class UsageStats:
+    """Every user's usage per bucket over [start, end), and who spent most then."""
+
+    start: datetime
+    end: datetime
+    buckets: list[ledger.StatsBucket]
+    top_users: list[ledger.UserSpend]
+
+
 class Billing:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], registry: NodeRegistry) -> None:
         self._sessions = sessions
@@ -90,6 +100,14 @@ class Billing:
             days[row.day] = days.get(row.day, UsageTotals()).plus(row)
             models[row.model] = models.get(row.model, UsageTotals()).plus(row)
         return UsageSummary(days=sorted(days.items()), models=sorted(models.items()))
+
+    async def usage_stats(self, now: datetime, width: timedelta, count: int, top: int) -> UsageStats:
+        """The `count` buckets of `width` ending with the one holding `now`, and the `top` spenders over them."""
+        start, end = ledger.stats_window(now, width, count)
+        async with self._sessions() as session:
+            buckets = await ledger.usage_buckets(session, start=start, end=end, width=width)
+            top_users = await ledger.top_spenders(session, start=start, end=end, limit=top)
+        return UsageStats(start, end, buckets, top_users)
 
     async def credit(self, user_id: int, amount: int, idempotency_key: str, note: str) -> ledger.CreditResult:
         try:

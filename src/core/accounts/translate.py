@@ -8,9 +8,10 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 
 from atoma_proxy.core import ledger
-from atoma_proxy.core.accounts.billing import UsageSummary, UsageTotals
+from atoma_proxy.core.accounts.billing import UsageStats, UsageSummary, UsageTotals
 from atoma_proxy.core.accounts.logins import TokenGrant
 from atoma_proxy.core.persistence.models import ApiKey, User
+from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as admin_pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as pb
 from atoma_proxy.generated.atoma.accounts.v1 import resources_pb2 as resources
 
@@ -23,6 +24,7 @@ __all__ = [
     "stack",
     "timestamp",
     "usage_record",
+    "usage_stats",
     "usage_summary",
     "user",
 ]
@@ -128,4 +130,35 @@ def stack(row: ledger.Stack) -> resources.Stack:
         price_per_million=row.price_per_million,
         cost_micro_usd=row.price_paid,
         create_time=timestamp(row.created_at),
+    )
+
+
+def usage_stats(stats: UsageStats) -> admin_pb.GetUsageStatsResponse:
+    return admin_pb.GetUsageStatsResponse(
+        buckets=[
+            admin_pb.UsageBucket(
+                start_time=timestamp(bucket.start),
+                requests=bucket.requests,
+                errors=bucket.errors,
+                prompt_tokens=bucket.prompt_tokens,
+                completion_tokens=bucket.completion_tokens,
+                cost_micro_usd=bucket.cost,
+                mean_latency_ms=bucket.mean_latency_ms,
+                max_latency_ms=bucket.max_latency_ms,
+            )
+            for bucket in stats.buckets
+        ],
+        top_users=[
+            admin_pb.UserSpend(
+                user_id=spender.user_id,
+                email=spender.email,
+                requests=spender.requests,
+                prompt_tokens=spender.prompt_tokens,
+                completion_tokens=spender.completion_tokens,
+                cost_micro_usd=spender.cost,
+            )
+            for spender in stats.top_users
+        ],
+        start_time=timestamp(stats.start),
+        end_time=timestamp(stats.end),
     )

@@ -16,6 +16,7 @@ __all__ = [
     "check_key_name",
     "check_password",
     "check_price",
+    "check_range",
     "check_required",
     "check_text",
     "day_range",
@@ -88,6 +89,15 @@ def page_size(requested: int) -> int:
     if requested < 0:
         raise InvalidRequest("`page_size` must not be negative.", param="page_size")
     return min(requested, MAX_PAGE_SIZE) if requested else _DEFAULT_PAGE_SIZE
+
+
+def check_range(value: int, param: str, *, default: int, maximum: int) -> int:
+    """A count between 1 and `maximum`; 0 means `default`."""
+    if value == 0:
+        return default
+    if not 1 <= value <= maximum:
+        raise InvalidRequest(f"`{param}` must be between 1 and {maximum} (0 for {default}).", param=param)
+    return value
 
 
 def day_range(start_date: str, end_date: str) -> tuple[date | None, date | None]:

@@ -11,6 +11,8 @@ Account and admin code (the caller owns the session and commits):
         days = await usage_summary(session, 7, since=date(2025, 11, 1))
         stack = await buy_stack(session, user_id=7, node_id="n", model="m", compute_units=10**6, price_per_million=5)
         stacks = await list_stacks(session, 7)
+        buckets = await usage_buckets(session, start=t0, end=t1, width=timedelta(hours=1))   # every user
+        spenders = await top_spenders(session, start=t0, end=t1, limit=10)
 
 The request path (`Meter`, `LedgerSweeper`) is wired by `core/server.py`: estimate -> reserve ->
 relay -> settle, and a sweeper in every core that frees what crashed cores left held.
@@ -31,6 +33,8 @@ from atoma_proxy.core.ledger.reservations import (
     sweep_expired,
 )
 from atoma_proxy.core.ledger.stacks import buy_stack, list_stacks, stack_price
+from atoma_proxy.core.ledger.stats import StatsBucket, UserSpend, top_spenders, usage_buckets
+from atoma_proxy.core.ledger.stats import window as stats_window
 from atoma_proxy.core.ledger.sweeper import LedgerSweeper
 from atoma_proxy.core.ledger.token_counting import Tokenizers
 from atoma_proxy.core.ledger.usage import list_usage, usage_summary
@@ -51,10 +55,12 @@ __all__ = [
     "RequestKind",
     "Settlement",
     "Stack",
+    "StatsBucket",
     "TokenPrice",
     "Tokenizers",
     "UsageRecord",
     "UserModelPrice",
+    "UserSpend",
     "buy_stack",
     "carries_generated_text",
     "credit",
@@ -67,7 +73,10 @@ __all__ = [
     "set_user_model_price",
     "settle",
     "stack_price",
+    "stats_window",
     "sweep_expired",
     "token_cost",
+    "top_spenders",
+    "usage_buckets",
     "usage_summary",
 ]

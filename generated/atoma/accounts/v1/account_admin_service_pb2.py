@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from atoma_proxy.generated.atoma.accounts.v1 import resources_pb2 as atoma_dot_accounts_dot_v1_dot_resources__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-atoma/accounts/v1/account_admin_service.proto\x12\x11\x61toma.accounts.v1\x1a!atoma/accounts/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\"\x96\x01\n\x14\x43reditBalanceRequest\x12\x17\n\x07user_id\x18\x01 \x01(\x03R\x06userId\x12(\n\x10\x61mount_micro_usd\x18\x02 \x01(\x03R\x0e\x61mountMicroUsd\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note\"g\n\x15\x43reditBalanceResponse\x12\x18\n\x07\x61pplied\x18\x01 \x01(\x08R\x07\x61pplied\x12\x34\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1a.atoma.accounts.v1.BalanceR\x07\x62\x61lance\"\xb9\x01\n\x18SetUserModelPriceRequest\x12\x17\n\x07user_id\x18\x01 \x01(\x03R\x06userId\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12\x35\n\x17input_price_per_million\x18\x03 \x01(\x03R\x14inputPricePerMillion\x12\x37\n\x18output_price_per_million\x18\x04 \x01(\x03R\x15outputPricePerMillion\"P\n\x19SetUserModelPriceResponse\x12\x33\n\x05price\x18\x01 \x01(\x0b\x32\x1d.atoma.accounts.v1.ModelPriceR\x05price\"5\n\x1aListUserModelPricesRequest\x12\x17\n\x07user_id\x18\x01 \x01(\x03R\x06userId\"T\n\x1bListUserModelPricesResponse\x12\x35\n\x06prices\x18\x01 \x03(\x0b\x32\x1d.atoma.accounts.v1.ModelPriceR\x06prices\"0\n\x15GetUserBalanceRequest\x12\x17\n\x07user_id\x18\x01 \x01(\x03R\x06userId\"N\n\x16GetUserBalanceResponse\x12\x34\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1a.atoma.accounts.v1.BalanceR\x07\x62\x61lance2\xfa\x04\n\x13\x41\x63\x63ountAdminService\x12\x90\x01\n\rCreditBalance\x12\'.atoma.accounts.v1.CreditBalanceRequest\x1a(.atoma.accounts.v1.CreditBalanceResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/admin/users/{user_id}/credits:\x01*\x12\x9b\x01\n\x11SetUserModelPrice\x12+.atoma.accounts.v1.SetUserModelPriceRequest\x1a,.atoma.accounts.v1.SetUserModelPriceResponse\"+\x82\xd3\xe4\x93\x02%\" /v1/admin/users/{user_id}/prices:\x01*\x12\x9e\x01\n\x13ListUserModelPrices\x12-.atoma.accounts.v1.ListUserModelPricesRequest\x1a..atoma.accounts.v1.ListUserModelPricesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/admin/users/{user_id}/prices\x12\x90\x01\n\x0eGetUserBalance\x12(.atoma.accounts.v1.GetUserBalanceRequest\x1a).atoma.accounts.v1.GetUserBalanceResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/admin/users/{user_id}/balanceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-atoma/accounts/v1/account_admin_service.proto\x12\x11\x61toma.accounts.v1\x1a!atoma/accounts/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x01\n\x14\x43reditBalanceRequest\x12\x17\n\x07user_id\x18\x01 \x01(\x03R\x06userId\x12(\n\x10\x61mount_micro_usd\x18\x02 \x01(\x03R\x0e\x61mountMicroUsd\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note\"g\n\x15\x43reditBalanceResponse\x12\x18\n\x07\x61pplied\x18\x01 \x01(\x08R\x07\x61pplied\x12\x34\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1a.atoma.accounts.v1.BalanceR\x07\x62\x61lance\"\xb9\x01\n\x18SetUserModelPriceRequest\x12\x17\n\x07user_id\x18\x01 \x01(\x03R\x06userId\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12\x35\n\x17input_price_per_million\x18\x03 \x01(\x03R\x14inputPricePerMillion\x12\x37\n\x18output_price_per_million\x18\x04 \x01(\x03R\x15outputPricePerMillion\"P\n\x19SetUserModelPriceResponse\x12\x33\n\x05price\x18\x01 \x01(\x0b\x32\x1d.atoma.accounts.v1.ModelPriceR\x05price\"5\n\x1aListUserModelPricesRequest\x12\x17\n\x07user_id\x18\x01 \x01(\x03R\x06userId\"T\n\x1bListUserModelPricesResponse\x12\x35\n\x06prices\x18\x01 \x03(\x0b\x32\x1d.atoma.accounts.v1.ModelPriceR\x06prices\"0\n\x15GetUserBalanceRequest\x12\x17\n\x07user_id\x18\x01 \x01(\x03R\x06userId\"N\n\x16GetUserBalanceResponse\x12\x34\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1a.atoma.accounts.v1.BalanceR\x07\x62\x61lance\"\xa9\x01\n\x14GetUsageStatsRequest\x12\x46\n\x0c\x62ucket_width\x18\x01 \x01(\x0e\x32#.atoma.accounts.v1.UsageBucketWidthR\x0b\x62ucketWidth\x12!\n\x0c\x62ucket_count\x18\x02 \x01(\x05R\x0b\x62ucketCount\x12&\n\x0ftop_users_limit\x18\x03 \x01(\x05R\rtopUsersLimit\"\xc2\x02\n\x0bUsageBucket\x12\x39\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x1a\n\x08requests\x18\x02 \x01(\x03R\x08requests\x12\x16\n\x06\x65rrors\x18\x03 \x01(\x03R\x06\x65rrors\x12#\n\rprompt_tokens\x18\x04 \x01(\x03R\x0cpromptTokens\x12+\n\x11\x63ompletion_tokens\x18\x05 \x01(\x03R\x10\x63ompletionTokens\x12$\n\x0e\x63ost_micro_usd\x18\x06 \x01(\x03R\x0c\x63ostMicroUsd\x12&\n\x0fmean_latency_ms\x18\x07 \x01(\x03R\rmeanLatencyMs\x12$\n\x0emax_latency_ms\x18\x08 \x01(\x03R\x0cmaxLatencyMs\"\xce\x01\n\tUserSpend\x12\x17\n\x07user_id\x18\x01 \x01(\x03R\x06userId\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12\x1a\n\x08requests\x18\x03 \x01(\x03R\x08requests\x12#\n\rprompt_tokens\x18\x04 \x01(\x03R\x0cpromptTokens\x12+\n\x11\x63ompletion_tokens\x18\x05 \x01(\x03R\x10\x63ompletionTokens\x12$\n\x0e\x63ost_micro_usd\x18\x06 \x01(\x03R\x0c\x63ostMicroUsd\"\xfe\x01\n\x15GetUsageStatsResponse\x12\x38\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x1e.atoma.accounts.v1.UsageBucketR\x07\x62uckets\x12\x39\n\ttop_users\x18\x02 \x03(\x0b\x32\x1c.atoma.accounts.v1.UserSpendR\x08topUsers\x12\x39\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime*o\n\x10UsageBucketWidth\x12\"\n\x1eUSAGE_BUCKET_WIDTH_UNSPECIFIED\x10\x00\x12\x1b\n\x17USAGE_BUCKET_WIDTH_HOUR\x10\x01\x12\x1a\n\x16USAGE_BUCKET_WIDTH_DAY\x10\x02\x32\xfe\x05\n\x13\x41\x63\x63ountAdminService\x12\x90\x01\n\rCreditBalance\x12\'.atoma.accounts.v1.CreditBalanceRequest\x1a(.atoma.accounts.v1.CreditBalanceResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/admin/users/{user_id}/credits:\x01*\x12\x9b\x01\n\x11SetUserModelPrice\x12+.atoma.accounts.v1.SetUserModelPriceRequest\x1a,.atoma.accounts.v1.SetUserModelPriceResponse\"+\x82\xd3\xe4\x93\x02%\" /v1/admin/users/{user_id}/prices:\x01*\x12\x9e\x01\n\x13ListUserModelPrices\x12-.atoma.accounts.v1.ListUserModelPricesRequest\x1a..atoma.accounts.v1.ListUserModelPricesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/admin/users/{user_id}/prices\x12\x90\x01\n\x0eGetUserBalance\x12(.atoma.accounts.v1.GetUserBalanceRequest\x1a).atoma.accounts.v1.GetUserBalanceResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/admin/users/{user_id}/balance\x12\x81\x01\n\rGetUsageStats\x12\'.atoma.accounts.v1.GetUsageStatsRequest\x1a(.atoma.accounts.v1.GetUsageStatsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/admin/usage/statsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,22 +42,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNTADMINSERVICE'].methods_by_name['ListUserModelPrices']._serialized_options = b'\202\323\344\223\002\"\022 /v1/admin/users/{user_id}/prices'
   _globals['_ACCOUNTADMINSERVICE'].methods_by_name['GetUserBalance']._loaded_options = None
   _globals['_ACCOUNTADMINSERVICE'].methods_by_name['GetUserBalance']._serialized_options = b'\202\323\344\223\002#\022!/v1/admin/users/{user_id}/balance'
-  _globals['_CREDITBALANCEREQUEST']._serialized_start=134
-  _globals['_CREDITBALANCEREQUEST']._serialized_end=284
-  _globals['_CREDITBALANCERESPONSE']._serialized_start=286
-  _globals['_CREDITBALANCERESPONSE']._serialized_end=389
-  _globals['_SETUSERMODELPRICEREQUEST']._serialized_start=392
-  _globals['_SETUSERMODELPRICEREQUEST']._serialized_end=577
-  _globals['_SETUSERMODELPRICERESPONSE']._serialized_start=579
-  _globals['_SETUSERMODELPRICERESPONSE']._serialized_end=659
-  _globals['_LISTUSERMODELPRICESREQUEST']._serialized_start=661
-  _globals['_LISTUSERMODELPRICESREQUEST']._serialized_end=714
-  _globals['_LISTUSERMODELPRICESRESPONSE']._serialized_start=716
-  _globals['_LISTUSERMODELPRICESRESPONSE']._serialized_end=800
-  _globals['_GETUSERBALANCEREQUEST']._serialized_start=802
-  _globals['_GETUSERBALANCEREQUEST']._serialized_end=850
-  _globals['_GETUSERBALANCERESPONSE']._serialized_start=852
-  _globals['_GETUSERBALANCERESPONSE']._serialized_end=930
-  _globals['_ACCOUNTADMINSERVICE']._serialized_start=933
-  _globals['_ACCOUNTADMINSERVICE']._serialized_end=1567
+  _globals['_ACCOUNTADMINSERVICE'].methods_by_name['GetUsageStats']._loaded_options = None
+  _globals['_ACCOUNTADMINSERVICE'].methods_by_name['GetUsageStats']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/admin/usage/stats'
+  _globals['_USAGEBUCKETWIDTH']._serialized_start=1928
+  _globals['_USAGEBUCKETWIDTH']._serialized_end=2039
+  _globals['_CREDITBALANCEREQUEST']._serialized_start=167
+  _globals['_CREDITBALANCEREQUEST']._serialized_end=317
+  _globals['_CREDITBALANCERESPONSE']._serialized_start=319
+  _globals['_CREDITBALANCERESPONSE']._serialized_end=422
+  _globals['_SETUSERMODELPRICEREQUEST']._serialized_start=425
+  _globals['_SETUSERMODELPRICEREQUEST']._serialized_end=610
+  _globals['_SETUSERMODELPRICERESPONSE']._serialized_start=612
+  _globals['_SETUSERMODELPRICERESPONSE']._serialized_end=692
+  _globals['_LISTUSERMODELPRICESREQUEST']._serialized_start=694
+  _globals['_LISTUSERMODELPRICESREQUEST']._serialized_end=747
+  _globals['_LISTUSERMODELPRICESRESPONSE']._serialized_start=749
+  _globals['_LISTUSERMODELPRICESRESPONSE']._serialized_end=833
+  _globals['_GETUSERBALANCEREQUEST']._serialized_start=835
+  _globals['_GETUSERBALANCEREQUEST']._serialized_end=883
+  _globals['_GETUSERBALANCERESPONSE']._serialized_start=885
+  _globals['_GETUSERBALANCERESPONSE']._serialized_end=963
+  _globals['_GETUSAGESTATSREQUEST']._serialized_start=966
+  _globals['_GETUSAGESTATSREQUEST']._serialized_end=1135
+  _globals['_USAGEBUCKET']._serialized_start=1138
+  _globals['_USAGEBUCKET']._serialized_end=1460
+  _globals['_USERSPEND']._serialized_start=1463
+  _globals['_USERSPEND']._serialized_end=1669
+  _globals['_GETUSAGESTATSRESPONSE']._serialized_start=1672
+  _globals['_GETUSAGESTATSRESPONSE']._serialized_end=1926
+  _globals['_ACCOUNTADMINSERVICE']._serialized_start=2042
+  _globals['_ACCOUNTADMINSERVICE']._serialized_end=2808
 # @@protoc_insertion_point(module_scope)

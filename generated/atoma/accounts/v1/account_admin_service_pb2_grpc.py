@@ -58,6 +58,11 @@ class AccountAdminServiceStub:
                 request_serializer=atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUserBalanceRequest.SerializeToString,
                 response_deserializer=atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUserBalanceResponse.FromString,
                 _registered_method=True)
+        self.GetUsageStats = channel.unary_unary(
+                '/atoma.accounts.v1.AccountAdminService/GetUsageStats',
+                request_serializer=atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUsageStatsRequest.SerializeToString,
+                response_deserializer=atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUsageStatsResponse.FromString,
+                _registered_method=True)
 
 
 class AccountAdminServiceServicer:
@@ -95,6 +100,13 @@ class AccountAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsageStats(self, request, context):
+        """Returns the network's usage over time (requests, errors, tokens, spend, latency) and the users who spent most.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -117,6 +129,11 @@ def add_AccountAdminServiceServicer_to_server(servicer, server):
                     servicer.GetUserBalance,
                     request_deserializer=atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUserBalanceRequest.FromString,
                     response_serializer=atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUserBalanceResponse.SerializeToString,
+            ),
+            'GetUsageStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsageStats,
+                    request_deserializer=atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUsageStatsRequest.FromString,
+                    response_serializer=atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUsageStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -231,6 +248,33 @@ class AccountAdminService:
             '/atoma.accounts.v1.AccountAdminService/GetUserBalance',
             atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUserBalanceRequest.SerializeToString,
             atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUserBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsageStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.accounts.v1.AccountAdminService/GetUsageStats',
+            atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUsageStatsRequest.SerializeToString,
+            atoma_dot_accounts_dot_v1_dot_account__admin__service__pb2.GetUsageStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

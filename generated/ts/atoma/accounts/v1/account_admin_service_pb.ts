@@ -2,18 +2,20 @@
 // @generated from file atoma/accounts/v1/account_admin_service.proto (package atoma.accounts.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Balance, ModelPrice } from "./resources_pb.js";
 import { file_atoma_accounts_v1_resources } from "./resources_pb.js";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file atoma/accounts/v1/account_admin_service.proto.
  */
 export const file_atoma_accounts_v1_account_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci1hdG9tYS9hY2NvdW50cy92MS9hY2NvdW50X2FkbWluX3NlcnZpY2UucHJvdG8SEWF0b21hLmFjY291bnRzLnYxImgKFENyZWRpdEJhbGFuY2VSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAMSGAoQYW1vdW50X21pY3JvX3VzZBgCIAEoAxIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSDAoEbm90ZRgEIAEoCSJVChVDcmVkaXRCYWxhbmNlUmVzcG9uc2USDwoHYXBwbGllZBgBIAEoCBIrCgdiYWxhbmNlGAIgASgLMhouYXRvbWEuYWNjb3VudHMudjEuQmFsYW5jZSJ9ChhTZXRVc2VyTW9kZWxQcmljZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoAxINCgVtb2RlbBgCIAEoCRIfChdpbnB1dF9wcmljZV9wZXJfbWlsbGlvbhgDIAEoAxIgChhvdXRwdXRfcHJpY2VfcGVyX21pbGxpb24YBCABKAMiSQoZU2V0VXNlck1vZGVsUHJpY2VSZXNwb25zZRIsCgVwcmljZRgBIAEoCzIdLmF0b21hLmFjY291bnRzLnYxLk1vZGVsUHJpY2UiLQoaTGlzdFVzZXJNb2RlbFByaWNlc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoAyJMChtMaXN0VXNlck1vZGVsUHJpY2VzUmVzcG9uc2USLQoGcHJpY2VzGAEgAygLMh0uYXRvbWEuYWNjb3VudHMudjEuTW9kZWxQcmljZSIoChVHZXRVc2VyQmFsYW5jZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoAyJFChZHZXRVc2VyQmFsYW5jZVJlc3BvbnNlEisKB2JhbGFuY2UYASABKAsyGi5hdG9tYS5hY2NvdW50cy52MS5CYWxhbmNlMvoEChNBY2NvdW50QWRtaW5TZXJ2aWNlEpABCg1DcmVkaXRCYWxhbmNlEicuYXRvbWEuYWNjb3VudHMudjEuQ3JlZGl0QmFsYW5jZVJlcXVlc3QaKC5hdG9tYS5hY2NvdW50cy52MS5DcmVkaXRCYWxhbmNlUmVzcG9uc2UiLILT5JMCJjoBKiIhL3YxL2FkbWluL3VzZXJzL3t1c2VyX2lkfS9jcmVkaXRzEpsBChFTZXRVc2VyTW9kZWxQcmljZRIrLmF0b21hLmFjY291bnRzLnYxLlNldFVzZXJNb2RlbFByaWNlUmVxdWVzdBosLmF0b21hLmFjY291bnRzLnYxLlNldFVzZXJNb2RlbFByaWNlUmVzcG9uc2UiK4LT5JMCJToBKiIgL3YxL2FkbWluL3VzZXJzL3t1c2VyX2lkfS9wcmljZXMSngEKE0xpc3RVc2VyTW9kZWxQcmljZXMSLS5hdG9tYS5hY2NvdW50cy52MS5MaXN0VXNlck1vZGVsUHJpY2VzUmVxdWVzdBouLmF0b21hLmFjY291bnRzLnYxLkxpc3RVc2VyTW9kZWxQcmljZXNSZXNwb25zZSIogtPkkwIiEiAvdjEvYWRtaW4vdXNlcnMve3VzZXJfaWR9L3ByaWNlcxKQAQoOR2V0VXNlckJhbGFuY2USKC5hdG9tYS5hY2NvdW50cy52MS5HZXRVc2VyQmFsYW5jZVJlcXVlc3QaKS5hdG9tYS5hY2NvdW50cy52MS5HZXRVc2VyQmFsYW5jZVJlc3BvbnNlIimC0+STAiMSIS92MS9hZG1pbi91c2Vycy97dXNlcl9pZH0vYmFsYW5jZWIGcHJvdG8z", [file_atoma_accounts_v1_resources, file_google_api_annotations]);
+  fileDesc("Ci1hdG9tYS9hY2NvdW50cy92MS9hY2NvdW50X2FkbWluX3NlcnZpY2UucHJvdG8SEWF0b21hLmFjY291bnRzLnYxImgKFENyZWRpdEJhbGFuY2VSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAMSGAoQYW1vdW50X21pY3JvX3VzZBgCIAEoAxIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSDAoEbm90ZRgEIAEoCSJVChVDcmVkaXRCYWxhbmNlUmVzcG9uc2USDwoHYXBwbGllZBgBIAEoCBIrCgdiYWxhbmNlGAIgASgLMhouYXRvbWEuYWNjb3VudHMudjEuQmFsYW5jZSJ9ChhTZXRVc2VyTW9kZWxQcmljZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoAxINCgVtb2RlbBgCIAEoCRIfChdpbnB1dF9wcmljZV9wZXJfbWlsbGlvbhgDIAEoAxIgChhvdXRwdXRfcHJpY2VfcGVyX21pbGxpb24YBCABKAMiSQoZU2V0VXNlck1vZGVsUHJpY2VSZXNwb25zZRIsCgVwcmljZRgBIAEoCzIdLmF0b21hLmFjY291bnRzLnYxLk1vZGVsUHJpY2UiLQoaTGlzdFVzZXJNb2RlbFByaWNlc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoAyJMChtMaXN0VXNlck1vZGVsUHJpY2VzUmVzcG9uc2USLQoGcHJpY2VzGAEgAygLMh0uYXRvbWEuYWNjb3VudHMudjEuTW9kZWxQcmljZSIoChVHZXRVc2VyQmFsYW5jZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoAyJFChZHZXRVc2VyQmFsYW5jZVJlc3BvbnNlEisKB2JhbGFuY2UYASABKAsyGi5hdG9tYS5hY2NvdW50cy52MS5CYWxhbmNlIoABChRHZXRVc2FnZVN0YXRzUmVxdWVzdBI5CgxidWNrZXRfd2lkdGgYASABKA4yIy5hdG9tYS5hY2NvdW50cy52MS5Vc2FnZUJ1Y2tldFdpZHRoEhQKDGJ1Y2tldF9jb3VudBgCIAEoBRIXCg90b3BfdXNlcnNfbGltaXQYAyABKAUi2gEKC1VzYWdlQnVja2V0Ei4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlcXVlc3RzGAIgASgDEg4KBmVycm9ycxgDIAEoAxIVCg1wcm9tcHRfdG9rZW5zGAQgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGAUgASgDEhYKDmNvc3RfbWljcm9fdXNkGAYgASgDEhcKD21lYW5fbGF0ZW5jeV9tcxgHIAEoAxIWCg5tYXhfbGF0ZW5jeV9tcxgIIAEoAyKHAQoJVXNlclNwZW5kEg8KB3VzZXJfaWQYASABKAMSDQoFZW1haWwYAiABKAkSEAoIcmVxdWVzdHMYAyABKAMSFQoNcHJvbXB0X3Rva2VucxgEIAEoAxIZChFjb21wbGV0aW9uX3Rva2VucxgFIAEoAxIWCg5jb3N0X21pY3JvX3VzZBgGIAEoAyLXAQoVR2V0VXNhZ2VTdGF0c1Jlc3BvbnNlEi8KB2J1Y2tldHMYASADKAsyHi5hdG9tYS5hY2NvdW50cy52MS5Vc2FnZUJ1Y2tldBIvCgl0b3BfdXNlcnMYAiADKAsyHC5hdG9tYS5hY2NvdW50cy52MS5Vc2VyU3BlbmQSLgoKc3RhcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKm8KEFVzYWdlQnVja2V0V2lkdGgSIgoeVVNBR0VfQlVDS0VUX1dJRFRIX1VOU1BFQ0lGSUVEEAASGwoXVVNBR0VfQlVDS0VUX1dJRFRIX0hPVVIQARIaChZVU0FHRV9CVUNLRVRfV0lEVEhfREFZEAIy/gUKE0FjY291bnRBZG1pblNlcnZpY2USkAEKDUNyZWRpdEJhbGFuY2USJy5hdG9tYS5hY2NvdW50cy52MS5DcmVkaXRCYWxhbmNlUmVxdWVzdBooLmF0b21hLmFjY291bnRzLnYxLkNyZWRpdEJhbGFuY2VSZXNwb25zZSIsgtPkkwImOgEqIiEvdjEvYWRtaW4vdXNlcnMve3VzZXJfaWR9L2NyZWRpdHMSmwEKEVNldFVzZXJNb2RlbFByaWNlEisuYXRvbWEuYWNjb3VudHMudjEuU2V0VXNlck1vZGVsUHJpY2VSZXF1ZXN0GiwuYXRvbWEuYWNjb3VudHMudjEuU2V0VXNlck1vZGVsUHJpY2VSZXNwb25zZSIrgtPkkwIlOgEqIiAvdjEvYWRtaW4vdXNlcnMve3VzZXJfaWR9L3ByaWNlcxKeAQoTTGlzdFVzZXJNb2RlbFByaWNlcxItLmF0b21hLmFjY291bnRzLnYxLkxpc3RVc2VyTW9kZWxQcmljZXNSZXF1ZXN0Gi4uYXRvbWEuYWNjb3VudHMudjEuTGlzdFVzZXJNb2RlbFByaWNlc1Jlc3BvbnNlIiiC0+STAiISIC92MS9hZG1pbi91c2Vycy97dXNlcl9pZH0vcHJpY2VzEpABCg5HZXRVc2VyQmFsYW5jZRIoLmF0b21hLmFjY291bnRzLnYxLkdldFVzZXJCYWxhbmNlUmVxdWVzdBopLmF0b21hLmFjY291bnRzLnYxLkdldFVzZXJCYWxhbmNlUmVzcG9uc2UiKYLT5JMCIxIhL3YxL2FkbWluL3VzZXJzL3t1c2VyX2lkfS9iYWxhbmNlEoEBCg1HZXRVc2FnZVN0YXRzEicuYXRvbWEuYWNjb3VudHMudjEuR2V0VXNhZ2VTdGF0c1JlcXVlc3QaKC5hdG9tYS5hY2NvdW50cy52MS5HZXRVc2FnZVN0YXRzUmVzcG9uc2UiHYLT5JMCFxIVL3YxL2FkbWluL3VzYWdlL3N0YXRzYgZwcm90bzM", [file_atoma_accounts_v1_resources, file_google_api_annotations, file_google_protobuf_timestamp]);
 
 /**
  * Request of CreditBalance.
@@ -233,6 +235,243 @@ export const GetUserBalanceResponseSchema: GenMessage<GetUserBalanceResponse> = 
   messageDesc(file_atoma_accounts_v1_account_admin_service, 7);
 
 /**
+ * Request of GetUsageStats.
+ *
+ * @generated from message atoma.accounts.v1.GetUsageStatsRequest
+ */
+export type GetUsageStatsRequest = Message<"atoma.accounts.v1.GetUsageStatsRequest"> & {
+  /**
+   * Width of each bucket; unspecified means one hour.
+   *
+   * @generated from field: atoma.accounts.v1.UsageBucketWidth bucket_width = 1;
+   */
+  bucketWidth: UsageBucketWidth;
+
+  /**
+   * Buckets to return, the last one holding the current time: 1 to 1000; 0 means 24.
+   *
+   * @generated from field: int32 bucket_count = 2;
+   */
+  bucketCount: number;
+
+  /**
+   * Users to return in `top_users`, 1 to 100; 0 means 10.
+   *
+   * @generated from field: int32 top_users_limit = 3;
+   */
+  topUsersLimit: number;
+};
+
+/**
+ * Describes the message atoma.accounts.v1.GetUsageStatsRequest.
+ * Use `create(GetUsageStatsRequestSchema)` to create a new message.
+ */
+export const GetUsageStatsRequestSchema: GenMessage<GetUsageStatsRequest> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_admin_service, 8);
+
+/**
+ * The usage of every user over one time bucket.
+ *
+ * @generated from message atoma.accounts.v1.UsageBucket
+ */
+export type UsageBucket = Message<"atoma.accounts.v1.UsageBucket"> & {
+  /**
+   * Start of the bucket (UTC, aligned on its width); it ends where the next one starts.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 1;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Requests metered in the bucket, whatever their outcome.
+   *
+   * @generated from field: int64 requests = 2;
+   */
+  requests: bigint;
+
+  /**
+   * Requests that failed: every outcome but "ok" and "client_cancelled".
+   *
+   * @generated from field: int64 errors = 3;
+   */
+  errors: bigint;
+
+  /**
+   * Prompt tokens charged.
+   *
+   * @generated from field: int64 prompt_tokens = 4;
+   */
+  promptTokens: bigint;
+
+  /**
+   * Generated tokens charged.
+   *
+   * @generated from field: int64 completion_tokens = 5;
+   */
+  completionTokens: bigint;
+
+  /**
+   * Micro-USD charged to balances.
+   *
+   * @generated from field: int64 cost_micro_usd = 6;
+   */
+  costMicroUsd: bigint;
+
+  /**
+   * Mean latency of the successful requests, in milliseconds; 0 when there were none.
+   *
+   * @generated from field: int64 mean_latency_ms = 7;
+   */
+  meanLatencyMs: bigint;
+
+  /**
+   * Largest latency of the successful requests, in milliseconds; 0 when there were none.
+   *
+   * @generated from field: int64 max_latency_ms = 8;
+   */
+  maxLatencyMs: bigint;
+};
+
+/**
+ * Describes the message atoma.accounts.v1.UsageBucket.
+ * Use `create(UsageBucketSchema)` to create a new message.
+ */
+export const UsageBucketSchema: GenMessage<UsageBucket> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_admin_service, 9);
+
+/**
+ * What one user used over the window of GetUsageStats.
+ *
+ * @generated from message atoma.accounts.v1.UserSpend
+ */
+export type UserSpend = Message<"atoma.accounts.v1.UserSpend"> & {
+  /**
+   * The user's identifier.
+   *
+   * @generated from field: int64 user_id = 1;
+   */
+  userId: bigint;
+
+  /**
+   * The user's email address; empty for users created without one.
+   *
+   * @generated from field: string email = 2;
+   */
+  email: string;
+
+  /**
+   * Requests metered.
+   *
+   * @generated from field: int64 requests = 3;
+   */
+  requests: bigint;
+
+  /**
+   * Prompt tokens charged.
+   *
+   * @generated from field: int64 prompt_tokens = 4;
+   */
+  promptTokens: bigint;
+
+  /**
+   * Generated tokens charged.
+   *
+   * @generated from field: int64 completion_tokens = 5;
+   */
+  completionTokens: bigint;
+
+  /**
+   * Micro-USD charged to the user's balance.
+   *
+   * @generated from field: int64 cost_micro_usd = 6;
+   */
+  costMicroUsd: bigint;
+};
+
+/**
+ * Describes the message atoma.accounts.v1.UserSpend.
+ * Use `create(UserSpendSchema)` to create a new message.
+ */
+export const UserSpendSchema: GenMessage<UserSpend> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_admin_service, 10);
+
+/**
+ * Response of GetUsageStats.
+ *
+ * @generated from message atoma.accounts.v1.GetUsageStatsResponse
+ */
+export type GetUsageStatsResponse = Message<"atoma.accounts.v1.GetUsageStatsResponse"> & {
+  /**
+   * Every bucket of the window, oldest first, empty ones included.
+   *
+   * @generated from field: repeated atoma.accounts.v1.UsageBucket buckets = 1;
+   */
+  buckets: UsageBucket[];
+
+  /**
+   * The users who spent most over the window, by spend then requests (descending), then user id.
+   *
+   * @generated from field: repeated atoma.accounts.v1.UserSpend top_users = 2;
+   */
+  topUsers: UserSpend[];
+
+  /**
+   * Start of the window: the start of the first bucket.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 3;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of the window (excluded): the end of the last bucket.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 4;
+   */
+  endTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message atoma.accounts.v1.GetUsageStatsResponse.
+ * Use `create(GetUsageStatsResponseSchema)` to create a new message.
+ */
+export const GetUsageStatsResponseSchema: GenMessage<GetUsageStatsResponse> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_admin_service, 11);
+
+/**
+ * The width of the time buckets of GetUsageStats.
+ *
+ * @generated from enum atoma.accounts.v1.UsageBucketWidth
+ */
+export enum UsageBucketWidth {
+  /**
+   * One hour (the default).
+   *
+   * @generated from enum value: USAGE_BUCKET_WIDTH_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One hour.
+   *
+   * @generated from enum value: USAGE_BUCKET_WIDTH_HOUR = 1;
+   */
+  HOUR = 1,
+
+  /**
+   * One UTC day.
+   *
+   * @generated from enum value: USAGE_BUCKET_WIDTH_DAY = 2;
+   */
+  DAY = 2,
+}
+
+/**
+ * Describes the enum atoma.accounts.v1.UsageBucketWidth.
+ */
+export const UsageBucketWidthSchema: GenEnum<UsageBucketWidth> = /*@__PURE__*/
+  enumDesc(file_atoma_accounts_v1_account_admin_service, 0);
+
+/**
  * AccountAdminService: operator actions on any user's account.
  *
  * Every RPC needs `authorization: Bearer <admin token>`, the `accounts.admin_token` of the
@@ -280,6 +519,16 @@ export const AccountAdminService: GenService<{
     methodKind: "unary";
     input: typeof GetUserBalanceRequestSchema;
     output: typeof GetUserBalanceResponseSchema;
+  },
+  /**
+   * Returns the network's usage over time (requests, errors, tokens, spend, latency) and the users who spent most.
+   *
+   * @generated from rpc atoma.accounts.v1.AccountAdminService.GetUsageStats
+   */
+  getUsageStats: {
+    methodKind: "unary";
+    input: typeof GetUsageStatsRequestSchema;
+    output: typeof GetUsageStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_atoma_accounts_v1_account_admin_service, 0);
