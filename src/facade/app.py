@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2_grpc
 from atoma_proxy.config import Settings
 from atoma_proxy.facade import routes_openai
 from atoma_proxy.facade.body import MAX_BODY_BYTES
+from atoma_proxy.facade.console_routes import add_console
 from atoma_proxy.facade.errors import install_error_handlers
 from atoma_proxy.facade.fast_path import FacadeApp
 from atoma_proxy.facade.gateway import add_gateway_routes
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.max_body_bytes = MAX_BODY_BYTES
     install_error_handlers(app)
     app.include_router(routes_openai.router)
+    add_console(app)
     add_gateway_routes(
         app, pb.DESCRIPTOR.services_by_name["RoutingService"], lambda request: request.app.state.core.routing
     )

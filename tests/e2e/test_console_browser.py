@@ -1,0 +1,130 @@
+"""The web console in a real browser: Debian's headless chromium, driven by playwright-core from Node.
+
+tests/browser/console_flow.mjs signs up and logs in through the console's forms, creates a key there and
+hands its secret over; this test credits the new user through the admin API and makes a chat request with
+the key through the official `openai` SDK; the script then reads the overview's usage charts and recent
+requests, the models page and the operator view (nodes, traffic, top users). Screenshots land in
+build/screenshots/<database kind>/ (`make test` installs chromium and the npm package).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import ADMIN_TOKEN, CHAT, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+BROWSER_TESTS = ROOT / "tests" / "browser"
+SCREENSHOTS = ROOT / "build" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Each step of the script (a page load, a click) waits 20 s at most; the whole run is bounded here.
+STEP_TIMEOUT = 120
+
+
+def _read_line(process: subprocess.Popen[str], prefix: str) -> str:
+    assert process.stdout is not None
+    for line in process.stdout:  # ends at EOF, when the script exits
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    process.wait(timeout=STEP_TIMEOUT)
+    stderr = process.stderr.read() if process.stderr is not None else ""
+    raise AssertionError(f"the browser script exited ({process.returncode}) before {prefix!r}:\n{stderr}")
+
+
+def _chat_with(stack: Stack, secret: str) -> Any:
+    """Credit the key's user through the admin API, then one chat completion with the key."""
+    with httpx.Client(base_url=stack.facade_url, timeout=30) as rest:
+        account = rest.get("/v1/account", headers={"authorization": f"Bearer {secret}"})
+        assert account.status_code == 200, account.text
+        user_id = account.json()["user"]["id"]
+        credit = {"amount_micro_usd": "5000000", "idempotency_key": f"console-{uuid.uuid4()}"}
+        credited = rest.post(
+            f"/v1/admin/users/{user_id}/credits", json=credit, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        assert credited.status_code == 200, credited.text
+    client = openai.OpenAI(base_url=stack.base_url, api_key=secret, max_retries=0)
+    try:
+        return client.chat.completions.with_raw_response.create(
+            model=CHAT, messages=[{"role": "user", "content": "hello from the console test"}]
+        )
+    finally:
+        client.close()
+
+
+def test_console_sign_up_key_request_usage_and_operator_view(stack: Stack, request: pytest.FixtureRequest) -> None:
+    assert Path(CHROMIUM).exists(), "chromium is missing: `make test` installs it (apt-get install chromium)"
+    assert (BROWSER_TESTS / "node_modules" / "playwright-core").is_dir(), "run `make install` (npm ci in tests/browser)"
+    kind = request.node.callspec.params["stack"]
+    shots = SCREENSHOTS / kind
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    email = f"console-{uuid.uuid4().hex[:12]}@atoma.test"
+    env = {
+        **os.environ,
+        "CONSOLE_URL": stack.facade_url + "/",
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "EMAIL": email,
+        "PASSWORD": secrets.token_urlsafe(12),
+        "SCREENSHOTS": str(shots),
+        "CHROMIUM": CHROMIUM,
+    }
+    with subprocess.Popen(
+        ["node", "console_flow.mjs"],
+        cwd=BROWSER_TESTS,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            secret = _read_line(process, "SECRET ")
+            assert secret.startswith("sk-atoma-")
+            raw = _chat_with(stack, secret)
+            node = raw.headers["x-atoma-node"]
+            completion = raw.parse()
+            assert process.stdin is not None
+            process.stdin.write("GO\n")
+            process.stdin.flush()
+            result = json.loads(_read_line(process, "RESULT "))
+            assert process.wait(timeout=STEP_TIMEOUT) == 0, process.stderr.read() if process.stderr else ""
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    assert result["landingUrl"] == stack.facade_url + "/console/"
+    assert result["signedInAs"] == email
+    assert result["keyRows"] == 1
+    assert result["consoleErrors"] == []
+    # Today's bar of the spend chart holds what the request cost; the token bars hold its tokens.
+    today = datetime.now(UTC).strftime("%m-%d")
+    assert [bar["label"] for bar in result["spendBars"]] == [today]
+    assert result["spendBars"][0]["value"] > 0
+    tokens = {bar["series"]: bar["value"] for bar in result["tokenBars"]}
+    assert completion.usage is not None
+    assert tokens == {"prompt": completion.usage.prompt_tokens, "completion": completion.usage.completion_tokens}
+    # The recent requests: one row, with the node that served it and its model.
+    [row] = result["recentRequests"]
+    assert row[1] == CHAT and row[2] == node
+    assert row[3] == str(completion.usage.prompt_tokens)
+    assert row[5].startswith("$")
+    assert CHAT in result["models"]
+    # The operator view lists every node of the stack, and the new user among those who spent.
+    assert sorted(cells[0].split("http")[0] for cells in result["nodes"]) == sorted(stack.nodes)
+    assert sum(bar["value"] for bar in result["trafficBars"]) >= 1
+    assert any(email in cell for cell in result["topUsers"]) or len(result["topUsers"]) == 10
+    for name in ("01-sign-up", "02-api-key-created", "03-overview", "04-models", "05-operator"):
+        assert (shots / f"{name}.png").stat().st_size > 10_000
