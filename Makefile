@@ -6,8 +6,12 @@ STAMP  := $(VENV)/.installed-stamp
 # The TypeScript client (README "TypeScript client"): its npm packages, protoc-gen-es among them, pinned by package-lock.json.
 TS_CLIENT := src/clients/typescript
 NPM_STAMP := $(TS_CLIENT)/node_modules/.installed-stamp
+# The web console's browser test (README "Web console"): playwright-core, pinned by package-lock.json; it drives
+# Debian's chromium and never downloads a browser.
+BROWSER_TESTS := tests/browser
+BROWSER_STAMP := $(BROWSER_TESTS)/node_modules/.installed-stamp
 
-.PHONY: install run test lint protos check-protos bench clean
+.PHONY: install run test lint protos check-protos bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,14 +23,23 @@ $(NPM_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
 	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
 	touch $(NPM_STAMP)
 
-install: $(STAMP) $(NPM_STAMP)
+$(BROWSER_STAMP): $(BROWSER_TESTS)/package.json $(BROWSER_TESTS)/package-lock.json
+	cd $(BROWSER_TESTS) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	touch $(BROWSER_STAMP)
+
+install: $(STAMP) $(NPM_STAMP) $(BROWSER_STAMP)
+
+# Debian's chromium for tests/e2e/test_console_browser.py (CI runs as root on Debian).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 ## run: the proxy on embedded defaults (SQLite, three simulated nodes); prints the API key.
 run: install
 	$(BIN)/atoma-proxy demo
 
 ## test: lint, proto checks, then the whole test suite (SQLite and PostgreSQL).
-test: install lint check-protos
+test: install lint check-protos chromium
 	$(BIN)/pytest -q
 
 lint: install

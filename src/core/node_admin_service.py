@@ -7,7 +7,7 @@ refused with ADMIN_DISABLED when no token is configured, PERMISSION_DENIED for a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 from urllib.parse import urlsplit
 
@@ -18,11 +18,12 @@ from atoma_proxy.core.errors import AlreadyExists, InternalError, InvalidRequest
 from atoma_proxy.core.nodes.breaker import CircuitState
 from atoma_proxy.core.nodes.health import HealthPoller
 from atoma_proxy.core.nodes.registry import ADMIN, Node, NodeRegistry
+from atoma_proxy.core.nodes.scoring import score_nodes
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2_grpc as pb_grpc
 
-__all__ = ["NodeAdminService", "node_state"]
+__all__ = ["NodeAdminService", "candidate_scores", "node_state"]
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,22 @@ _CIRCUIT = {
 }
 
 
-def node_state(node: Node, now: float) -> pb.NodeState:
-    """The wire view of a node (its API key never leaves)."""
+def candidate_scores(nodes: Sequence[Node], *, price_weight: float, now: float) -> dict[tuple[str, str], float]:
+    """(node id, model) -> the balanced score among the nodes that could take the model's requests now."""
+    scores: dict[tuple[str, str], float] = {}
+    for model in sorted({m for n in nodes for m in n.models}):
+        candidates = [
+            n
+            for n in nodes
+            if model in n.models and n.healthy and not n.draining and n.breaker.state is CircuitState.CLOSED
+        ]
+        for scored in score_nodes(model, candidates, price_weight=price_weight, now=now):
+            scores[(scored.node.id, model)] = scored.score
+    return scores
+
+
+def node_state(node: Node, now: float, scores: Mapping[tuple[str, str], float] | None = None) -> pb.NodeState:
+    """The wire view of a node (its API key never leaves); `scores` from `candidate_scores`."""
     circuit = node.breaker.state
     state = pb.NodeState(
         node_id=node.id,
@@ -51,7 +66,7 @@ def node_state(node: Node, now: float) -> pb.NodeState:
         source=node.source,
     )
     for model in sorted(node.models):
-        model_state = state.model_states.add(model=model)
+        model_state = state.model_states.add(model=model, score=(scores or {}).get((node.id, model), 0.0))
         stats = node.stats.get(model)
         if stats is not None:
             model_state.in_flight = stats.in_flight
@@ -98,8 +113,15 @@ def _unknown(node_id: str) -> NotFound:
 
 class NodeAdminService(pb_grpc.NodeAdminServiceServicer):
     def __init__(
-        self, registry: NodeRegistry, poller: HealthPoller, gate: AdminGate, clock: Callable[[], float]
+        self,
+        registry: NodeRegistry,
+        poller: HealthPoller,
+        gate: AdminGate,
+        clock: Callable[[], float],
+        *,
+        price_weight: float = 0.5,
     ) -> None:
+        self._price_weight = price_weight
         self._registry = registry
         self._poller = poller
         self._gate = gate
@@ -166,6 +188,7 @@ class NodeAdminService(pb_grpc.NodeAdminServiceServicer):
             self._check(context)
             now = self._clock()
             nodes: Sequence[Node] = self._registry.nodes()
-            return pb.ListNodeStatesResponse(nodes=[node_state(n, now) for n in nodes])
+            scores = candidate_scores(nodes, price_weight=self._price_weight, now=now)
+            return pb.ListNodeStatesResponse(nodes=[node_state(n, now, scores) for n in nodes])
         except Exception as error:
             await self._fail(context, error)

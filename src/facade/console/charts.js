@@ -4,7 +4,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 640;
 const HEIGHT = 220;
-const PAD = { top: 12, right: 12, bottom: 28, left: 56 };
+const PAD = { top: 12, right: 12, bottom: 28, left: 64 };
 
 function node(tag, attrs = {}, text) {
   const element = document.createElementNS(SVG, tag);
@@ -22,7 +22,8 @@ function niceMax(value) {
 }
 
 // chart({labels, series: [{name, values, kind: "bar"|"line", className}], format, stacked, testId})
-export function chart({ labels, series, format = String, testId, title }) {
+// Line values may be null (no data in that bucket): the line has a gap there.
+export function chart({ labels, series, format = String, testId, title, integer = false }) {
   const figure = document.createElement("figure");
   figure.className = "chart";
   if (testId) figure.dataset.testid = testId;
@@ -46,8 +47,10 @@ export function chart({ labels, series, format = String, testId, title }) {
   const bars = series.filter((s) => s.kind !== "line");
   const lines = series.filter((s) => s.kind === "line");
   const stackedTotals = labels.map((_, i) => bars.reduce((sum, s) => sum + (s.values[i] || 0), 0));
-  const lineMax = Math.max(0, ...lines.flatMap((s) => s.values));
-  const top = niceMax(Math.max(0, ...stackedTotals, lineMax));
+  const lineMax = Math.max(0, ...lines.flatMap((s) => s.values.filter((v) => v !== null)));
+  const highest = Math.max(0, ...stackedTotals, lineMax);
+  // Counts get whole ticks: the top is four times a nice whole number.
+  const top = integer ? 4 * Math.max(1, niceMax(Math.ceil(highest / 4))) : niceMax(highest);
   const plotW = WIDTH - PAD.left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;
   const y = (value) => PAD.top + plotH - (value / top) * plotH;
@@ -56,11 +59,11 @@ export function chart({ labels, series, format = String, testId, title }) {
   for (let tick = 0; tick <= 4; tick += 1) {
     const value = (top * tick) / 4;
     svg.append(node("line", { class: "grid", x1: PAD.left, x2: WIDTH - PAD.right, y1: y(value), y2: y(value) }));
-    svg.append(node("text", { class: "axis", x: PAD.left - 6, y: y(value) + 4, "text-anchor": "end" }, format(value)));
+    svg.append(node("text", { class: "axis", x: PAD.left - 6, y: y(value) + 4, "text-anchor": "end" }, format(value, top)));
   }
   const every = Math.ceil(labels.length / 8);
   labels.forEach((label, i) => {
-    if (i % every === 0 || i === labels.length - 1) {
+    if ((labels.length - 1 - i) % every === 0) { // the newest bucket always has its label
       svg.append(node("text", { class: "axis", x: PAD.left + slot * (i + 0.5), y: HEIGHT - 8, "text-anchor": "middle" }, label));
     }
   });
@@ -89,16 +92,23 @@ export function chart({ labels, series, format = String, testId, title }) {
     }
   });
   for (const each of lines) {
-    const points = each.values.map((value, i) => [PAD.left + slot * (i + 0.5), y(value || 0)]);
-    svg.append(node("polyline", { class: `line ${each.className}`, points: points.map((p) => p.join(",")).join(" ") }));
-    points.forEach(([px, py], i) => {
+    let run = [];
+    const flush = () => {
+      if (run.length > 1) svg.append(node("polyline", { class: `line ${each.className}`, points: run.join(" ") }));
+      run = [];
+    };
+    each.values.forEach((value, i) => {
+      if (value === null || value === undefined) { flush(); return; }
+      const [px, py] = [PAD.left + slot * (i + 0.5), y(value)];
+      run.push(`${px},${py}`);
       const dot = node("circle", {
-        class: `dot ${each.className}`, cx: px, cy: py, r: 2.5,
-        "data-label": labels[i], "data-value": each.values[i] || 0, "data-series": each.name,
+        class: `dot ${each.className}`, cx: px, cy: py, r: 3,
+        "data-label": labels[i], "data-value": value, "data-series": each.name,
       });
-      dot.append(node("title", {}, `${labels[i]} · ${each.name}: ${format(each.values[i] || 0)}`));
+      dot.append(node("title", {}, `${labels[i]} · ${each.name}: ${format(value)}`));
       svg.append(dot);
     });
+    flush();
   }
   svg.append(node("line", { class: "baseline", x1: PAD.left, x2: WIDTH - PAD.right, y1: y(0), y2: y(0) }));
   figure.append(svg);

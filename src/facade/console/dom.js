@@ -17,14 +17,16 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 const usd = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 6 });
-const usdShort = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 4 });
+const usdShort = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumSignificantDigits: 3 });
 const count = new Intl.NumberFormat("en-US");
 const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
 
 // Money travels as integer micro-USD (proto JSON prints int64 as strings).
 export const micro = (value) => Number(value || 0);
 export const money = (microUsd) => usd.format(micro(microUsd) / 1e6);
-export const moneyAxis = (microUsd) => usdShort.format(micro(microUsd) / 1e6);
+// Axis ticks: under a cent at the top of the axis, in micro-USD (µ$), else in dollars.
+export const moneyAxis = (microUsd, top = microUsd) =>
+  top < 10_000 ? `${compact.format(micro(microUsd))} µ$` : usdShort.format(micro(microUsd) / 1e6);
 export const number = (value) => count.format(Number(value || 0));
 export const short = (value) => compact.format(Number(value || 0));
 export const perMillion = (microUsd) => `${usd.format(micro(microUsd) / 1e6)} / 1M`;

@@ -48,6 +48,14 @@ function latency(node) {
   return h("span", {}, `${Math.round(ttft * 1000)} ms`, h("span", { class: "dim" }, ` · ${(errors * 100).toFixed(1)}% err`));
 }
 
+// The balanced strategy's score (lower is better), best over the node's models; 0 means "not a candidate now".
+function score(node) {
+  const scores = (node.model_states || []).map((s) => Number(s.score || 0)).filter((v) => v > 0);
+  if (!scores.length) return h("span", { class: "dim", title: "not a candidate: unhealthy, draining or ejected" }, "—");
+  return h("span", { title: "expected seconds per request, weighted by load, errors and price; lower wins" },
+    Math.min(...scores).toPrecision(2));
+}
+
 function addNodeForm(onDone) {
   const form = h("form", { class: "grid-form", testid: "add-node" },
     h("label", {}, "Node id", h("input", { name: "node_id", required: true, placeholder: "gpu-7" })),
@@ -88,6 +96,8 @@ export async function operator(main, notify) {
   const errors = field("errors");
   const total = (values) => values.reduce((a, v) => a + v, 0);
   const okRequests = requests.map((r, i) => r - errors[i]);
+  // Buckets without a successful request have no latency: a gap, not a zero.
+  const latencyOf = (name) => buckets.map((b, i) => (micro(b.max_latency_ms) > 0 || okRequests[i] > 0 ? micro(b[name]) : null));
   const nodes = listing.nodes;
   const healthy = nodes.filter((n) => n.healthy && n.serving_state === "NODE_SERVING_STATE_ACTIVE").length;
 
@@ -112,16 +122,17 @@ export async function operator(main, notify) {
       { title: "Breaker", cell: (n) => circuit(n.circuit_state) },
       { title: "Load", cell: load },
       { title: "TTFT · errors", cell: latency },
+      { title: "Score", numeric: true, cell: score },
       { title: "Price in / out", numeric: true, cell: (n) => h("span", {}, perMillion(n.input_price_per_million), h("br"), perMillion(n.output_price_per_million)) },
       { title: "Models", cell: (n) => (n.models || []).map((m) => h("code", { class: "chip" }, m)) },
       { title: "", cell: (n) => n.serving_state === "NODE_SERVING_STATE_DRAINING" ? "" : h("button", { class: "small", onclick: drain(n) }, "Drain") },
     ], nodes, { testid: "nodes", empty: "No node is registered." })),
     h("div", { class: "grid2" },
-      card("Traffic", chart({ labels, title: "requests per bucket", format: short, testId: "traffic-chart",
+      card("Traffic", chart({ labels, title: "requests per bucket", format: short, testId: "traffic-chart", integer: true,
         series: [{ name: "ok", values: okRequests, className: "s1" }, { name: "errors", values: errors, className: "s4" }] })),
       card("Latency", chart({ labels, title: "successful requests, ms", format: (v) => `${short(v)}`, testId: "latency-chart",
-        series: [{ name: "mean", values: field("mean_latency_ms"), kind: "line", className: "s2" },
-          { name: "max", values: field("max_latency_ms"), kind: "line", className: "s3" }] })),
+        series: [{ name: "mean", values: latencyOf("mean_latency_ms"), kind: "line", className: "s2" },
+          { name: "max", values: latencyOf("max_latency_ms"), kind: "line", className: "s3" }] })),
       card("Spend", chart({ labels, title: "USD charged", format: moneyAxis, testId: "admin-spend-chart",
         series: [{ name: "spend", values: field("cost_micro_usd"), className: "s1" }] })),
       card("Tokens", chart({ labels, title: "tokens", format: short, testId: "admin-tokens-chart",

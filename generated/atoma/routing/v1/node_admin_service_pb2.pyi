@@ -113,7 +113,7 @@ class NodeState(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., url: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., input_price_per_million: _Optional[int] = ..., output_price_per_million: _Optional[int] = ..., serving_state: _Optional[_Union[NodeServingState, str]] = ..., healthy: _Optional[bool] = ..., circuit_state: _Optional[_Union[CircuitState, str]] = ..., ejected_for_seconds: _Optional[float] = ..., in_flight: _Optional[int] = ..., source: _Optional[str] = ..., model_states: _Optional[_Iterable[_Union[NodeModelState, _Mapping]]] = ...) -> None: ...
 
 class NodeModelState(_message.Message):
-    __slots__ = ("model", "in_flight", "ttft_seconds", "time_per_output_token_seconds", "error_rate", "running", "waiting", "kv_cache_usage", "successes", "failures")
+    __slots__ = ("model", "in_flight", "ttft_seconds", "time_per_output_token_seconds", "error_rate", "running", "waiting", "kv_cache_usage", "successes", "failures", "score")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     TTFT_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,7 @@ class NodeModelState(_message.Message):
     KV_CACHE_USAGE_FIELD_NUMBER: _ClassVar[int]
     SUCCESSES_FIELD_NUMBER: _ClassVar[int]
     FAILURES_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
     model: str
     in_flight: int
     ttft_seconds: float
@@ -134,4 +135,5 @@ class NodeModelState(_message.Message):
     kv_cache_usage: float
     successes: int
     failures: int
-    def __init__(self, model: _Optional[str] = ..., in_flight: _Optional[int] = ..., ttft_seconds: _Optional[float] = ..., time_per_output_token_seconds: _Optional[float] = ..., error_rate: _Optional[float] = ..., running: _Optional[float] = ..., waiting: _Optional[float] = ..., kv_cache_usage: _Optional[float] = ..., successes: _Optional[int] = ..., failures: _Optional[int] = ...) -> None: ...
+    score: float
+    def __init__(self, model: _Optional[str] = ..., in_flight: _Optional[int] = ..., ttft_seconds: _Optional[float] = ..., time_per_output_token_seconds: _Optional[float] = ..., error_rate: _Optional[float] = ..., running: _Optional[float] = ..., waiting: _Optional[float] = ..., kv_cache_usage: _Optional[float] = ..., successes: _Optional[int] = ..., failures: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
