@@ -99,9 +99,8 @@ export async function keys(main) {
 
 function priceRange(range) {
   if (!range) return "—";
-  const low = range.min_micro_usd;
-  const high = range.max_micro_usd;
-  return low === high ? perMillion(low) : `${perMillion(low)} – ${money(high)}`;
+  const [low, high] = [micro(range.min_micro_usd), micro(range.max_micro_usd)];
+  return low === high ? perMillion(low) : `${money(low)} – ${perMillion(high)}`;
 }
 
 export async function models(main) {
@@ -114,14 +113,21 @@ export async function models(main) {
       "Listing models takes an API key: create one on the API keys page, then come back here.")));
     return;
   }
-  main.append(card("Models served by the network", table([
+  // Kind, nodes and prices are shown when the proxy reports them (older proxies list bare OpenAI model objects).
+  const has = (field) => listing.data.some((m) => m[field] !== undefined && m[field] !== null);
+  const columns = [
     { title: "Model", cell: (m) => h("code", {}, m.id) },
-    { title: "Kind", cell: (m) => m.kind || "—" },
-    { title: "Nodes", cell: (m) => (m.nodes || []).length ? (m.nodes || []).map((n) => badge(n, "neutral")) : "—" },
-    { title: "Input", numeric: true, cell: (m) => priceRange(m.price_range?.input_per_million) },
-    { title: "Output", numeric: true, cell: (m) => priceRange(m.price_range?.output_per_million) },
-  ], listing.data, { testid: "models", empty: "No model is served right now." }),
-  h("p", { class: "muted" }, "Prices are in USD per million tokens over the nodes serving each model; a request pays the price of the node that serves it.")));
+    has("kind") && { title: "Kind", cell: (m) => m.kind || "—" },
+    has("context_length") && { title: "Context", numeric: true, cell: (m) => m.context_length ? number(m.context_length) : "—" },
+    has("nodes") && { title: "Nodes", cell: (m) => (m.nodes || []).length ? m.nodes.map((n) => badge(n, "neutral")) : "—" },
+    has("price_range") && { title: "Input", numeric: true, cell: (m) => priceRange(m.price_range?.input_per_million) },
+    has("price_range") && { title: "Output", numeric: true, cell: (m) => priceRange(m.price_range?.output_per_million) },
+  ].filter(Boolean);
+  main.append(card("Models served by the network",
+    table(columns, listing.data, { testid: "models", empty: "No model is served right now." }),
+    h("p", { class: "muted" }, has("price_range")
+      ? "Prices are in USD per million tokens, lowest to highest over the nodes serving each model; a request pays the price of the node that serves it."
+      : "A request pays the price of the node that serves it (see the recent requests for what each one cost).")));
 }
 
 async function modelsWithKey(secret) {
