@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,11 +57,19 @@ def _chat_with(stack: Stack, secret: str) -> Any:
         assert credited.status_code == 200, credited.text
     client = openai.OpenAI(base_url=stack.base_url, api_key=secret, max_retries=0)
     try:
-        return client.chat.completions.with_raw_response.create(
+        raw = client.chat.completions.with_raw_response.create(
             model=CHAT, messages=[{"role": "user", "content": "hello from the console test"}]
         )
     finally:
         client.close()
+    # Metering ends after the answer: wait until the record is there before the console looks (100 x 0.05 s).
+    with httpx.Client(base_url=stack.facade_url, timeout=30) as rest:
+        for _ in range(100):
+            usage = rest.get("/v1/usage", headers={"authorization": f"Bearer {secret}"}).json()
+            if usage["records"]:
+                return raw
+            time.sleep(0.05)
+    raise AssertionError("the request was never metered")
 
 
 def test_console_sign_up_key_request_usage_and_operator_view(stack: Stack, request: pytest.FixtureRequest) -> None:
