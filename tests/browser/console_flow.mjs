@@ -80,6 +80,13 @@ try {
   result.models = await page.locator("[data-testid=models] tbody tr td:first-child").allTextContents();
   await shot(page, "04-models");
 
+  // Revoke the key (the console asks for confirmation first).
+  await page.click("nav a[href='#/keys']");
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.click("[data-testid=keys] button.danger");
+  await page.locator("[data-testid=keys] .badge.bad").waitFor();
+  result.keyStates = await page.locator("[data-testid=keys] tbody tr td:nth-child(3)").allTextContents();
+
   // The operator view, with the admin token pasted in.
   await page.click("nav a[href='#/operator']");
   await page.fill("form[data-testid=admin-login] input[name=token]", env.ADMIN_TOKEN);

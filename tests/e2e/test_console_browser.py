@@ -3,7 +3,8 @@
 tests/browser/console_flow.mjs signs up and logs in through the console's forms, creates a key there and
 hands its secret over; this test credits the new user through the admin API and makes a chat request with
 the key through the official `openai` SDK; the script then reads the overview's usage charts and recent
-requests, the models page and the operator view (nodes, traffic, top users). Screenshots land in
+requests and the models page, revokes the key (which the API then refuses) and opens the operator view (nodes,
+traffic, top users). Screenshots land in
 build/screenshots/<database kind>/ (`make test` installs chromium and the npm package).
 """
 
@@ -131,6 +132,10 @@ def test_console_sign_up_key_request_usage_and_operator_view(stack: Stack, reque
     assert row[3] == str(completion.usage.prompt_tokens)
     assert row[5].startswith("$")
     assert CHAT in result["models"]
+    assert result["keyStates"] == ["revoked"]
+    with httpx.Client(base_url=stack.facade_url, timeout=30) as rest:
+        refused = rest.get("/v1/balance", headers={"authorization": f"Bearer {secret}"})
+    assert refused.status_code == 401
     # The operator view lists every node of the stack, and the new user among those who spent.
     assert sorted(cells[0].split("http")[0] for cells in result["nodes"]) == sorted(stack.nodes)
     assert sum(bar["value"] for bar in result["trafficBars"]) >= 1

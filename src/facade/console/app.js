@@ -39,6 +39,7 @@ function authForm() {
     submit.textContent = mode === "login" ? "Log in" : "Sign up";
     switcher.textContent = mode === "login" ? "No account? Sign up" : "Have an account? Log in";
     error.textContent = "";
+    form.elements.password.autocomplete = mode === "login" ? "current-password" : "new-password";
   });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -65,7 +66,7 @@ function navigation(current) {
   if (session.access) {
     out.push(h("span", { class: "email" }, session.email),
       h("button", { class: "small", testid: "logout", onclick: logout }, "Log out"));
-  } else if (current !== "login") {
+  } else if (current === "operator") { // elsewhere the sign-in form is the page
     out.push(h("a", { href: "#/login", class: "button small" }, "Log in"));
   }
   if (session.admin && current === "operator") {
