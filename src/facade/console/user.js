@@ -43,7 +43,7 @@ export async function overview(main) {
     h("div", { class: "grid2" },
       card("Spend per day", chart({ labels, title: "USD, UTC days", format: moneyAxis, testId: "spend-chart",
         series: [{ name: "spend", values: spend, className: "s1" }] })),
-      card("Tokens per day", chart({ labels, title: "tokens, UTC days", format: short, testId: "tokens-chart",
+      card("Tokens per day", chart({ labels, title: "tokens, UTC days", format: short, testId: "tokens-chart", integer: true,
         series: [{ name: "prompt", values: prompt, className: "s2" }, { name: "completion", values: completion, className: "s3" }] })),
     ),
     card("Recent requests", table([
