@@ -40,14 +40,27 @@ async function send(method, path, { token, body, query } = {}) {
   return parsed;
 }
 
+// One refresh at a time: a refresh token works once (a second use is taken for theft and ends the session),
+// so calls that meet an expired access token together share one refresh.
+let refreshing = null;
+function refreshOnce(expired) {
+  if (session.access !== expired) return Promise.resolve(); // another call refreshed it already
+  if (!refreshing) {
+    refreshing = send("POST", "/v1/auth/refresh", { body: { refresh_token: session.refresh } })
+      .then((grant) => session.signIn(session.email, grant))
+      .finally(() => { refreshing = null; });
+  }
+  return refreshing;
+}
+
 // A user's call: on 401 the refresh token buys a new access token once, then the call is retried.
 async function asUser(method, path, options = {}) {
+  const token = session.access;
   try {
-    return await send(method, path, { ...options, token: session.access });
+    return await send(method, path, { ...options, token });
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401 || !session.refresh) throw error;
-    const grant = await send("POST", "/v1/auth/refresh", { body: { refresh_token: session.refresh } });
-    session.signIn(session.email, grant);
+    await refreshOnce(token);
     return send(method, path, { ...options, token: session.access });
   }
 }
