@@ -25,11 +25,14 @@ from atoma_proxy.clients._account_models import (
     ModelPrice,
     Stack,
     TokenGrant,
+    UsageBucket,
     UsagePage,
     UsageRecord,
+    UsageStats,
     UsageSummary,
     UsageTotals,
     User,
+    UserSpend,
 )
 from atoma_proxy.clients._accounts import AccountClient
 from atoma_proxy.clients._client import EventStream, RoutingClient
@@ -98,10 +101,13 @@ __all__ = [
     "TokenGrant",
     "UnavailableError",
     "Usage",
+    "UsageBucket",
     "UsagePage",
     "UsageRecord",
+    "UsageStats",
     "UsageSummary",
     "UsageTotals",
     "User",
+    "UserSpend",
     "from_rpc_error",
 ]

@@ -148,3 +148,42 @@ class CreditResult:
     applied: bool
     balance: Balance
     raw: admin_pb.CreditBalanceResponse
+
+
+@dataclass(frozen=True)
+class UsageBucket:
+    """Every user's usage over one time bucket; money in micro-USD, latency of successful requests in ms."""
+
+    start: datetime | None
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: int
+    mean_latency_ms: int
+    max_latency_ms: int
+    raw: admin_pb.UsageBucket
+
+
+@dataclass(frozen=True)
+class UserSpend:
+    """What one user used over the window of a UsageStats."""
+
+    user_id: int
+    email: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: int
+    raw: admin_pb.UserSpend
+
+
+@dataclass(frozen=True)
+class UsageStats:
+    """The network's usage per bucket (oldest first, empty ones included) and its top spenders over [start, end)."""
+
+    buckets: tuple[UsageBucket, ...]
+    top_users: tuple[UserSpend, ...]
+    start: datetime | None
+    end: datetime | None
+    raw: admin_pb.GetUsageStatsResponse

@@ -14,11 +14,14 @@ from atoma_proxy.clients._account_models import (
     ModelPrice,
     Stack,
     TokenGrant,
+    UsageBucket,
     UsagePage,
     UsageRecord,
+    UsageStats,
     UsageSummary,
     UsageTotals,
     User,
+    UserSpend,
 )
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as admin_pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as pb
@@ -114,3 +117,29 @@ def credit_result(proto: admin_pb.CreditBalanceResponse) -> CreditResult:
 
 def created_api_key(proto: pb.CreateApiKeyResponse) -> CreatedApiKey:
     return CreatedApiKey(api_key(proto.api_key), proto.secret, proto)
+
+
+def usage_stats(proto: admin_pb.GetUsageStatsResponse) -> UsageStats:
+    return UsageStats(
+        buckets=tuple(
+            UsageBucket(
+                _time(b, "start_time"),
+                b.requests,
+                b.errors,
+                b.prompt_tokens,
+                b.completion_tokens,
+                b.cost_micro_usd,
+                b.mean_latency_ms,
+                b.max_latency_ms,
+                b,
+            )
+            for b in proto.buckets
+        ),
+        top_users=tuple(
+            UserSpend(u.user_id, u.email, u.requests, u.prompt_tokens, u.completion_tokens, u.cost_micro_usd, u)
+            for u in proto.top_users
+        ),
+        start=_time(proto, "start_time"),
+        end=_time(proto, "end_time"),
+        raw=proto,
+    )

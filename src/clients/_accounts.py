@@ -33,6 +33,7 @@ from atoma_proxy.clients._account_models import (
     Stack,
     TokenGrant,
     UsagePage,
+    UsageStats,
     UsageSummary,
     User,
 )
@@ -44,6 +45,7 @@ from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2_grpc as pb_grpc
 
 Options = Mapping[str, str] | None
+_BUCKET_WIDTHS = {"hour": admin_pb.USAGE_BUCKET_WIDTH_HOUR, "day": admin_pb.USAGE_BUCKET_WIDTH_DAY}
 
 
 class AccountClient(ChannelOwner):
@@ -233,6 +235,27 @@ class AccountClient(ChannelOwner):
         request = admin_pb.GetUserBalanceRequest(user_id=user_id)
         response = await self._admin_call(self._admin.GetUserBalance, request, timeout, metadata)
         return responses.balance(response.balance)
+
+    async def get_usage_stats(
+        self,
+        *,
+        bucket_width: str | int = "hour",
+        bucket_count: int = 0,
+        top_users_limit: int = 0,
+        timeout: float | None = None,
+        metadata: Options = None,
+    ) -> UsageStats:
+        """Usage per bucket (`bucket_count`, 0: 24) and the top spenders (`top_users_limit`, 0: 10).
+
+        `bucket_width` is "hour", "day" or a UsageBucketWidth value of the proto.
+        """
+        width = _BUCKET_WIDTHS.get(bucket_width) if isinstance(bucket_width, str) else bucket_width
+        if width is None:
+            raise ValueError(f"bucket_width must be 'hour' or 'day', not {bucket_width!r}")
+        request = admin_pb.GetUsageStatsRequest(
+            bucket_width=width, bucket_count=bucket_count, top_users_limit=top_users_limit
+        )
+        return responses.usage_stats(await self._admin_call(self._admin.GetUsageStats, request, timeout, metadata))
 
     async def _user_call(
         self, method: grpc.aio.UnaryUnaryMultiCallable, request: Any, timeout: float | None, metadata: Options

@@ -44,6 +44,7 @@ MINIMAL_CALLS: dict[str, dict[str, Any]] = {
     "SetUserModelPrice": {"user_id": 1, "model": "m", "input_price_per_million": 1, "output_price_per_million": 2},
     "ListUserModelPrices": {"user_id": 1},
     "GetUserBalance": {"user_id": 1},
+    "GetUsageStats": {"bucket_width": admin_pb.USAGE_BUCKET_WIDTH_DAY, "bucket_count": 7, "top_users_limit": 3},
 }
 ALL_METHODS = [*ACCOUNT_SERVICE.methods, *ADMIN_SERVICE.methods]
 # Sent without credentials: the client's token must not leak to calls that do not need it.
@@ -190,3 +191,28 @@ async def test_no_token_sends_no_authorization(fake: FakeAccounts) -> None:
         await anonymous.register(email="a@b.co", password="password1")
 
     assert "authorization" not in fake.calls[0].metadata
+
+
+async def test_usage_stats_take_hour_or_day_by_name_and_map_the_answer(
+    client: AccountClient, fake: FakeAccounts
+) -> None:
+    start = datetime(2031, 1, 2, 3, tzinfo=UTC)
+    bucket = admin_pb.UsageBucket(requests=4, errors=1, cost_micro_usd=70, mean_latency_ms=20, max_latency_ms=30)
+    bucket.start_time.FromDatetime(start)
+    fake.responses["GetUsageStats"] = admin_pb.GetUsageStatsResponse(
+        buckets=[bucket], top_users=[admin_pb.UserSpend(user_id=7, email="a@b.co", requests=4, cost_micro_usd=70)]
+    )
+
+    stats = await client.get_usage_stats(bucket_width="hour")
+    await client.get_usage_stats(bucket_width="day", bucket_count=30)
+    with pytest.raises(ValueError, match="bucket_width"):
+        await client.get_usage_stats(bucket_width="week")
+
+    assert [call.request.bucket_width for call in fake.calls] == [
+        admin_pb.USAGE_BUCKET_WIDTH_HOUR,
+        admin_pb.USAGE_BUCKET_WIDTH_DAY,
+    ]
+    [got] = stats.buckets
+    assert (got.start, got.requests, got.errors, got.cost, got.mean_latency_ms) == (start, 4, 1, 70, 20)
+    assert [(u.user_id, u.email, u.cost) for u in stats.top_users] == [(7, "a@b.co", 70)]
+    assert stats.start is None and stats.end is None

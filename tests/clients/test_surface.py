@@ -61,11 +61,14 @@ def test_public_exports_are_deliberate():
         "TokenGrant",
         "UnavailableError",
         "Usage",
+        "UsageBucket",
         "UsagePage",
         "UsageRecord",
+        "UsageStats",
         "UsageSummary",
         "UsageTotals",
         "User",
+        "UserSpend",
         "from_rpc_error",
     ]
     assert all(hasattr(atoma_proxy.clients, name) for name in atoma_proxy.clients.__all__)
