@@ -167,6 +167,7 @@ class UsageRecord(Base):
         CheckConstraint("cost >= 0", name="cost_not_negative"),
         CheckConstraint("stack_units >= 0", name="stack_units_not_negative"),
         Index("usage_records_user_id_id_idx", "user_id", "id"),
+        Index("usage_records_created_at_idx", "created_at"),  # GetUsageStats' time windows
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
