@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from atoma_proxy.core.limits import MAX_OUTPUT_TOKENS, MAX_PRICE_MICRO_USD
+
 CONFIG_ENV = "ATOMA_CONFIG"
 
 
@@ -27,9 +29,13 @@ class NodeConfig(BaseModel):
     id: str = Field(description="Unique node identifier, shown in x-atoma-node.")
     url: str = Field(description="Base URL of the node's OpenAI-compatible API, without /v1.")
     models: list[str] = Field(min_length=1, description="Models the node serves.")
-    input_price_per_million: int = Field(0, ge=0, description="Micro-USD per million prompt tokens.")
-    output_price_per_million: int = Field(0, ge=0, description="Micro-USD per million generated tokens.")
-    price_per_image: int = Field(0, ge=0, description="Micro-USD per generated image.")
+    input_price_per_million: int = Field(
+        0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per million prompt tokens."
+    )
+    output_price_per_million: int = Field(
+        0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per million generated tokens."
+    )
+    price_per_image: int = Field(0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per generated image.")
     api_key: str | None = Field(None, description="Bearer key the node expects, if any.")
 
 
@@ -54,7 +60,7 @@ class LedgerSettings(BaseModel):
 
     enabled: bool = Field(True, description="Reserve before and settle after every request; false meters nothing.")
     default_max_completion_tokens: int = Field(
-        4096, ge=1, description="Output tokens reserved per choice when a request sets no max_tokens."
+        4096, ge=1, le=MAX_OUTPUT_TOKENS, description="Output tokens reserved per choice when a request sets no cap."
     )
     reservation_margin: float = Field(
         30.0, gt=0, description="Seconds a reservation outlives its request's deadline before the sweeper frees it."

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from atoma_proxy.core import ledger
 from atoma_proxy.core.accounts.pagination import decode_page_token, encode_page_token
-from atoma_proxy.core.errors import AlreadyExists, NotFound
+from atoma_proxy.core.errors import AlreadyExists, InvalidRequest, NotFound
+from atoma_proxy.core.limits import MAX_CREDITED_MICRO_USD
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.persistence.models import User
 
@@ -101,6 +102,11 @@ class Billing:
         except ledger.IdempotencyConflict as conflict:
             raise AlreadyExists(
                 f"The idempotency key was used for another credit: {conflict}", reason="IDEMPOTENCY_KEY_REUSED"
+            ) from None
+        except ledger.CreditLimitExceeded:
+            raise InvalidRequest(
+                f"This credit would take the balance's credited total past {MAX_CREDITED_MICRO_USD} micro-USD.",
+                param="amount_micro_usd",
             ) from None
 
     async def set_price(self, user_id: int, model: str, input_per_million: int, output_per_million: int) -> None:

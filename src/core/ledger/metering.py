@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from atoma_proxy.config import LedgerSettings, Settings
 from atoma_proxy.core.auth import Principal
-from atoma_proxy.core.errors import InternalError
+from atoma_proxy.core.errors import InsufficientFunds, InternalError
 from atoma_proxy.core.inference import InferenceCall, new_request_id
 from atoma_proxy.core.ledger._postgres import LedgerWriter
 from atoma_proxy.core.ledger.estimate import (
@@ -73,6 +73,7 @@ from atoma_proxy.core.ledger.reservations import (
 )
 from atoma_proxy.core.ledger.stacks import load_usable_stacks
 from atoma_proxy.core.ledger.token_counting import Tokenizers
+from atoma_proxy.core.limits import MAX_COMPUTE_UNITS, MAX_CREDITED_MICRO_USD
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.persistence.database import session_factory
 from atoma_proxy.core.persistence.models import utcnow
@@ -250,8 +251,12 @@ class Meter:
             override or highest_price(_node_price(n) for n in serving),
             max((self._image_price(n) for n in serving), default=0),
         )
+        if amount > MAX_CREDITED_MICRO_USD:  # no balance can hold it (README "Limits"); never a BIGINT overflow
+            raise InsufficientFunds(user_id=principal.user_id, required=amount)
         usable = {n.id for n in serving}
         stacks_to_try = [] if kind is RequestKind.IMAGES else [s for s in terms.stacks.get(model, ()) if s[1] in usable]
+        if estimate.tokens > MAX_COMPUTE_UNITS:  # more than any stack holds
+            stacks_to_try = []
         lifetime = min(deadline, self.settings.max_request_seconds) if deadline else self.settings.max_request_seconds
         expires_at = utcnow() + timedelta(seconds=lifetime + self.settings.reservation_margin)
         for attempt in range(2):
