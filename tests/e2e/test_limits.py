@@ -72,9 +72,7 @@ async def test_output_caps_past_the_limit_are_a_400_naming_the_field(stack: Stac
         ("/v1/chat/completions", {"messages": messages, "n": 129}, "n"),
     ]
 
-    params = [
-        _invalid(await rest.post(path, json={"model": CHAT, **body}, headers=headers)) for path, body, _ in cases
-    ]
+    params = [_invalid(await rest.post(path, json={"model": CHAT, **body}, headers=headers)) for path, body, _ in cases]
 
     assert params == [param for _, _, param in cases]
 

@@ -1,4 +1,4 @@
-"""Integers from outside are bounded (README "Limits"): past a limit, INVALID_ARGUMENT naming the field, nothing changed.
+"""Integers from outside are bounded (README "Limits"): past a limit INVALID_ARGUMENT names the field, nothing changes.
 
 Both databases: SQLite turns an overflowing sum into a float (that balance then unreadable), PostgreSQL
 refuses it with "bigint out of range"; either way the caller must get a 400, never a 500.
@@ -67,9 +67,8 @@ async def test_a_credit_that_would_pass_the_credited_limit_is_refused_and_change
     async with sessions() as session, session.begin():  # as if credited many times over
         await session.execute(update(balances).where(balances.c.user_id == account.user_id).values(credited=near))
 
-    code, info = await _failure(
-        core.admin.CreditBalance(_credit(account.user_id, MAX_CREDIT_MICRO_USD, f"big-{account.user_id}"), metadata=ADMIN)
-    )
+    big = _credit(account.user_id, MAX_CREDIT_MICRO_USD, f"big-{account.user_id}")
+    code, info = await _failure(core.admin.CreditBalance(big, metadata=ADMIN))
     retried_smaller = await core.admin.CreditBalance(
         _credit(account.user_id, 10, f"fits-{account.user_id}"), metadata=ADMIN
     )
