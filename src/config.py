@@ -72,6 +72,9 @@ class LedgerSettings(BaseModel):
     price_cache_ttl: float = Field(
         5.0, ge=0, description="Seconds a user's price overrides and stacks are cached by each core."
     )
+    image_models: list[str] = Field(
+        default_factory=list, description="Models that generate images: paid per image, never sold as stacks."
+    )
 
 
 class DatabaseSettings(BaseModel):

@@ -74,7 +74,11 @@ class CoreServer:
         routing = RoutingService(self.registry, relay, authenticator, self.meter)
         pb_grpc.add_RoutingServiceServicer_to_server(routing, self._server)
         account_service, account_admin_service = build_account_services(
-            settings.accounts, session_factory(self.engine), authenticator, self.registry
+            settings.accounts,
+            session_factory(self.engine),
+            authenticator,
+            self.registry,
+            image_models=settings.ledger.image_models,
         )
         accounts_grpc.add_AccountServiceServicer_to_server(account_service, self._server)
         account_admin_grpc.add_AccountAdminServiceServicer_to_server(account_admin_service, self._server)
