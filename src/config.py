@@ -83,6 +83,17 @@ class DatabaseSettings(BaseModel):
         description="SQLAlchemy URL: sqlite:///path (embedded) or postgresql://user@host/db (psycopg).",
     )
     pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+    connect_timeout: int = Field(
+        2, ge=2, le=60, description="Seconds to connect to PostgreSQL before the database counts as unavailable."
+    )
+    pool_timeout: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a request waits for a pooled connection before the database counts as unavailable.",
+    )
+    statement_timeout: float = Field(
+        5.0, gt=0, description="Seconds the request path waits for the database (key check, reservation) before 503."
+    )
 
 
 class CoreSettings(BaseModel):

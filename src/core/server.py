@@ -53,7 +53,7 @@ class CoreServer:
         self.engine = create_engine(settings.database)
         self._health = health.aio.HealthServicer()
         self._api_keys = authenticator = ApiKeyAuthenticator(
-            session_factory(self.engine), settings.core.api_key_cache_ttl
+            session_factory(self.engine), settings.core.api_key_cache_ttl, timeout=settings.database.statement_timeout
         )
         limiter = rate_limiter_from_settings(settings.rate_limits)  # None when no limit is configured
         self._rate_limits = RateLimitInterceptor(limiter, authenticator) if limiter is not None else None

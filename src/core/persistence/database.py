@@ -10,7 +10,8 @@ Two backends are supported:
   ON DELETE CASCADE) and a busy timeout, so that a second writer waits for the lock instead of failing
   at once with "database is locked".
 * PostgreSQL (`postgresql://...`) through psycopg 3, with a pool of `pool_size` connections that are
-  pinged before use.
+  pinged before use; connecting waits at most `connect_timeout` seconds and a request waits at most
+  `pool_timeout` for a pooled connection, so an outage is an error at once (`outage.py`), not a hang.
 
 Plain URLs (`sqlite:///x`, `postgresql://...`) are accepted everywhere and given their async driver by
 `normalize_url`.
@@ -108,7 +109,13 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         engine = create_async_engine(url)
         _install_sqlite_hooks(engine, foreign_keys=True, explicit_begin=None)
         return engine
-    return create_async_engine(url, pool_size=settings.pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_size=settings.pool_size,
+        pool_pre_ping=True,
+        pool_timeout=settings.pool_timeout,
+        connect_args={"connect_timeout": settings.connect_timeout},
+    )
 
 
 def create_migration_engine(url: str) -> AsyncEngine:
