@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from atoma_proxy.core.errors import Unauthenticated
 from atoma_proxy.core.persistence import ApiKeyRepository
 from atoma_proxy.core.persistence.models import utcnow
-from atoma_proxy.core.persistence.outage import DatabaseTimeout
+from atoma_proxy.core.persistence.outage import within
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,7 @@ class ApiKeyAuthenticator:
         await asyncio.gather(*self._marking.values(), return_exceptions=True)
 
     async def _lookup(self, key: str) -> Principal | None:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._find(key)
-        except TimeoutError:
-            raise DatabaseTimeout("the API key could not be checked in time") from None
+        return await within(self._timeout, self._find(key), "the API key check")
 
     async def _find(self, key: str) -> Principal | None:
         async with self._sessions() as session:

@@ -3,7 +3,8 @@
 PostgreSQL stopped under load: every request gets a 200 or, at once, a 503 `database_unavailable` (never
 a 500, never a wait until the deadline); no node is called for a request that was not reserved; every
 answer given is in the ledger once the database is back (the settlements of requests served during the
-outage included); the proxy recovers by itself. Redis stopped: the `fail_open` rule holds while it is
+outage included); the proxy recovers by itself. PostgreSQL hung (SIGSTOP): the same 503 within the
+configured timeouts. Redis stopped: the `fail_open` rule holds while it is
 down, and the limits apply again by themselves once it is back.
 """
 
@@ -167,6 +168,31 @@ async def test_postgres_stopped_under_load_is_a_503_at_once_and_every_answer_is_
     assert set(records) == set(request_ids)
     assert all(outcome == "ok" and cost > 0 for outcome, cost in records.values())
     assert (held, reserved) == (0, 0)
+
+
+async def test_a_hung_postgres_is_a_503_within_the_statement_timeout_not_at_the_deadline(
+    tmp_path: Path, postgres: tuple[OwnPostgres, str]
+) -> None:
+    """SIGSTOP: connections hang instead of failing. The waits are bounded (`database.*_timeout`, 2 s here)
+    where the request's deadline is 300 s and the client gives up after 30 s."""
+    server, database_url = postgres
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    with _proxy(tmp_path, database_url) as proxy:
+        headers = {"authorization": f"Bearer {proxy.api_key}"}
+        async with httpx.AsyncClient(base_url=proxy.url, headers=headers, timeout=CLIENT_TIMEOUT) as client:
+            warm = await _chat(client)
+            server.freeze()
+            try:
+                hung = await asyncio.gather(*(_chat(client) for _ in range(4)))
+                await asyncio.sleep(1.1)  # past the key cache: the key check waits on the hung database too
+                hung += await asyncio.gather(_chat(client), client.get("/v1/admin/users/1/balance", headers=admin))
+            finally:
+                server.thaw()
+            after = await _until_ok(client)
+            balance = await client.get("/v1/admin/users/1/balance", headers=admin)
+
+    assert warm.status_code == after.status_code == balance.status_code == 200
+    assert [(r.status_code, r.json()["error"]["code"]) for r in hung] == [(503, "database_unavailable")] * 6
 
 
 @pytest.mark.parametrize("fail_open", [True, False], ids=["fail_open", "fail_closed"])

@@ -16,6 +16,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -72,6 +73,21 @@ class OwnPostgres:
         """`fast` ends the sessions and shuts down cleanly; `immediate` is a crash (recovery at the next start)."""
         self._pg_ctl("-m", mode, "stop")
 
+    def _processes(self) -> list[int]:
+        """The postmaster and its children (backends, checkpointer, ...): this cluster's processes only."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole cluster: connections are accepted by the kernel but nothing answers (a hung server)."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+
     def create_database(self, name: str) -> str:
         with psycopg.connect(self.admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -98,6 +114,8 @@ def own_postgres() -> Iterator[OwnPostgres]:
         try:
             yield postgres
         finally:
+            with contextlib.suppress(OSError, ValueError):
+                postgres.thaw()
             with contextlib.suppress(subprocess.SubprocessError):
                 postgres.stop("immediate")
     finally:

@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from atoma_proxy.core.ledger._sql import Executor
-from atoma_proxy.core.persistence.outage import DatabaseTimeout
+from atoma_proxy.core.persistence.outage import DatabaseTimeout, within
 
 __all__ = ["RESERVE", "SETTLE_HELD", "LedgerWriter", "StatementRunner", "UniqueViolation", "on"]
 
@@ -118,12 +118,13 @@ class LedgerWriter:
         return connection
 
     async def _discard(self) -> None:
-        """Drop the connection after an outage or a timeout (its state is unknown); the next statement reconnects."""
+        """Drop the connection after an outage or a timeout (its state is unknown); the next statement reconnects.
+
+        Closing is immediate (no round trip): a statement still waiting on it fails at once."""
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await connection.close()
+                await connection.close()
 
     async def _flush(self) -> None:
         try:
@@ -141,16 +142,10 @@ class LedgerWriter:
     async def _run_alone(self, pending: _Pending) -> None:
         try:
             try:
-                async with asyncio.timeout(self._statement_timeout):
-                    connection = await self._open()
-                    cursor = await connection.execute(pending.sql, pending.params)
-                    row = await cursor.fetchone()
+                row = await within(self._statement_timeout, self._execute_alone(pending), "the ledger's statement")
             except psycopg.errors.UniqueViolation as error:
                 raise UniqueViolation(error.diag.constraint_name) from error
-            except TimeoutError as error:
-                await self._discard()
-                raise DatabaseTimeout("the ledger's statement did not finish in time") from error
-            except (psycopg.OperationalError, psycopg.InterfaceError):
+            except (DatabaseTimeout, psycopg.OperationalError, psycopg.InterfaceError):
                 await self._discard()
                 raise
         except BaseException as error:  # the caller gets it; the flush goes on with the others
@@ -160,28 +155,21 @@ class LedgerWriter:
         else:
             _resolve(pending, row)
 
+    async def _execute_alone(self, pending: _Pending) -> Any:
+        connection = await self._open()
+        cursor = await connection.execute(pending.sql, pending.params)
+        return await cursor.fetchone()
+
     async def _run_group(self, group: list[_Pending]) -> bool:
         """Apply the group in one transaction; False (nothing applied) when any statement failed."""
         group.sort(key=lambda pending: pending.params.get("user_id") or 0)
-        users = sorted({user for pending in group if (user := pending.params.get("user_id")) is not None})
         try:
-            async with asyncio.timeout(self._statement_timeout):
-                connection = await self._open()
-                async with connection.transaction(), connection.pipeline():
-                    if users:  # the balances first, in one order: groups of several instances queue, never deadlock
-                        await connection.execute(_LOCK_BALANCES, {"users": users})
-                    cursors = [await connection.execute(pending.sql, pending.params) for pending in group]
-                    rows = [await cursor.fetchone() for cursor in cursors]
-        except (TimeoutError, psycopg.OperationalError, psycopg.InterfaceError) as error:
+            rows = await within(self._statement_timeout, self._execute_group(group), "the ledger's statements")
+        except (DatabaseTimeout, psycopg.OperationalError, psycopg.InterfaceError) as error:
             # The database is away: every statement of the group fails at once (not once each, alone).
             await self._discard()
-            failure = (
-                DatabaseTimeout("the ledger's statements did not finish in time")
-                if isinstance(error, TimeoutError)
-                else error
-            )
             for pending in group:
-                _resolve(pending, error=failure)
+                _resolve(pending, error=error)
             return True
         except psycopg.Error:
             return False
@@ -189,6 +177,15 @@ class LedgerWriter:
         for pending, row in zip(group, rows, strict=True):
             _resolve(pending, row)
         return True
+
+    async def _execute_group(self, group: list[_Pending]) -> list[Any]:
+        users = sorted({user for pending in group if (user := pending.params.get("user_id")) is not None})
+        connection = await self._open()
+        async with connection.transaction(), connection.pipeline():
+            if users:  # the balances first, in one order: groups of several instances queue, never deadlock
+                await connection.execute(_LOCK_BALANCES, {"users": users})
+            cursors = [await connection.execute(pending.sql, pending.params) for pending in group]
+            return [await cursor.fetchone() for cursor in cursors]
 
     async def aclose(self) -> None:
         while self._flush_task is not None:

@@ -77,7 +77,7 @@ from atoma_proxy.core.limits import MAX_COMPUTE_UNITS, MAX_CREDITED_MICRO_USD
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.persistence.database import session_factory
 from atoma_proxy.core.persistence.models import utcnow
-from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_database_outage
+from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_database_outage, within
 
 __all__ = ["Meter", "MeteredRequest", "UserTerms", "carries_generated_text"]
 
@@ -260,11 +260,7 @@ class Meter:
         estimate = self.estimate(kind, model, body)
         candidates = self._registry.candidates(model)  # ModelNotFound before anything is held
         serving = [n for n in candidates if n.healthy] or candidates
-        try:
-            async with asyncio.timeout(self._statement_timeout):
-                terms = await self._terms.get(principal.user_id)
-        except TimeoutError:
-            raise DatabaseTimeout("a user's prices and stacks could not be read in time") from None
+        terms = await within(self._statement_timeout, self._terms.get(principal.user_id), "reading the user's prices")
         override = terms.prices.get(model)
         amount = max_cost(
             estimate,
@@ -401,11 +397,11 @@ class Meter:
     async def _reserve_once(self, **reservation: Any) -> Hold:
         if self._writer is not None:  # bounded by the writer's own statement timeout
             return await reserve_postgresql(self._writer, **reservation)
-        try:
-            async with asyncio.timeout(self._statement_timeout), self._engine.begin() as connection:
-                return await reserve(connection, **reservation)
-        except TimeoutError:
-            raise DatabaseTimeout("the reservation did not finish in time") from None
+        return await within(self._statement_timeout, self._reserve_sqlite(**reservation), "the reservation")
+
+    async def _reserve_sqlite(self, **reservation: Any) -> Hold:
+        async with self._engine.begin() as connection:
+            return await reserve(connection, **reservation)
 
     async def _settle_once(self, hold: Hold, charge: Charge) -> Settlement | None:
         request_id = hold.request_id

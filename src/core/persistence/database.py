@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 from atoma_proxy.config import DatabaseSettings
+from atoma_proxy.core.persistence.outage import BoundedSession
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "create_engine", "create_migration_engine", "normalize_url", "session_factory"]
 
@@ -134,6 +135,12 @@ def create_migration_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions bound to `engine`; objects stay readable after commit (expire_on_commit=False)."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: AsyncEngine, *, timeout: float | None = None) -> async_sessionmaker[AsyncSession]:
+    """Sessions bound to `engine`; objects stay readable after commit (expire_on_commit=False).
+
+    With `timeout` (`database.statement_timeout`), each round trip of a session ends with DatabaseTimeout
+    after that many seconds (`outage.BoundedSession`)."""
+    if timeout is None:
+        return async_sessionmaker(engine, expire_on_commit=False)
+    bounded = type("BoundedSession", (BoundedSession,), {"timeout": timeout})
+    return async_sessionmaker(engine, class_=bounded, expire_on_commit=False)
