@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from atoma_proxy.core.ledger._sql import Executor
-from atoma_proxy.core.persistence.outage import DatabaseTimeout, within
+from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_connection_lost, within
 
 __all__ = ["RESERVE", "SETTLE_HELD", "LedgerWriter", "StatementRunner", "UniqueViolation", "on"]
 
@@ -145,8 +145,12 @@ class LedgerWriter:
                 row = await within(self._statement_timeout, self._execute_alone(pending), "the ledger's statement")
             except psycopg.errors.UniqueViolation as error:
                 raise UniqueViolation(error.diag.constraint_name) from error
-            except (DatabaseTimeout, psycopg.OperationalError, psycopg.InterfaceError):
+            except DatabaseTimeout:
                 await self._discard()
+                raise
+            except psycopg.Error as error:
+                if is_connection_lost(error):
+                    await self._discard()
                 raise
         except BaseException as error:  # the caller gets it; the flush goes on with the others
             _resolve(pending, error=error)
@@ -165,14 +169,14 @@ class LedgerWriter:
         group.sort(key=lambda pending: pending.params.get("user_id") or 0)
         try:
             rows = await within(self._statement_timeout, self._execute_group(group), "the ledger's statements")
-        except (DatabaseTimeout, psycopg.OperationalError, psycopg.InterfaceError) as error:
+        except (DatabaseTimeout, psycopg.Error) as error:
+            if isinstance(error, psycopg.Error) and not is_connection_lost(error):
+                return False  # a statement's error (a duplicate request id, a deadlock): each runs again alone
             # The database is away: every statement of the group fails at once (not once each, alone).
             await self._discard()
             for pending in group:
                 _resolve(pending, error=error)
             return True
-        except psycopg.Error:
-            return False
         self.groups += 1
         for pending, row in zip(group, rows, strict=True):
             _resolve(pending, row)

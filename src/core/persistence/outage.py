@@ -22,7 +22,7 @@ import psycopg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
-__all__ = ["BoundedSession", "DatabaseTimeout", "is_database_outage", "within"]
+__all__ = ["BoundedSession", "DatabaseTimeout", "is_connection_lost", "is_database_outage", "within"]
 
 T = TypeVar("T")
 
@@ -44,6 +44,15 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     psycopg.InterfaceError,
     ConnectionError,
 )
+# SQLSTATEs of a server going away: admin_shutdown, crash_shutdown, cannot_connect_now (class 08 too).
+_SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """A psycopg error of the connection itself (refused, broken, server shutting down), not of a statement:
+    a deadlock or a serialization failure is an OperationalError too, and is not an outage."""
+    state = getattr(error, "sqlstate", None)
+    return state is None or state.startswith("08") or state in _SHUTDOWN_STATES
 
 
 def is_database_outage(error: BaseException) -> bool:
@@ -52,8 +61,11 @@ def is_database_outage(error: BaseException) -> bool:
     for _ in range(8):
         if seen is None:
             return False
-        if isinstance(seen, _OUTAGES) or (isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated):
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
             return True
+        if isinstance(seen, _OUTAGES):
+            orig = seen.orig if isinstance(seen, sa_exc.DBAPIError) else seen
+            return not isinstance(orig, psycopg.Error) or is_connection_lost(orig)
         seen = seen.__cause__ or seen.__context__
     return False
 
