@@ -286,7 +286,7 @@ class Meter:
                     expires_at=expires_at,
                     instance_id=self.instance_id,
                     stacks_to_try=stacks_to_try,
-                    units=estimate.tokens,
+                    units=estimate.tokens if stacks_to_try else 0,
                 )
                 break
             except DuplicateRequestId:
