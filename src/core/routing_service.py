@@ -93,10 +93,12 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         call: InferenceCall | None,
         metered: MeteredRequest | None = None,
     ) -> None:
-        if is_database_outage(error):
+        if isinstance(error, ProxyError):
+            pass
+        elif is_database_outage(error):
             log.warning("database unavailable: %s", error)
             error = DatabaseUnavailable()
-        elif not isinstance(error, ProxyError):
+        else:
             log.exception("unexpected error", exc_info=error)
             error = InternalError("The proxy failed unexpectedly; the error was logged.")
         await context.abort_with_status(to_grpc_status(error, self._trailing(call, metered) if call else ()))
