@@ -10,10 +10,16 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from atoma_proxy.core.limits import MAX_OUTPUT_TOKENS
+from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 from tests.e2e.conftest import ADMIN_TOKEN, CHAT, Stack
 
 INT64_MAX = 2**63 - 1
@@ -89,3 +95,30 @@ async def test_stack_units_of_2_62_are_a_400_and_charge_nothing(rest: httpx.Asyn
 
     assert _invalid(refused) == "compute_units"
     assert balance["available_micro_usd"] == "1000000"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"max_tokens": INT64_MAX}, {"max_completion_tokens": INT64_MAX}, {"max_tokens": MAX_OUTPUT_TOKENS + 1}],
+    ids=["max_tokens", "max_completion_tokens", "max_tokens_past_2_20"],
+)
+async def test_output_caps_past_the_limit_are_invalid_argument_with_errorinfo_over_grpc(
+    stack: Stack, fields: dict[str, int]
+) -> None:
+    request = pb.ChatCompletionRequest(
+        model=CHAT,
+        messages=[chat_pb2.ChatMessage(role="user", text="hi")],
+        **fields,  # type: ignore[arg-type]
+    )
+    async with grpc.aio.insecure_channel(stack.core_target) as channel:
+        call = pb_grpc.RoutingServiceStub(channel).ChatCompletion(
+            request, metadata=(("authorization", f"Bearer {stack.api_key}"),)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            [event async for event in call]
+    status = rpc_status.from_call(raised.value)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (info.reason, info.metadata["param"]) == ("INVALID_REQUEST", next(iter(fields)))
