@@ -7,7 +7,12 @@ from datetime import date
 
 from atoma_proxy.core.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from atoma_proxy.core.errors import InvalidRequest
-from atoma_proxy.core.limits import MAX_COMPUTE_UNITS, MAX_CREDIT_MICRO_USD, MAX_PRICE_MICRO_USD
+from atoma_proxy.core.limits import (
+    MAX_COMPUTE_UNITS,
+    MAX_CREDIT_MICRO_USD,
+    MAX_CREDITED_MICRO_USD,
+    MAX_PRICE_MICRO_USD,
+)
 
 __all__ = [
     "MAX_PAGE_SIZE",
@@ -67,7 +72,7 @@ def check_key_name(name: str) -> str:
     return check_text(check_required(name.strip(), "name"), "name")
 
 
-def check_amount(amount: int, param: str, *, maximum: int) -> int:
+def check_amount(amount: int, param: str, *, maximum: int = MAX_CREDITED_MICRO_USD) -> int:
     """A positive integer of at most `maximum` (README "Limits")."""
     if not 1 <= amount <= maximum:
         raise InvalidRequest(f"`{param}` must be between 1 and {maximum}.", param=param)
