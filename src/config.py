@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from atoma_proxy.core.limits import MAX_OUTPUT_TOKENS, MAX_PRICE_MICRO_USD
+
 CONFIG_ENV = "ATOMA_CONFIG"
 MIB = 1024 * 1024
 # A node's answer travels whole in one gRPC message of at most 64 MiB (the core's and the facade's limit).
@@ -31,9 +33,13 @@ class NodeConfig(BaseModel):
     id: str = Field(description="Unique node identifier, shown in x-atoma-node.")
     url: str = Field(description="Base URL of the node's OpenAI-compatible API, without /v1.")
     models: list[str] = Field(min_length=1, description="Models the node serves.")
-    input_price_per_million: int = Field(0, ge=0, description="Micro-USD per million prompt tokens.")
-    output_price_per_million: int = Field(0, ge=0, description="Micro-USD per million generated tokens.")
-    price_per_image: int = Field(0, ge=0, description="Micro-USD per generated image.")
+    input_price_per_million: int = Field(
+        0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per million prompt tokens."
+    )
+    output_price_per_million: int = Field(
+        0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per million generated tokens."
+    )
+    price_per_image: int = Field(0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per generated image.")
     api_key: str | None = Field(None, description="Bearer key the node expects, if any.")
 
 
@@ -58,7 +64,7 @@ class LedgerSettings(BaseModel):
 
     enabled: bool = Field(True, description="Reserve before and settle after every request; false meters nothing.")
     default_max_completion_tokens: int = Field(
-        4096, ge=1, description="Output tokens reserved per choice when a request sets no max_tokens."
+        4096, ge=1, le=MAX_OUTPUT_TOKENS, description="Output tokens reserved per choice when a request sets no cap."
     )
     reservation_margin: float = Field(
         30.0, gt=0, description="Seconds a reservation outlives its request's deadline before the sweeper frees it."
@@ -70,6 +76,9 @@ class LedgerSettings(BaseModel):
     price_cache_ttl: float = Field(
         5.0, ge=0, description="Seconds a user's price overrides and stacks are cached by each core."
     )
+    image_models: list[str] = Field(
+        default_factory=list, description="Models that generate images: paid per image, never sold as stacks."
+    )
 
 
 class DatabaseSettings(BaseModel):
@@ -78,6 +87,17 @@ class DatabaseSettings(BaseModel):
         description="SQLAlchemy URL: sqlite:///path (embedded) or postgresql://user@host/db (psycopg).",
     )
     pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+    connect_timeout: int = Field(
+        2, ge=2, le=60, description="Seconds to connect to PostgreSQL before the database counts as unavailable."
+    )
+    pool_timeout: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a request waits for a pooled connection before the database counts as unavailable.",
+    )
+    statement_timeout: float = Field(
+        5.0, gt=0, description="Seconds the request path waits for the database (key check, reservation) before 503."
+    )
 
 
 class CoreSettings(BaseModel):

@@ -11,6 +11,7 @@
     ├── FeatureDisabled             UNIMPLEMENTED        ACCOUNTS_DISABLED, ADMIN_DISABLED
     ├── ModelNotFound               NOT_FOUND            MODEL_NOT_FOUND
     ├── NoNodeAvailable             UNAVAILABLE          NO_NODE_AVAILABLE
+    ├── DatabaseUnavailable         UNAVAILABLE          DATABASE_UNAVAILABLE   (+ RetryInfo; nothing was served)
     ├── NodeRejectedRequest         INVALID_ARGUMENT     NODE_REJECTED_REQUEST  (node answered 4xx)
     ├── NodeFailed                  UNAVAILABLE          NODE_FAILED            (5xx, 429, connection lost)
     ├── NodeTimeout                 DEADLINE_EXCEEDED    NODE_TIMEOUT
@@ -119,6 +120,17 @@ class NoNodeAvailable(ProxyError):
     reason = "NO_NODE_AVAILABLE"
 
 
+class DatabaseUnavailable(ProxyError):
+    """The database cannot be reached (or did not answer in time): nothing was served, retry shortly."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "DATABASE_UNAVAILABLE"
+    retry_after = 1.0
+
+    def __init__(self) -> None:
+        super().__init__("The proxy's database is unavailable right now; nothing was done. Retry shortly.")
+
+
 class NodeRejectedRequest(ProxyError):
     """The node refused the request as invalid (HTTP 4xx other than 408/429)."""
 
@@ -198,6 +210,7 @@ REASONS: dict[str, grpc.StatusCode] = {
     "ADMIN_DISABLED": grpc.StatusCode.UNIMPLEMENTED,
     "MODEL_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "NO_NODE_AVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "DATABASE_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
     "NODE_REJECTED_REQUEST": grpc.StatusCode.INVALID_ARGUMENT,
     "NODE_FAILED": grpc.StatusCode.UNAVAILABLE,
     "NODE_TIMEOUT": grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -54,8 +54,10 @@ class CoreServer:
         self.registry = self.nodes.registry
         self.engine = create_engine(settings.database)
         self._health = health.aio.HealthServicer()
+        # Every session of the serving path gives up on a hung database (README "Outages").
+        sessions = session_factory(self.engine, timeout=settings.database.statement_timeout)
         self._api_keys = authenticator = ApiKeyAuthenticator(
-            session_factory(self.engine), settings.core.api_key_cache_ttl
+            sessions, settings.core.api_key_cache_ttl, timeout=settings.database.statement_timeout
         )
         limiter = rate_limiter_from_settings(settings.rate_limits)  # None when no limit is configured
         self._rate_limits = RateLimitInterceptor(limiter, authenticator) if limiter is not None else None
@@ -76,12 +78,17 @@ class CoreServer:
         )
         relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)
         self.meter = Meter.from_settings(settings, self.engine, self.registry)
-        self._sweeper = LedgerSweeper(session_factory(self.engine), settings.ledger.sweep_interval)
+        self._sweeper = LedgerSweeper(sessions, settings.ledger.sweep_interval)
         routing = RoutingService(self.registry, relay, authenticator, self.meter)
         pb_grpc.add_RoutingServiceServicer_to_server(routing, self._server)
         self._auth_throttle = auth_throttle_from_settings(settings.accounts, settings.rate_limits)
         account_service, account_admin_service = build_account_services(
-            settings.accounts, session_factory(self.engine), authenticator, self.registry, throttle=self._auth_throttle
+            settings.accounts,
+            sessions,
+            authenticator,
+            self.registry,
+            image_models=settings.ledger.image_models,
+            throttle=self._auth_throttle,
         )
         accounts_grpc.add_AccountServiceServicer_to_server(account_service, self._server)
         account_admin_grpc.add_AccountAdminServiceServicer_to_server(account_admin_service, self._server)

@@ -155,7 +155,7 @@ class AccountService(pb_grpc.AccountServiceServicer):
             caller.user_id,
             validation.check_text(validation.check_required(request.node_id, "node_id"), "node_id"),
             validation.check_text(validation.check_required(request.model, "model"), "model"),
-            validation.check_amount(request.compute_units, "compute_units"),
+            validation.check_compute_units(request.compute_units),
         )
         return pb.BuyStackResponse(stack=translate.stack(stack))
 

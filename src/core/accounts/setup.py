@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,12 +33,13 @@ def build_account_services(
     hasher: PasswordHasher | None = None,
     clock: Clock = time.time,
     throttle: AuthThrottle | None = None,
+    image_models: Iterable[str] = (),
 ) -> tuple[AccountService, AccountAdminService]:
     """The servicers; `api_keys` must be the authenticator the RoutingService uses (one key cache).
 
     `throttle` limits the sign-in RPCs (the server passes `auth_throttle_from_settings`; none: unlimited).
     """
-    billing = Billing(sessions, registry)
+    billing = Billing(sessions, registry, image_models=image_models)
     logins: Logins | None = None
     callers: CallerAuthenticator | None = None
     if settings.jwt_secret is not None:
