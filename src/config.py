@@ -31,6 +31,14 @@ class NodeConfig(BaseModel):
     output_price_per_million: int = Field(0, ge=0, description="Micro-USD per million generated tokens.")
     price_per_image: int = Field(0, ge=0, description="Micro-USD per generated image.")
     api_key: str | None = Field(None, description="Bearer key the node expects, if any.")
+    protocol: Literal["openai", "atoma"] = Field(
+        "openai",
+        description="`atoma`: requests signed with the proxy's Sui key, answers verified (README \"Sui\").",
+    )
+    sui_address: str | None = Field(
+        None, description="The node's Sui address: with `atoma`, its answers must be signed by it."
+    )
+    node_small_id: int | None = Field(None, ge=0, description="The node's small id in the Atoma contract.")
 
 
 class TokenizerConfig(BaseModel):
@@ -165,6 +173,27 @@ class AccountsSettings(BaseModel):
     )
 
 
+class SuiSettings(BaseModel):
+    """The proxy as a Sui/Atoma network citizen (README "Sui"); names follow Atoma's `[atoma_sui]`."""
+
+    http_rpc_node_addr: str | None = Field(
+        None, description="Sui GraphQL endpoint, e.g. https://sui-testnet.mystenlabs.com/graphql; unset: no chain."
+    )
+    sui_keystore_path: str | None = Field(
+        None, description="Sui keystore (JSON array of keystrings) holding the proxy's key; unset: no signing."
+    )
+    sui_config_path: str | None = Field(
+        None, description="Sui client.yaml whose active_address names the proxy's key in the keystore."
+    )
+    address: str | None = Field(None, description="The proxy's address in the keystore (wins over client.yaml).")
+    atoma_package_id: str | None = Field(None, description="Atoma contract package id.")
+    atoma_db: str | None = Field(None, description="Atoma database (AtomaDb) object id.")
+    usdc_package_id: str | None = Field(None, description="USDC package id (coin type <id>::usdc::USDC).")
+    request_timeout: float = Field(300.0, gt=0, description="Seconds an RPC to the Sui node may take.")
+    limit: int = Field(50, ge=1, le=50, description="Events per page when reading the chain.")
+    cursor_path: str | None = Field(None, description="Unused: the event cursor is kept in the database.")
+
+
 class Settings(BaseSettings):
     """All settings of atoma-proxy."""
 
@@ -177,6 +206,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     routing: RoutingSettings = RoutingSettings()
     ledger: LedgerSettings = LedgerSettings()
+    sui: SuiSettings = SuiSettings()
     tokenizers: list[TokenizerConfig] = Field(default_factory=list, description="Prompt tokenizers by model.")
     nodes: list[NodeConfig] = Field(default_factory=list, description="The static node registry.")
 

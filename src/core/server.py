@@ -17,10 +17,11 @@ from atoma_proxy.core.inference import InferenceRelay
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
 from atoma_proxy.core.node_admin_service import NodeAdminService
 from atoma_proxy.core.nodes.runtime import NodeRuntime
-from atoma_proxy.core.nodes.transport import HttpNodeTransport, NodeTransport
+from atoma_proxy.core.nodes.transport import NodeTransport
 from atoma_proxy.core.persistence import create_engine, session_factory
 from atoma_proxy.core.ratelimit import RateLimitInterceptor, rate_limiter_from_settings
 from atoma_proxy.core.routing_service import RoutingService
+from atoma_proxy.core.sui.atoma_transport import build_node_transport
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as account_admin_pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2_grpc as account_admin_grpc
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as accounts_pb
@@ -47,7 +48,7 @@ class CoreServer:
     def __init__(self, settings: Settings, transport: NodeTransport | None = None, *, reuse_port: bool = False) -> None:
         """`reuse_port`: other processes may listen on the same address (the workers of `core`)."""
         self.settings = settings
-        self.transport = transport or HttpNodeTransport(settings.core)
+        self.transport = transport or build_node_transport(settings)
         self.nodes = NodeRuntime(settings, self.transport)  # registry, health, metrics, selection, reload
         self.registry = self.nodes.registry
         self.engine = create_engine(settings.database)

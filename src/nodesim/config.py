@@ -25,6 +25,9 @@ RUNTIME_FIELDS = (
     "ttft_ms",
     "tokens_per_second",
     "max_concurrency",
+    "bad_signature_rate",
+    "bad_hash_rate",
+    "tamper_from_chunk",
 )
 
 
@@ -48,6 +51,14 @@ class SimConfig:
     seed: int = 0  # seed of the fault draws
     api_key: str | None = None  # when set, /v1 requests need `Authorization: Bearer <key>`
     embedding_dimensions: int = 16
+    # Atoma protocol (README "Sui"): "atoma" checks the proxy's X-Signature and signs every answer
+    # and chunk with `sui_keystring` (a fresh Ed25519 key when unset; GET /sim/config shows its address).
+    protocol: str = "openai"
+    sui_keystring: str | None = None
+    allowed_signers: list[str] = field(default_factory=list)  # proxy addresses accepted; empty: any
+    bad_signature_rate: float = 0.0  # an answer or chunk signed over the wrong digest
+    bad_hash_rate: float = 0.0  # an answer or chunk whose response_hash is not its hash
+    tamper_from_chunk: int = 0  # streams: chunks before this index are never tampered with
 
     def __post_init__(self) -> None:
         _check_fields({name: getattr(self, name) for name in RUNTIME_FIELDS})
@@ -55,6 +66,8 @@ class SimConfig:
             raise ValueError("reply_tokens must be >= 0")
         if self.embedding_dimensions < 1:
             raise ValueError("embedding_dimensions must be >= 1")
+        if self.protocol not in ("openai", "atoma"):
+            raise ValueError("protocol must be 'openai' or 'atoma'")
 
     @property
     def all_models(self) -> list[str]:
@@ -80,7 +93,7 @@ def _check_fields(values: dict[str, Any]) -> dict[str, Any]:
     for name, value in values.items():
         if name not in RUNTIME_FIELDS:
             raise ValueError(f"unknown or read-only field: {name}")
-        integer = name in ("error_status", "drop_after_tokens", "max_concurrency")
+        integer = name in ("error_status", "drop_after_tokens", "max_concurrency", "tamper_from_chunk")
         number = _number(name, value, integer=integer)
         number = int(number) if integer else float(number)
         if name.endswith("_rate") and not 0 <= number <= 1:
@@ -130,6 +143,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=d.seed, help="Seed of the fault draws (default 0).")
     add("--api-key", default=None, help="Require `Authorization: Bearer <key>` on /v1 requests.")
     add("--embedding-dimensions", type=int, default=d.embedding_dimensions, help="Default embedding size (16).")
+    add("--protocol", choices=("openai", "atoma"), default=d.protocol, help="`atoma`: Sui-signed traffic.")
+    add("--sui-keystring", default=None, help="The node's Sui key (atoma protocol); default a fresh Ed25519 key.")
+    add("--allowed-signer", action="append", help="Proxy Sui address whose requests are accepted; repeatable.")
 
 
 def config_from_args(ns: argparse.Namespace) -> SimConfig:
@@ -152,4 +168,7 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         seed=ns.seed,
         api_key=ns.api_key,
         embedding_dimensions=getattr(ns, "embedding_dimensions", d.embedding_dimensions),
+        protocol=getattr(ns, "protocol", d.protocol),
+        sui_keystring=getattr(ns, "sui_keystring", None),
+        allowed_signers=getattr(ns, "allowed_signer", None) or [],
     )

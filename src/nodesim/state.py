@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from atoma_proxy.nodesim.atoma import AtomaNode
 from atoma_proxy.nodesim.config import SimConfig, apply_runtime_update
 from atoma_proxy.nodesim.limiter import FifoLimiter
 from atoma_proxy.nodesim.metrics import SimMetrics
@@ -48,6 +49,7 @@ class SimState:
         self.load: dict[str, list[int]] = {model: [0, 0] for model in config.all_models}
         self.metrics = SimMetrics(config.all_models, self._load_snapshot)
         self._expected_auth = f"Bearer {config.api_key}".encode() if config.api_key is not None else None
+        self.atoma = AtomaNode(config) if config.protocol == "atoma" else None
 
     def _load_snapshot(self) -> tuple[dict[str, list[int]], float]:
         running, limit = self.limiter.running, self.limiter.limit
