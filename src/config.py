@@ -33,7 +33,7 @@ class NodeConfig(BaseModel):
     api_key: str | None = Field(None, description="Bearer key the node expects, if any.")
     protocol: Literal["openai", "atoma"] = Field(
         "openai",
-        description="`atoma`: requests signed with the proxy's Sui key, answers verified (README \"Sui\").",
+        description='`atoma`: requests signed with the proxy\'s Sui key, answers verified (README "Sui").',
     )
     sui_address: str | None = Field(
         None, description="The node's Sui address: with `atoma`, its answers must be signed by it."

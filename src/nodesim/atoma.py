@@ -74,9 +74,8 @@ class AtomaNode:
             if held is not None:
                 state["held"] = None
                 body = self._sign_json(message.get("body", b""), 0)
-                headers = [(k, v) for k, v in held.get("headers", []) if k.lower() != b"content-length"]
-                headers.append((b"content-length", b"%d" % len(body)))
-                await send({**held, "headers": headers})
+                kept = [(k, v) for k, v in held.get("headers", []) if k.lower() != b"content-length"]
+                await send({**held, "headers": [*kept, (b"content-length", b"%d" % len(body))]})
                 await send({**message, "body": body})
             elif state["sse"]:
                 body, state["chunks"] = self._sign_events(message.get("body", b""), state["chunks"])

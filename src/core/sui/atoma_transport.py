@@ -83,9 +83,15 @@ class AtomaProtocolTransport:
         batches = self._inner.stream(node, path, data, request_id=request_id, extra_headers=headers)
         try:
             async for batch in batches:
-                for chunk in batch:
-                    if chunk != _DONE:
+                for index, chunk in enumerate(batch):
+                    if chunk == _DONE:
+                        continue
+                    try:
                         _check(node, chunk)
+                    except NodeFailed:
+                        if index:
+                            yield batch[:index]  # the verified chunks before it still go out
+                        raise
                 yield batch
         finally:
             await batches.aclose()  # type: ignore[attr-defined]
