@@ -114,6 +114,10 @@ class NodeRegistry:
                     by_model.setdefault(model, []).append(node)
         self._by_model = by_model
 
+    def reindex(self) -> None:
+        """Rebuild the model index after nodes' models were changed in place (the chain's node sync)."""
+        self._reindex()
+
     def add(self, node: Node) -> Node:
         """Adds a node; a draining node of the same id is replaced (its requests still finish)."""
         existing = self._nodes.get(node.id)
