@@ -18,6 +18,7 @@ from atoma_proxy.core.accounts.profiles import Profiles
 from atoma_proxy.core.accounts.tokens import AccessTokenCodec, Clock
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.nodes.registry import NodeRegistry
+from atoma_proxy.core.sui.accounts import SuiAccounts
 
 __all__ = ["build_account_services"]
 
@@ -30,6 +31,7 @@ def build_account_services(
     *,
     hasher: PasswordHasher | None = None,
     clock: Clock = time.time,
+    sui: SuiAccounts | None = None,
 ) -> tuple[AccountService, AccountAdminService]:
     """The servicers; `api_keys` must be the authenticator the RoutingService uses (one key cache)."""
     billing = Billing(sessions, registry)
@@ -47,6 +49,7 @@ def build_account_services(
         profiles=Profiles(sessions),
         api_keys=ApiKeys(sessions, api_keys),
         billing=billing,
+        sui=sui,
     )
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
     return account_service, AccountAdminService(AdminGate(admin_token), billing)
