@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
+import base58
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,11 +32,7 @@ DIGESTS = {tx["digest"]: tx for tx in load_fixture("transactions.json")}
 
 
 def _digest(name: str) -> str:
-    """The recorded transaction whose balance changes look like `name` (see the fixture)."""
-    import hashlib
-
-    import base58
-
+    """The digest of the recorded transaction named `name` (how the fixture's digests were made)."""
     return base58.b58encode(hashlib.blake2b(name.encode(), digest_size=32).digest()).decode()
 
 
