@@ -177,7 +177,7 @@ class SuiSettings(BaseModel):
     """The proxy as a Sui/Atoma network citizen (README "Sui"); names follow Atoma's `[atoma_sui]`."""
 
     http_rpc_node_addr: str | None = Field(
-        None, description="Sui GraphQL endpoint, e.g. https://sui-testnet.mystenlabs.com/graphql; unset: no chain."
+        None, description="Sui GraphQL endpoint, e.g. https://graphql.testnet.sui.io/graphql; unset: no chain."
     )
     sui_keystore_path: str | None = Field(
         None, description="Sui keystore (JSON array of keystrings) holding the proxy's key; unset: no signing."
