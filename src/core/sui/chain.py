@@ -19,8 +19,10 @@ __all__ = [
     "ChainError",
     "ChainEvent",
     "ChainTransaction",
+    "Coin",
     "EventPage",
     "GraphQLChainClient",
+    "ObjectRef",
 ]
 
 
@@ -75,6 +77,22 @@ class ChainTransaction:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class ObjectRef:
+    """An object's current reference; `initial_shared_version` is set for shared objects."""
+
+    object_id: str
+    version: int
+    digest: str
+    initial_shared_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Coin:
+    ref: ObjectRef
+    balance: int
+
+
 class ChainClient(Protocol):
     async def event_page(self, module: str, after: str | None, limit: int) -> EventPage:
         """Events emitted by `module` (`0xpkg::db`), oldest first, after the cursor `after`."""
@@ -87,6 +105,14 @@ class ChainClient(Protocol):
     async def execute(self, transaction_bcs: str, signatures: list[str]) -> ChainTransaction:
         """Submit a signed transaction (base64 BCS TransactionData and Sui signatures)."""
         ...
+
+    async def object_ref(self, object_id: str) -> ObjectRef | None: ...
+
+    async def coins(self, owner: str, coin_type: str) -> list[Coin]:
+        """Coins of `coin_type` (`0x2::sui::SUI`, `<usdc>::usdc::USDC`) owned by `owner`, largest first."""
+        ...
+
+    async def reference_gas_price(self) -> int: ...
 
     async def aclose(self) -> None: ...
 
@@ -123,6 +149,27 @@ query Transaction($digest: String!) {{
   }}
 }}
 """
+
+_OWNER_FIELDS = "owner { __typename ... on Shared { initialSharedVersion } }"
+
+OBJECT_QUERY = f"""
+query Object($id: SuiAddress!) {{
+  object(address: $id) {{ address version digest {_OWNER_FIELDS} }}
+}}
+"""
+
+COINS_QUERY = """
+query Coins($owner: SuiAddress!, $type: String!, $after: String) {
+  address(address: $owner) {
+    objects(first: 50, after: $after, filter: {type: $type}) {
+      pageInfo { hasNextPage endCursor }
+      nodes { address version digest contents { json } }
+    }
+  }
+}
+"""
+
+GAS_PRICE_QUERY = "query { checkpoint { epoch { referenceGasPrice } } }"
 
 EXECUTE_MUTATION = f"""
 mutation Execute($tx: Base64!, $sigs: [Base64!]!) {{
@@ -230,6 +277,38 @@ class GraphQLChainClient:
         if not effects:
             raise ChainError(f"transaction refused: {'; '.join(result.get('errors') or ['no effects'])}")
         return parse_effects(effects.get("digest", ""), "", effects)
+
+    async def object_ref(self, object_id: str) -> ObjectRef | None:
+        found = (await self._run(OBJECT_QUERY, {"id": object_id})).get("object")
+        if not found:
+            return None
+        owner = found.get("owner") or {}
+        shared = owner.get("initialSharedVersion") if owner.get("__typename") == "Shared" else None
+        return ObjectRef(
+            found["address"], int(found["version"]), found["digest"], None if shared is None else int(shared)
+        )
+
+    async def coins(self, owner: str, coin_type: str) -> list[Coin]:
+        found: list[Coin] = []
+        after: str | None = None
+        while True:
+            data = await self._run(
+                COINS_QUERY, {"owner": owner, "type": f"0x2::coin::Coin<{coin_type}>", "after": after}
+            )
+            objects = (data.get("address") or {}).get("objects") or {}
+            for node in objects.get("nodes") or []:
+                balance = ((node.get("contents") or {}).get("json") or {}).get("balance")
+                value = balance.get("value") if isinstance(balance, dict) else balance
+                ref = ObjectRef(node["address"], int(node["version"]), node["digest"])
+                found.append(Coin(ref, int(value or 0)))
+            page = objects.get("pageInfo") or {}
+            if not page.get("hasNextPage"):
+                return sorted(found, key=lambda c: c.balance, reverse=True)
+            after = page.get("endCursor")
+
+    async def reference_gas_price(self) -> int:
+        checkpoint = (await self._run(GAS_PRICE_QUERY, {})).get("checkpoint") or {}
+        return int(((checkpoint.get("epoch") or {}).get("referenceGasPrice")) or 0)
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,12 +29,21 @@ from starlette.routing import Route
 
 HERE = Path(__file__).parent
 SCHEMA = build_schema((HERE / "schema.graphql").read_text())
+SCHEMA.type_map["Owner"].resolve_type = lambda value, info, type_: value["__typename"]  # type: ignore[attr-defined]
 RPC_VERSION = "1.62.0-recorded"
 MAX_PAGE = 50
 
 
 def load_fixture(name: str) -> Any:
     return json.loads((HERE / "fixtures" / name).read_text())
+
+
+_ADDRESS = re.compile(r"0x([0-9a-fA-F]{1,64})")
+
+
+def canonical_type(type_: str) -> str:
+    """A Move type with every address in full (0x2 -> 0x000...002), as Sui compares type filters."""
+    return _ADDRESS.sub(lambda m: "0x" + m[1].lower().rjust(64, "0"), type_)
 
 
 def _cursor(index: int) -> str:
@@ -77,6 +87,8 @@ class LocalChain:
         chain = cls()
         for tx in load_fixture("transactions.json"):
             chain.add_transaction(tx)
+        for obj in load_fixture("objects.json"):
+            chain.objects[obj["address"]] = obj
         return chain
 
     def add_transaction(self, tx: dict[str, Any]) -> None:
@@ -131,6 +143,19 @@ class LocalChain:
         effects.setdefault("digest", digest)
         return {**tx, "effects": effects}
 
+    def _owned(self, owner: str) -> Callable[..., dict[str, Any]]:
+        def objects(info: Any, first: int | None = None, after: str | None = None, filter: Any = None, **_: Any):
+            wanted = (filter or {}).get("type")
+            owned = [
+                o
+                for o in self.objects.values()
+                if (o.get("owner") or {}).get("address", {}).get("address") == owner
+                and (wanted is None or canonical_type(o["contents"]["type"]["repr"]) == canonical_type(wanted))
+            ]
+            return _connection(owned, _index(after) + 1 if after else 0, first)
+
+        return objects
+
     def _execute(self, info: Any, transactionDataBcs: str, signatures: list[str]) -> dict[str, Any]:
         self.executed.append((transactionDataBcs, list(signatures)))
         if self.on_execute is None:
@@ -148,6 +173,7 @@ class LocalChain:
             "events": self._events,
             "transaction": self._transaction,
             "object": lambda info, address, version=None: self.objects.get(address),
+            "address": lambda info, address: {"address": address, "objects": self._owned(address)},
             "executeTransaction": self._execute,
         }
 
