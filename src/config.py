@@ -192,6 +192,11 @@ class SuiSettings(BaseModel):
     request_timeout: float = Field(300.0, gt=0, description="Seconds an RPC to the Sui node may take.")
     limit: int = Field(50, ge=1, le=50, description="Events per page when reading the chain.")
     cursor_path: str | None = Field(None, description="Unused: the event cursor is kept in the database.")
+    chain_stacks: bool = Field(
+        False,
+        description="BuyStack buys on chain (acquire_new_stack_entry); needs the keystore, RPC, package ids, atoma_db.",
+    )
+    gas_budget: int = Field(50_000_000, ge=1, description="MIST a stack purchase may spend on gas.")
 
 
 class Settings(BaseSettings):

@@ -17,7 +17,8 @@
     ├── NoNodeAvailable             UNAVAILABLE          NO_NODE_AVAILABLE
     ├── NodeRejectedRequest         INVALID_ARGUMENT     NODE_REJECTED_REQUEST  (node answered 4xx)
     ├── NodeFailed                  UNAVAILABLE          NODE_FAILED            (5xx, 429, connection lost,
-    │                                                    a bad Atoma signature), SUI_RPC_FAILED
+    │                                                    a bad Atoma signature), SUI_RPC_FAILED,
+    │                                                    STACK_PURCHASE_FAILED
     ├── NodeTimeout                 DEADLINE_EXCEEDED    NODE_TIMEOUT
     ├── RateLimited                 RESOURCE_EXHAUSTED   RATE_LIMITED           (+ RetryInfo when retrying helps)
     ├── InsufficientFunds           RESOURCE_EXHAUSTED   INSUFFICIENT_FUNDS     (+ QuotaFailure; before any node call)
@@ -217,4 +218,5 @@ REASONS: dict[str, grpc.StatusCode] = {
     "NODE_REGISTRATION_REPLAYED": grpc.StatusCode.PERMISSION_DENIED,
     "SUI_DISABLED": grpc.StatusCode.UNIMPLEMENTED,
     "SUI_RPC_FAILED": grpc.StatusCode.UNAVAILABLE,
+    "STACK_PURCHASE_FAILED": grpc.StatusCode.UNAVAILABLE,
 }

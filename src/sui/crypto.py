@@ -174,6 +174,10 @@ class SuiKeypair:
         _, public_key, private_key = pfc.generate_new_keypair(int(scheme), None, "12")
         return cls(scheme, bytes(private_key), bytes(public_key))
 
+    def private_key_bytes(self) -> bytes:
+        """The raw private key (for pysui's signing functions)."""
+        return self._private_key
+
     def keystring(self) -> str:
         """The Sui keystore form of this key: base64(flag || private key)."""
         return base64.b64encode(bytes([self.scheme]) + self._private_key).decode("ascii")

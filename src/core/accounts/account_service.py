@@ -138,6 +138,9 @@ class AccountService(pb_grpc.AccountServiceServicer):
     @rpc
     async def BuyStack(self, request: pb.BuyStackRequest, context: Context) -> pb.BuyStackResponse:
         caller = await self._caller(context, allow_api_key=False)
+        if self._sui is not None and self._sui.stacks is not None:  # README "Sui": the contract picks the node
+            model = validation.check_text(validation.check_required(request.model, "model"), "model")
+            return pb.BuyStackResponse(stack=translate.stack(await self._sui.stacks.buy(caller.user_id, model)))
         stack = await self._billing.buy_stack(
             caller.user_id,
             validation.check_text(validation.check_required(request.node_id, "node_id"), "node_id"),

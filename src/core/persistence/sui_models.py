@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, false, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from atoma_proxy.core.persistence.models import Base, UTCDateTime, utcnow
+from atoma_proxy.core.persistence.models import Base, BigIntPK, UTCDateTime, utcnow
 
 __all__ = [
     "SuiAppliedEvent",
@@ -24,6 +24,7 @@ __all__ = [
     "SuiNodePublicKey",
     "SuiNodeSubscription",
     "SuiStack",
+    "SuiStackPurchase",
     "SuiTask",
     "SuiUsdcDeposit",
     "SuiWallet",
@@ -165,4 +166,27 @@ class SuiUsdcDeposit(Base):
     )
     sender: Mapped[str] = mapped_column(String(_ADDRESS), nullable=False)
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)  # USDC units = micro-USD
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
+
+
+class SuiStackPurchase(Base):
+    """A stack bought on chain for a user: paid from the balance first, refunded if the transaction fails.
+
+    `pending` until the transaction's outcome is known; then `confirmed` (with the stack's small id and
+    the ledger stack it became) or `refunded`.
+    """
+
+    __tablename__ = "sui_stack_purchases"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    task_small_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    price_paid: Mapped[int] = mapped_column(BigInteger, nullable=False)  # micro-USD taken from the balance
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    digest: Mapped[str | None] = mapped_column(String(64))
+    stack_small_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    ledger_stack_id: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from atoma_proxy.core.errors import FeatureDisabled, NodeFailed
 from atoma_proxy.core.sui.chain import ChainClient, ChainError
 from atoma_proxy.core.sui.deposits import DepositResult, check_digest, credit_deposit
+from atoma_proxy.core.sui.stacks import ChainStackBuyer
 from atoma_proxy.core.sui.wallets import Challenge, check_nonce, create_challenge, link_wallet, wallet_of
 
 __all__ = ["SuiAccounts"]
@@ -25,8 +26,10 @@ class SuiAccounts:
         proxy_address: str | None = None,
         usdc_type: str | None = None,
         clock: Callable[[], float] = time.time,
+        stacks: ChainStackBuyer | None = None,
     ) -> None:
         self._sessions = sessions
+        self.stacks = stacks  # set: BuyStack buys on chain
         self._chain = chain
         self._proxy_address = proxy_address
         self._usdc_type = usdc_type

@@ -22,6 +22,7 @@ from atoma_proxy.core.sui.deposits import usdc_coin_type
 from atoma_proxy.core.sui.identity import proxy_keypair
 from atoma_proxy.core.sui.ingest import EventIngestor
 from atoma_proxy.core.sui.registration_service import NodeRegistrationService
+from atoma_proxy.core.sui.stacks import ChainStackBuyer, StackSettings
 from atoma_proxy.sui.crypto import SuiKeypair
 
 __all__ = ["SuiRuntime"]
@@ -44,11 +45,22 @@ class SuiRuntime:
             chain = GraphQLChainClient(settings.http_rpc_node_addr, timeout=settings.request_timeout)
         self.chain = chain
         self.sync = ChainNodeSync(registry, sessions)
+        usdc_type = usdc_coin_type(settings.usdc_package_id) if settings.usdc_package_id else None
+        stacks = None
+        if settings.chain_stacks:
+            if not (chain and self.keypair and usdc_type and settings.atoma_package_id and settings.atoma_db):
+                raise ValueError(
+                    "[sui] chain_stacks needs http_rpc_node_addr, sui_keystore_path, atoma_package_id, atoma_db "
+                    "and usdc_package_id"
+                )
+            stack_settings = StackSettings(settings.atoma_package_id, settings.atoma_db, usdc_type, settings.gas_budget)
+            stacks = ChainStackBuyer(sessions, chain, self.keypair, stack_settings)
         self.accounts = SuiAccounts(
             sessions,
             chain=chain,
             proxy_address=self.keypair.address if self.keypair else None,
-            usdc_type=usdc_coin_type(settings.usdc_package_id) if settings.usdc_package_id else None,
+            usdc_type=usdc_type,
+            stacks=stacks,
         )
         self.registration = NodeRegistrationService(sessions, on_change=self.sync)
         self.ingestor: EventIngestor | None = None

@@ -39,6 +39,7 @@ SUI_TABLES = {
     "sui_wallets",
     "sui_wallet_challenges",
     "sui_usdc_deposits",
+    "sui_stack_purchases",
 }
 APP_TABLES = {"users", "api_keys"} | ACCOUNT_TABLES | LEDGER_TABLES | SUI_TABLES
 WRITES = ("CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE")

@@ -149,8 +149,30 @@ def upgrade() -> None:
         sa.UniqueConstraint("address", name=op.f("sui_wallets_address_key")),
     )
 
+    op.create_table(
+        "sui_stack_purchases",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("user_id", sa.BigInteger(), nullable=False),
+        sa.Column("task_small_id", sa.BigInteger(), nullable=False),
+        sa.Column("price_paid", sa.BigInteger(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=True),
+        sa.Column("stack_small_id", sa.BigInteger(), nullable=True),
+        sa.Column("ledger_stack_id", sa.BigInteger(), nullable=True),
+        sa.Column("error", sa.String(length=500), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("sui_stack_purchases_user_id_fkey"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("sui_stack_purchases_pkey")),
+        sa.UniqueConstraint("stack_small_id", name=op.f("sui_stack_purchases_stack_small_id_key")),
+    )
+    op.create_index(op.f("sui_stack_purchases_user_id_idx"), "sui_stack_purchases", ["user_id"], unique=False)
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("sui_stack_purchases_user_id_idx"), table_name="sui_stack_purchases")
+    op.drop_table("sui_stack_purchases")
     op.drop_table("sui_wallets")
     with op.batch_alter_table("sui_wallet_challenges", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("sui_wallet_challenges_user_id_idx"))
