@@ -73,14 +73,14 @@ def sign_response(keypair: SuiKeypair, response: dict[str, Any]) -> dict[str, An
 
 
 def verify_response(
-    data: bytes | dict[str, Any], *, signer: str | None = None, check_hash: bool = True
+    data: bytes | str | dict[str, Any], *, signer: str | None = None, check_hash: bool = True
 ) -> SuiSignature:
     """Proxy side: a node's JSON answer or chunk must carry a valid response_hash and signature.
 
     `signer`, when known (the node's registered Sui address), must be who signed. Raises
     InvalidSignature naming what is wrong.
     """
-    if isinstance(data, bytes):
+    if isinstance(data, bytes | str):
         try:
             response = json.loads(data)
         except (ValueError, RecursionError):
