@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from atoma_proxy.config import AccountsSettings, SuiSettings
+from atoma_proxy.core import ledger
 from atoma_proxy.core.accounts import build_account_services
 from atoma_proxy.core.accounts.passwords import PasswordHasher
 from atoma_proxy.core.auth import ApiKeyAuthenticator
@@ -31,6 +32,7 @@ from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2
 from atoma_proxy.sui import serde_json
 from atoma_proxy.sui.crypto import SuiKeypair, blake2b256
 from tests.core.sui.conftest import NODE1_KEY, NODE2_KEY, PACKAGE, PROXY_KEY, USDC_PACKAGE, USER_KEY
+from tests.core.sui.test_stacks import ATOMA_DB, MODEL, PRICE, _chain_answers
 from tests.core.sui.test_wallets_and_deposits import _digest
 from tests.support.sui_chain import RunningChain
 
@@ -50,7 +52,13 @@ class Core:
 @pytest.fixture
 async def core(sessions: Sessions, running_chain: RunningChain) -> AsyncIterator[Core]:
     registry = NodeRegistry()
-    settings = SuiSettings(http_rpc_node_addr=running_chain.url, atoma_package_id=PACKAGE, usdc_package_id=USDC_PACKAGE)
+    settings = SuiSettings(
+        http_rpc_node_addr=running_chain.url,
+        atoma_package_id=PACKAGE,
+        usdc_package_id=USDC_PACKAGE,
+        atoma_db=ATOMA_DB,
+        chain_stacks=True,
+    )
     sui = SuiRuntime(settings, sessions, registry, keypair=SuiKeypair.from_keystring(PROXY_KEY))
     api_keys = ApiKeyAuthenticator(sessions, 1.0)
     accounts, _ = build_account_services(
@@ -161,3 +169,24 @@ async def test_signed_registration_makes_a_chain_node_routable(core: Core, chain
     async with core.sessions() as session:
         row = await session.get(SuiNode, 2)
         assert row is not None and row.registration_timestamp == now + 1
+
+
+async def test_buy_stack_goes_on_chain(core: Core, chain: GraphQLChainClient, running_chain: RunningChain) -> None:
+    ingestor = EventIngestor(chain, core.sessions, PACKAGE)
+    while (await ingestor.poll_once()).has_more:
+        pass
+    auth = await _login(core, "stacks@example.com")
+    profile = await core.accounts.GetProfile(pb.GetProfileRequest(), metadata=auth)
+    async with core.sessions() as session, session.begin():
+        await ledger.credit(session, user_id=profile.user.id, amount=PRICE, idempotency_key="seed")
+    running_chain.chain.on_execute = _chain_answers("SUCCESS", [])
+    bought = await core.accounts.BuyStack(pb.BuyStackRequest(model=MODEL), metadata=auth)
+    assert (bought.stack.node_id, bought.stack.compute_units, bought.stack.cost_micro_usd) == (
+        "sui-2",
+        1_000_000,
+        PRICE,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # the balance is spent
+        await core.accounts.BuyStack(pb.BuyStackRequest(model=MODEL), metadata=auth)
+    assert _reason(caught.value) == "INSUFFICIENT_FUNDS"
+    assert len(running_chain.chain.executed) == 1
