@@ -30,7 +30,7 @@ from atoma_proxy.core.persistence.sui_models import (
 from atoma_proxy.core.sui.chain import ChainEvent
 from atoma_proxy.sui.crypto import normalize_address
 
-__all__ = ["HANDLED_EVENTS", "InvalidEvent", "apply_event"]
+__all__ = ["HANDLED_EVENTS", "InvalidEvent", "apply_event", "dialect_insert", "u64_field"]
 
 _U64_MAX = 2**64 - 1
 _BIGINT_MAX = 2**63 - 1
@@ -48,12 +48,12 @@ class InvalidEvent(ValueError):
     """An Atoma event whose fields are missing or out of range: skipped, and logged by the caller."""
 
 
-def _insert(session: AsyncSession, table: Table | Any) -> Any:
+def dialect_insert(session: AsyncSession, table: Table | Any) -> Any:
     dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-def _u64(fields: dict[str, Any], name: str, *, bigint: bool = True) -> int:
+def u64_field(fields: dict[str, Any], name: str, *, bigint: bool = True) -> int:
     value = fields.get(name)
     if isinstance(value, dict) and "inner" in value:  # NodeSmallId, TaskSmallId, StackSmallId, ...
         value = value["inner"]
@@ -68,7 +68,7 @@ def _u64(fields: dict[str, Any], name: str, *, bigint: bool = True) -> int:
 
 
 def _optional_u64(fields: dict[str, Any], name: str) -> int | None:
-    return None if fields.get(name) is None else _u64(fields, name)
+    return None if fields.get(name) is None else u64_field(fields, name)
 
 
 def _address(fields: dict[str, Any], name: str) -> str:
@@ -98,8 +98,8 @@ def _base64(fields: dict[str, Any], name: str) -> str:
 
 async def _node_registered(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
-    statement = _insert(session, nodes).values(
-        node_small_id=_u64(fields, "node_small_id"),
+    statement = dialect_insert(session, nodes).values(
+        node_small_id=u64_field(fields, "node_small_id"),
         sui_address=normalize_address(event.sender),
         badge_id=_address(fields, "badge_id"),
     )
@@ -115,14 +115,14 @@ async def _node_registered(session: AsyncSession, event: ChainEvent) -> None:
 async def _subscription(session: AsyncSession, event: ChainEvent, *, valid: bool) -> None:
     fields = event.json
     values: dict[str, Any] = {
-        "node_small_id": _u64(fields, "node_small_id"),
-        "task_small_id": _u64(fields, "task_small_id"),
+        "node_small_id": u64_field(fields, "node_small_id"),
+        "task_small_id": u64_field(fields, "task_small_id"),
         "valid": valid,
         "position": event.position,
-        "price_per_one_million_compute_units": _u64(fields, "price_per_one_million_compute_units") if valid else 0,
-        "max_num_compute_units": _u64(fields, "max_num_compute_units") if valid else 0,
+        "price_per_one_million_compute_units": u64_field(fields, "price_per_one_million_compute_units") if valid else 0,
+        "max_num_compute_units": u64_field(fields, "max_num_compute_units") if valid else 0,
     }
-    statement = _insert(session, subscriptions).values(**values)
+    statement = dialect_insert(session, subscriptions).values(**values)
     update = {"valid": statement.excluded.valid, "position": statement.excluded.position}
     if valid:  # an unsubscription keeps the last price it had, for the record
         update["price_per_one_million_compute_units"] = statement.excluded.price_per_one_million_compute_units
@@ -148,14 +148,14 @@ async def _task_registered(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
     model = fields.get("model_name")
     values = {
-        "task_small_id": _u64(fields, "task_small_id"),
+        "task_small_id": u64_field(fields, "task_small_id"),
         "task_id": _address(fields, "task_id"),
         "model_name": model if isinstance(model, str) and model else None,
-        "role": _u64(fields, "role"),
-        "security_level": _u64(fields, "security_level"),
+        "role": u64_field(fields, "role"),
+        "security_level": u64_field(fields, "security_level"),
         "valid_until_epoch": _optional_u64(fields, "valid_until_epoch"),
     }
-    statement = _insert(session, tasks).values(**values)
+    statement = dialect_insert(session, tasks).values(**values)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["task_small_id"],
@@ -166,8 +166,10 @@ async def _task_registered(session: AsyncSession, event: ChainEvent) -> None:
 
 async def _task_deprecated(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
-    statement = _insert(session, tasks).values(
-        task_small_id=_u64(fields, "task_small_id"), is_deprecated=True, deprecated_at_epoch=_u64(fields, "epoch")
+    statement = dialect_insert(session, tasks).values(
+        task_small_id=u64_field(fields, "task_small_id"),
+        is_deprecated=True,
+        deprecated_at_epoch=u64_field(fields, "epoch"),
     )
     await session.execute(
         statement.on_conflict_do_update(
@@ -180,16 +182,16 @@ async def _task_deprecated(session: AsyncSession, event: ChainEvent) -> None:
 async def _stack_created(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
     values = {
-        "stack_small_id": _u64(fields, "stack_small_id"),
+        "stack_small_id": u64_field(fields, "stack_small_id"),
         "stack_id": _address(fields, "stack_id"),
         "owner": _address(fields, "owner"),
-        "task_small_id": _u64(fields, "task_small_id"),
-        "selected_node_id": _u64(fields, "selected_node_id"),
-        "num_compute_units": _u64(fields, "num_compute_units"),
-        "price_per_one_million_compute_units": _u64(fields, "price_per_one_million_compute_units"),
+        "task_small_id": u64_field(fields, "task_small_id"),
+        "selected_node_id": u64_field(fields, "selected_node_id"),
+        "num_compute_units": u64_field(fields, "num_compute_units"),
+        "price_per_one_million_compute_units": u64_field(fields, "price_per_one_million_compute_units"),
         "created_digest": event.tx_digest,
     }
-    statement = _insert(session, stacks).values(**values)
+    statement = dialect_insert(session, stacks).values(**values)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["stack_small_id"],
@@ -200,8 +202,8 @@ async def _stack_created(session: AsyncSession, event: ChainEvent) -> None:
 
 async def _stack_settling(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
-    statement = _insert(session, stacks).values(
-        stack_small_id=_u64(fields, "stack_small_id"),
+    statement = dialect_insert(session, stacks).values(
+        stack_small_id=u64_field(fields, "stack_small_id"),
         in_settle_period=True,
         num_claimed_compute_units=_optional_u64(fields, "num_claimed_compute_units"),
     )
@@ -220,13 +222,13 @@ async def _stack_settling(session: AsyncSession, event: ChainEvent) -> None:
 async def _stack_claimed(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
     values = {
-        "stack_small_id": _u64(fields, "stack_small_id"),
+        "stack_small_id": u64_field(fields, "stack_small_id"),
         "is_claimed": True,
         "in_settle_period": False,
-        "num_claimed_compute_units": _u64(fields, "num_claimed_compute_units"),
-        "user_refund_amount": _u64(fields, "user_refund_amount"),
+        "num_claimed_compute_units": u64_field(fields, "num_claimed_compute_units"),
+        "user_refund_amount": u64_field(fields, "user_refund_amount"),
     }
-    statement = _insert(session, stacks).values(**values)
+    statement = dialect_insert(session, stacks).values(**values)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["stack_small_id"],
@@ -238,11 +240,11 @@ async def _stack_claimed(session: AsyncSession, event: ChainEvent) -> None:
 async def _key_rotation(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
     await session.execute(
-        _insert(session, rotations)
+        dialect_insert(session, rotations)
         .values(
-            key_rotation_counter=_u64(fields, "key_rotation_counter"),
-            epoch=_u64(fields, "epoch"),
-            nonce=str(_u64(fields, "nonce", bigint=False)),
+            key_rotation_counter=u64_field(fields, "key_rotation_counter"),
+            epoch=u64_field(fields, "epoch"),
+            nonce=str(u64_field(fields, "nonce", bigint=False)),
         )
         .on_conflict_do_nothing(index_elements=["key_rotation_counter"])
     )
@@ -250,11 +252,11 @@ async def _key_rotation(session: AsyncSession, event: ChainEvent) -> None:
 
 async def _public_key_commitment(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
-    statement = _insert(session, public_keys).values(
-        node_small_id=_u64(fields, "node_id"),
-        device_type=_u64(fields, "device_type"),
-        epoch=_u64(fields, "epoch"),
-        key_rotation_counter=_u64(fields, "key_rotation_counter"),
+    statement = dialect_insert(session, public_keys).values(
+        node_small_id=u64_field(fields, "node_id"),
+        device_type=u64_field(fields, "device_type"),
+        epoch=u64_field(fields, "epoch"),
+        key_rotation_counter=u64_field(fields, "key_rotation_counter"),
         public_key=_base64(fields, "public_key"),
         evidence_bytes=_base64(fields, "evidence_bytes"),
     )
@@ -298,7 +300,7 @@ async def apply_event(session: AsyncSession, event: ChainEvent) -> bool:
     """
     handler = HANDLED_EVENTS.get(event.name)
     inserted = await session.execute(
-        _insert(session, applied)
+        dialect_insert(session, applied)
         .values(tx_digest=event.tx_digest, event_seq=event.seq, event_type=event.type[:255])
         .on_conflict_do_nothing(index_elements=["tx_digest", "event_seq"])
         .returning(applied.c.tx_digest)

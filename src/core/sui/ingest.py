@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from atoma_proxy.core.persistence.sui_models import SuiCursor
 from atoma_proxy.core.sui.chain import ChainClient, ChainError
-from atoma_proxy.core.sui.event_store import InvalidEvent, _insert, apply_event
+from atoma_proxy.core.sui.event_store import InvalidEvent, apply_event, dialect_insert
 
 __all__ = ["EventIngestor", "PollResult"]
 
@@ -71,7 +71,7 @@ class EventIngestor:
                 except InvalidEvent as error:
                     log.warning("skipping Atoma event %s:%d (%s): %s", event.tx_digest, event.seq, event.name, error)
             if page.end_cursor and page.end_cursor != after:
-                statement = _insert(session, cursors).values(name=self.cursor_name, cursor=page.end_cursor)
+                statement = dialect_insert(session, cursors).values(name=self.cursor_name, cursor=page.end_cursor)
                 await session.execute(
                     statement.on_conflict_do_update(index_elements=["name"], set_={"cursor": statement.excluded.cursor})
                 )

@@ -28,7 +28,7 @@ from atoma_proxy.core.ledger.stacks import stack_price
 from atoma_proxy.core.persistence.ledger_models import Stack
 from atoma_proxy.core.persistence.sui_models import SuiNodeSubscription, SuiStackPurchase, SuiTask
 from atoma_proxy.core.sui.chain import ChainClient, ChainError, ChainEvent, ObjectRef
-from atoma_proxy.core.sui.event_store import InvalidEvent, _u64, apply_event
+from atoma_proxy.core.sui.event_store import InvalidEvent, apply_event, u64_field
 from atoma_proxy.sui.crypto import SuiKeypair
 from atoma_proxy.sui.transactions import (
     RANDOM_OBJECT_ID,
@@ -182,9 +182,9 @@ class ChainStackBuyer:
         digest: str,
     ) -> Stack:
         try:
-            stack_small_id = _u64(event.json, "stack_small_id")
-            node_small_id = _u64(event.json, "selected_node_id")
-            units = _u64(event.json, "num_compute_units")
+            stack_small_id = u64_field(event.json, "stack_small_id")
+            node_small_id = u64_field(event.json, "selected_node_id")
+            units = u64_field(event.json, "num_compute_units")
         except InvalidEvent as error:
             log.error("stack purchase %d: unusable StackCreatedEvent in %s: %s", purchase_id, digest, error)
             raise
