@@ -35,8 +35,12 @@ def dumps(value: Any) -> bytes:
 
 
 def normalize(body: bytes) -> bytes:
-    """Re-serialize JSON bytes as a node re-serializes them (ValueError when they are not JSON)."""
-    return dumps(json.loads(body))
+    """Re-serialize JSON bytes as a node re-serializes them (ValueError when serde_json would refuse them)."""
+    return dumps(json.loads(body, parse_constant=_refuse_constant))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json takes NaN and Infinity; serde_json does not
 
 
 def _write(value: Any, out: list[str]) -> None:

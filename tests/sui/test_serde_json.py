@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from atoma_proxy.sui.serde_json import dumps, format_float, normalize
 
@@ -57,3 +61,24 @@ def test_normalize_reparses_like_a_node() -> None:
 def test_round_trips_through_json() -> None:
     body = {"messages": [{"role": "user", "content": "hi ✓"}], "temperature": 0.30000000000000004}
     assert json.loads(dumps(body)) == body
+
+
+def test_nan_and_infinity_are_not_json() -> None:
+    for text in (b"[NaN]", b'{"a": Infinity}', b"-Infinity"):
+        with pytest.raises(ValueError):
+            normalize(text)
+
+
+_PLAIN = re.compile(r"-?\d+\.\d+")
+_EXPONENT = re.compile(r"-?\d(\.\d+)?e-?[1-9]\d*")
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_every_float_round_trips_in_ryu_form(value: float) -> None:
+    text = format_float(value)
+    assert float(text) == value and math.copysign(1, float(text)) == math.copysign(1, value)
+    magnitude = abs(value)
+    if magnitude == 0 or 1e-5 <= magnitude < 1e16:
+        assert _PLAIN.fullmatch(text), text  # decimal notation, always with a fraction
+    else:
+        assert _EXPONENT.fullmatch(text), text  # d[.ddd]e[-]x: no "+", no leading zeros
