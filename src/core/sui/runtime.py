@@ -9,6 +9,8 @@ Without any of it the proxy runs as before: no chain is needed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,6 +30,7 @@ from atoma_proxy.sui.crypto import SuiKeypair
 __all__ = ["SuiRuntime"]
 
 log = logging.getLogger(__name__)
+REFRESH_INTERVAL = 5.0  # seconds between two reloads of the chain nodes from the tables
 
 
 class SuiRuntime:
@@ -64,6 +67,7 @@ class SuiRuntime:
         )
         self.registration = NodeRegistrationService(sessions, on_change=self.sync)
         self.ingestor: EventIngestor | None = None
+        self._refresher: asyncio.Task[None] | None = None
         if chain is not None and settings.atoma_package_id:
             self.ingestor = EventIngestor(
                 chain, sessions, settings.atoma_package_id, page_size=settings.limit, on_change=self.sync
@@ -73,9 +77,23 @@ class SuiRuntime:
         await self.sync()  # nodes known from an earlier run route at once
         if self.ingestor is not None:
             self.ingestor.start()
+            # Registrations accepted by another core process reach this one's registry too.
+            self._refresher = asyncio.create_task(self._refresh(), name="sui-node-sync")
             log.info("following Atoma events of %s", self.ingestor.module)
 
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_INTERVAL)
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("refreshing chain nodes failed")
+
     async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         if self.ingestor is not None:
             await self.ingestor.stop()
         if self.chain is not None:
