@@ -8,9 +8,9 @@ sections, e.g. `ATOMA_DATABASE__URL=postgresql://...` or `ATOMA_FACADE__PORT=909
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -189,14 +189,24 @@ class SuiSettings(BaseModel):
     atoma_package_id: str | None = Field(None, description="Atoma contract package id.")
     atoma_db: str | None = Field(None, description="Atoma database (AtomaDb) object id.")
     usdc_package_id: str | None = Field(None, description="USDC package id (coin type <id>::usdc::USDC).")
-    request_timeout: float = Field(300.0, gt=0, description="Seconds an RPC to the Sui node may take.")
-    limit: int = Field(50, ge=1, le=50, description="Events per page when reading the chain.")
+    request_timeout: float = Field(
+        300.0, gt=0, description="Seconds an RPC to the Sui node may take (Atoma's `{ secs, nanos }` form accepted)."
+    )
+    limit: int = Field(50, ge=1, description="Events per page when reading the chain (Sui GraphQL serves 50 at most).")
     cursor_path: str | None = Field(None, description="Unused: the event cursor is kept in the database.")
     chain_stacks: bool = Field(
         False,
         description="BuyStack buys on chain (acquire_new_stack_entry); needs the keystore, RPC, package ids, atoma_db.",
     )
     gas_budget: int = Field(50_000_000, ge=1, description="MIST a stack purchase may spend on gas.")
+
+    @field_validator("request_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """Atoma writes durations as serde's `{ secs = 300, nanos = 0 }`."""
+        if isinstance(value, dict) and set(value) <= {"secs", "nanos"}:
+            return float(value.get("secs", 0)) + float(value.get("nanos", 0)) / 1e9
+        return value
 
 
 class Settings(BaseSettings):

@@ -70,7 +70,7 @@ class SuiRuntime:
         self._refresher: asyncio.Task[None] | None = None
         if chain is not None and settings.atoma_package_id:
             self.ingestor = EventIngestor(
-                chain, sessions, settings.atoma_package_id, page_size=settings.limit, on_change=self.sync
+                chain, sessions, settings.atoma_package_id, page_size=min(settings.limit, 50), on_change=self.sync
             )
 
     async def start(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 from pathlib import Path
 
 import grpc
@@ -64,3 +65,23 @@ def test_atoma_nodes_need_the_proxys_key() -> None:
     settings = Settings(nodes=[NodeConfig(id="a", url="http://127.0.0.1:9", models=["m"], protocol="atoma")])
     with pytest.raises(ValueError, match="sui_keystore_path"):
         CoreServer(settings)
+
+
+def test_atomas_sui_section_reads_as_ours() -> None:
+    """Atoma's `[atoma_sui]` section (its README's example), pasted under `[sui]`."""
+    section = tomllib.loads(
+        """
+http_rpc_node_addr = "https://fullnode.testnet.sui.io:443"
+atoma_db = "0x741693fc00dd8a46b6509c0c3dc6a095f325b8766e96f01ba73b668df218f859"
+atoma_package_id = "0x0c4a52c2c74f9361deb1a1b8496698c7e25847f7ad9abfbd6f8c511e508c62a0"
+usdc_package_id = "0xa1ec7fc00a6f40db9693ad1415d0c193ad3906494428cf252621037bd7117e29"
+request_timeout = { secs = 300, nanos = 0 }
+max_concurrent_requests = 10
+limit = 100
+sui_config_path = "/root/.sui/sui_config/client.yaml"
+sui_keystore_path = "/root/.sui/sui_config/sui.keystore"
+cursor_path = "./cursor.toml"
+"""
+    )
+    settings = SuiSettings(**section)
+    assert (settings.request_timeout, settings.limit, settings.atoma_package_id) == (300.0, 100, PACKAGE)
