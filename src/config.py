@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -41,6 +41,14 @@ class NodeConfig(BaseModel):
     )
     price_per_image: int = Field(0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per generated image.")
     api_key: str | None = Field(None, description="Bearer key the node expects, if any.")
+    protocol: Literal["openai", "atoma"] = Field(
+        "openai",
+        description='`atoma`: requests signed with the proxy\'s Sui key, answers verified (README "Sui").',
+    )
+    sui_address: str | None = Field(
+        None, description="The node's Sui address: with `atoma`, its answers must be signed by it."
+    )
+    node_small_id: int | None = Field(None, ge=0, description="The node's small id in the Atoma contract.")
 
 
 class TokenizerConfig(BaseModel):
@@ -229,6 +237,42 @@ class AccountsSettings(BaseModel):
         return value
 
 
+class SuiSettings(BaseModel):
+    """The proxy as a Sui/Atoma network citizen (README "Sui"); names follow Atoma's `[atoma_sui]`."""
+
+    http_rpc_node_addr: str | None = Field(
+        None, description="Sui GraphQL endpoint, e.g. https://graphql.testnet.sui.io/graphql; unset: no chain."
+    )
+    sui_keystore_path: str | None = Field(
+        None, description="Sui keystore (JSON array of keystrings) holding the proxy's key; unset: no signing."
+    )
+    sui_config_path: str | None = Field(
+        None, description="Sui client.yaml whose active_address names the proxy's key in the keystore."
+    )
+    address: str | None = Field(None, description="The proxy's address in the keystore (wins over client.yaml).")
+    atoma_package_id: str | None = Field(None, description="Atoma contract package id.")
+    atoma_db: str | None = Field(None, description="Atoma database (AtomaDb) object id.")
+    usdc_package_id: str | None = Field(None, description="USDC package id (coin type <id>::usdc::USDC).")
+    request_timeout: float = Field(
+        300.0, gt=0, description="Seconds an RPC to the Sui node may take (Atoma's `{ secs, nanos }` form accepted)."
+    )
+    limit: int = Field(50, ge=1, description="Events per page when reading the chain (Sui GraphQL serves 50 at most).")
+    cursor_path: str | None = Field(None, description="Unused: the event cursor is kept in the database.")
+    chain_stacks: bool = Field(
+        False,
+        description="BuyStack buys on chain (acquire_new_stack_entry); needs the keystore, RPC, package ids, atoma_db.",
+    )
+    gas_budget: int = Field(50_000_000, ge=1, description="MIST a stack purchase may spend on gas.")
+
+    @field_validator("request_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """Atoma writes durations as serde's `{ secs = 300, nanos = 0 }`."""
+        if isinstance(value, dict) and set(value) <= {"secs", "nanos"}:
+            return float(value.get("secs", 0)) + float(value.get("nanos", 0)) / 1e9
+        return value
+
+
 class Settings(BaseSettings):
     """All settings of atoma-proxy."""
 
@@ -241,6 +285,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     routing: RoutingSettings = RoutingSettings()
     ledger: LedgerSettings = LedgerSettings()
+    sui: SuiSettings = SuiSettings()
     tokenizers: list[TokenizerConfig] = Field(default_factory=list, description="Prompt tokenizers by model.")
     nodes: list[NodeConfig] = Field(default_factory=list, description="The static node registry.")
 

@@ -20,6 +20,7 @@ from atoma_proxy.core.accounts.throttle import AuthThrottle
 from atoma_proxy.core.accounts.tokens import AccessTokenCodec, Clock
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.nodes.registry import NodeRegistry
+from atoma_proxy.core.sui.accounts import SuiAccounts
 
 __all__ = ["build_account_services"]
 
@@ -34,6 +35,7 @@ def build_account_services(
     clock: Clock = time.time,
     throttle: AuthThrottle | None = None,
     image_models: Iterable[str] = (),
+    sui: SuiAccounts | None = None,
 ) -> tuple[AccountService, AccountAdminService]:
     """The servicers; `api_keys` must be the authenticator the RoutingService uses (one key cache).
 
@@ -59,6 +61,7 @@ def build_account_services(
         api_keys=ApiKeys(sessions, api_keys),
         billing=billing,
         throttle=throttle,
+        sui=sui,
     )
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
     return account_service, AccountAdminService(AdminGate(admin_token), billing)
