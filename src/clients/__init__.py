@@ -31,8 +31,10 @@ from atoma_proxy.clients._account_models import (
     UsageStats,
     UsageSummary,
     UsageTotals,
+    UsdcDeposit,
     User,
     UserSpend,
+    WalletChallenge,
 )
 from atoma_proxy.clients._accounts import AccountClient
 from atoma_proxy.clients._client import EventStream, RoutingClient
@@ -107,7 +109,9 @@ __all__ = [
     "UsageStats",
     "UsageSummary",
     "UsageTotals",
+    "UsdcDeposit",
     "User",
     "UserSpend",
+    "WalletChallenge",
     "from_rpc_error",
 ]

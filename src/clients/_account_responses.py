@@ -20,8 +20,10 @@ from atoma_proxy.clients._account_models import (
     UsageStats,
     UsageSummary,
     UsageTotals,
+    UsdcDeposit,
     User,
     UserSpend,
+    WalletChallenge,
 )
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as admin_pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as pb
@@ -143,3 +145,11 @@ def usage_stats(proto: admin_pb.GetUsageStatsResponse) -> UsageStats:
         end=_time(proto, "end_time"),
         raw=proto,
     )
+
+
+def wallet_challenge(proto: pb.CreateWalletChallengeResponse) -> WalletChallenge:
+    return WalletChallenge(proto.nonce, proto.message, proto.expires_at, proto)
+
+
+def usdc_deposit(proto: pb.DepositUsdcResponse) -> UsdcDeposit:
+    return UsdcDeposit(proto.credited, proto.amount, balance(proto.balance), proto)

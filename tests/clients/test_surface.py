@@ -67,8 +67,10 @@ def test_public_exports_are_deliberate():
         "UsageStats",
         "UsageSummary",
         "UsageTotals",
+        "UsdcDeposit",
         "User",
         "UserSpend",
+        "WalletChallenge",
         "from_rpc_error",
     ]
     assert all(hasattr(atoma_proxy.clients, name) for name in atoma_proxy.clients.__all__)

@@ -1,7 +1,7 @@
 """ledger: index usage_records by time
 
-Revision ID: 7d9a3e4f1c23
-Revises: 6c8f2d3e0b12
+Revision ID: 8e1b4c5d2a34
+Revises: 7d9e3f4a1c23
 Create Date: 2026-12-06 01:00:00.000000+00:00
 
 AccountAdminService.GetUsageStats reads every user's records of a time window (`created_at >= start AND
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "7d9a3e4f1c23"
-down_revision: str | Sequence[str] | None = "6c8f2d3e0b12"
+revision: str = "8e1b4c5d2a34"
+down_revision: str | Sequence[str] | None = "7d9e3f4a1c23"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
