@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -30,8 +31,14 @@ _HEADERS = {
 }
 
 
+#: What the console folder serves; anything else in it (its __init__.py) is not for browsers.
+_SERVED_SUFFIXES = (".html", ".js", ".css")
+
+
 class _ConsoleFiles(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Response:
+        if path not in ("", ".") and not path.endswith(_SERVED_SUFFIXES):
+            raise HTTPException(status_code=404)
         response = await super().get_response(path, scope)
         response.headers.update(_HEADERS)
         return response

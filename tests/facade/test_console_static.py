@@ -29,8 +29,10 @@ async def test_only_the_console_folder_is_served(facade: RunningFacade) -> None:
     async with httpx.AsyncClient(base_url=facade.base_url) as http:
         missing = await http.get("/console/nope.js")
         escape = await http.get("/console/%2e%2e/console_routes.py")
+        python = await http.get("/console/__init__.py")
     assert missing.status_code == 404
     assert escape.status_code == 404
+    assert python.status_code == 404
 
 
 def test_the_console_loads_nothing_from_elsewhere() -> None:
