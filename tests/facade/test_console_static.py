@@ -15,9 +15,11 @@ async def test_root_redirects_to_the_console_which_serves_its_files_with_a_stric
 ) -> None:
     async with httpx.AsyncClient(base_url=facade.base_url) as http:
         root = await http.get("/")
+        bare = await http.get("/console")  # relative links of the page need the trailing slash
         page = await http.get("/console/")
         script = await http.get("/console/app.js")
     assert root.status_code == 307 and root.headers["location"] == "/console/"
+    assert bare.status_code == 307 and bare.headers["location"].endswith("/console/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
