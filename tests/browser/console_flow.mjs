@@ -3,7 +3,8 @@
 //   stdout "SECRET <key>"  after signing up, logging in and creating a key in the console;
 //   stdin  "GO"            once the test has credited the user and made a request with the key;
 //   stdout "RESULT <json>" what the pages showed, for the test to assert on.
-// Environment: CONSOLE_URL, ADMIN_TOKEN, EMAIL, PASSWORD, SCREENSHOTS (a folder), CHROMIUM (the executable).
+// Environment: CONSOLE_URL, ADMIN_TOKEN, EMAIL, PASSWORD, SCREENSHOTS (a folder), CHROMIUM (the executable),
+// EXTRA_NODE_ID, EXTRA_NODE_URL, EXTRA_NODE_MODEL (a node to add and drain in the operator view).
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -98,6 +99,23 @@ try {
     (bars) => bars.map((bar) => ({ series: bar.dataset.series, value: Number(bar.dataset.value) })));
   result.topUsers = await page.locator("[data-testid=top-users] tbody tr td:first-child").allTextContents();
   await shot(page, "05-operator");
+
+  // Add a node through the form (the test removes it afterwards), then drain it.
+  const form = page.locator("form[data-testid=add-node]");
+  await form.locator("input[name=node_id]").fill(env.EXTRA_NODE_ID);
+  await form.locator("input[name=url]").fill(env.EXTRA_NODE_URL);
+  await form.locator("input[name=models]").fill(env.EXTRA_NODE_MODEL);
+  await form.locator("input[name=input]").fill("1000");
+  await form.locator("input[name=output]").fill("2000");
+  await form.locator("button[type=submit]").click();
+  const added = page.locator("[data-testid=nodes] tbody tr", { hasText: env.EXTRA_NODE_ID });
+  await added.waitFor();
+  result.addedNode = await added.locator("td").allTextContents();
+  page.once("dialog", (dialog) => dialog.accept());
+  await added.locator("button", { hasText: "Drain" }).click();
+  await added.locator(".badge.warn").waitFor();
+  result.drainedNode = await added.locator("td").allTextContents();
+  await shot(page, "06-operator-node-drained");
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });

@@ -4,8 +4,8 @@ tests/browser/console_flow.mjs signs up and logs in through the console's forms,
 hands its secret over; this test credits the new user through the admin API and makes a chat request with
 the key through the official `openai` SDK; the script then reads the overview's usage charts and recent
 requests and the models page, revokes the key (which the API then refuses) and opens the operator view (nodes,
-traffic, top users). Screenshots land in
-build/screenshots/<database kind>/ (`make test` installs chromium and the npm package).
+traffic, top users), where it adds a node and drains it (removed again at the end: the stack is shared).
+Screenshots land in build/screenshots/<database kind>/ (`make test` installs chromium and the npm package).
 """
 
 from __future__ import annotations
@@ -33,6 +33,14 @@ SCREENSHOTS = ROOT / "build" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Each step of the script (a page load, a click) waits 20 s at most; the whole run is bounded here.
 STEP_TIMEOUT = 120
+# The node the operator view adds and drains: the "steady" simulator again, for a model no other test asks for.
+EXTRA_NODE, EXTRA_MODEL = "console-added", "atoma/console-only"
+
+
+def _remove_node(stack: Stack, node_id: str) -> None:
+    with httpx.Client(base_url=stack.facade_url, timeout=30) as rest:
+        removed = rest.delete(f"/v1/admin/nodes/{node_id}", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert removed.status_code in (200, 404), removed.text
 
 
 def _read_line(process: subprocess.Popen[str], prefix: str) -> str:
@@ -89,6 +97,9 @@ def test_console_sign_up_key_request_usage_and_operator_view(stack: Stack, reque
         "PASSWORD": secrets.token_urlsafe(12),
         "SCREENSHOTS": str(shots),
         "CHROMIUM": CHROMIUM,
+        "EXTRA_NODE_ID": EXTRA_NODE,
+        "EXTRA_NODE_URL": stack.nodes["steady"],
+        "EXTRA_NODE_MODEL": EXTRA_MODEL,
     }
     with subprocess.Popen(
         ["node", "console_flow.mjs"],
@@ -114,6 +125,7 @@ def test_console_sign_up_key_request_usage_and_operator_view(stack: Stack, reque
             if process.poll() is None:
                 process.kill()
                 process.wait()
+            _remove_node(stack, EXTRA_NODE)  # the stack is shared: leave its registry as it was
 
     assert result["landingUrl"] == stack.facade_url + "/console/"
     assert result["signedInAs"] == email
@@ -140,5 +152,9 @@ def test_console_sign_up_key_request_usage_and_operator_view(stack: Stack, reque
     assert sorted(cells[0].split("http")[0] for cells in result["nodes"]) == sorted(stack.nodes)
     assert sum(bar["value"] for bar in result["trafficBars"]) >= 1
     assert any(email in cell for cell in result["topUsers"]) or len(result["topUsers"]) == 10
+    # The node added through the form, then drained through its button.
+    assert result["addedNode"][0].startswith(EXTRA_NODE) and stack.nodes["steady"] in result["addedNode"][0]
+    assert result["addedNode"][2] == "active" and EXTRA_MODEL in result["addedNode"][8]
+    assert result["drainedNode"][2] == "draining"
     for name in ("01-sign-up", "02-api-key-created", "03-overview", "04-models", "05-operator"):
         assert (shots / f"{name}.png").stat().st_size > 10_000
