@@ -24,7 +24,7 @@ const context = await chromium.launchPersistentContext(profile, {
   headless: true,
   args: [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
   ],
   viewport: { width: 1360, height: 900 },
   deviceScaleFactor: 1,
