@@ -31,6 +31,21 @@ class NodeConfig(BaseModel):
     output_price_per_million: int = Field(0, ge=0, description="Micro-USD per million generated tokens.")
     price_per_image: int = Field(0, ge=0, description="Micro-USD per generated image.")
     api_key: str | None = Field(None, description="Bearer key the node expects, if any.")
+    context_lengths: dict[str, int] = Field(
+        default_factory=dict,
+        description="Context length (tokens) of some of its models, when it differs from [[models]].",
+    )
+
+
+class ModelConfig(BaseModel):
+    """What /v1/models says of a model beyond its prices (README "Models and prices")."""
+
+    id: str = Field(description="The model id, as in [[nodes]] `models`.")
+    kind: Literal["chat", "embeddings", "images"] | None = Field(
+        None, description="What it serves; requests of another kind are refused before any node is called."
+    )
+    context_length: int | None = Field(None, ge=1, description="Context length in tokens (nodes may override it).")
+    created: int = Field(0, ge=0, description="Unix time shown as `created` (0: unknown).")
 
 
 class TokenizerConfig(BaseModel):
@@ -107,6 +122,10 @@ class FacadeSettings(BaseModel):
     workers: int = Field(
         1, ge=1, le=64, description="Processes of `atoma-proxy facade`, all on `host:port` (SO_REUSEPORT)."
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the facade (CORS): ["https://app.example"], "*" any; empty: off.',
+    )
 
 
 class RoutingSettings(BaseModel):
@@ -178,6 +197,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     ledger: LedgerSettings = LedgerSettings()
     tokenizers: list[TokenizerConfig] = Field(default_factory=list, description="Prompt tokenizers by model.")
+    models: list[ModelConfig] = Field(default_factory=list, description="Kind, context length and date of models.")
     nodes: list[NodeConfig] = Field(default_factory=list, description="The static node registry.")
 
     @classmethod

@@ -13,6 +13,7 @@ from atoma_proxy.config import Settings
 from atoma_proxy.core.accounts import build_account_services
 from atoma_proxy.core.accounts.callers import AdminGate
 from atoma_proxy.core.auth import ApiKeyAuthenticator
+from atoma_proxy.core.catalog import ModelCatalog
 from atoma_proxy.core.inference import InferenceRelay
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
 from atoma_proxy.core.node_admin_service import NodeAdminService
@@ -71,7 +72,8 @@ class CoreServer:
         relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)
         self.meter = Meter.from_settings(settings, self.engine, self.registry)
         self._sweeper = LedgerSweeper(session_factory(self.engine), settings.ledger.sweep_interval)
-        routing = RoutingService(self.registry, relay, authenticator, self.meter)
+        catalog = ModelCatalog(self.registry, settings.models, settings.nodes, self.meter.image_price)
+        routing = RoutingService(self.registry, relay, authenticator, self.meter, catalog)
         pb_grpc.add_RoutingServiceServicer_to_server(routing, self._server)
         account_service, account_admin_service = build_account_services(
             settings.accounts, session_factory(self.engine), authenticator, self.registry
