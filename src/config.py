@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from atoma_proxy.paths import default_database_url
+
 CONFIG_ENV = "ATOMA_CONFIG"
 
 
@@ -85,8 +87,9 @@ class LedgerSettings(BaseModel):
 
 class DatabaseSettings(BaseModel):
     url: str = Field(
-        "sqlite:///./atoma-proxy.db",
-        description="SQLAlchemy URL: sqlite:///path (embedded) or postgresql://user@host/db (psycopg).",
+        default_factory=default_database_url,
+        description="SQLAlchemy URL: sqlite:///path (embedded; default in the data directory, see paths.py) "
+        "or postgresql://user@host/db (psycopg).",
     )
     pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -19,6 +20,10 @@ from atoma_proxy.config import Settings
 from atoma_proxy.core.persistence import upgrade_database
 from atoma_proxy.core.server import CoreServer
 from atoma_proxy.workers import shared_sockets, stop_when_orphaned
+
+
+class PortInUse(Exception):
+    """A listen address is taken (another proxy running?): the message says which and what to set."""
 
 
 def stop_event_on_signals() -> asyncio.Event:
@@ -61,7 +66,14 @@ class FacadeServer:
 
     async def start(self) -> int:
         config = self._server.config
-        sockets = shared_sockets(config.host, config.port) if self._reuse_port else None
+        try:
+            sockets = shared_sockets(config.host, config.port, reuse_port=self._reuse_port)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(
+                f"port {config.port} is in use (another atoma-proxy running?); set facade.port / ATOMA_FACADE__PORT"
+            ) from None
         self._task = asyncio.create_task(self._server.serve(sockets), name="facade")
         while not self._server.started:
             if self._task.done():
@@ -95,7 +107,15 @@ async def run_until_stopped(
     with stop_when_orphaned(stop) if worker else contextlib.nullcontext():
         try:
             if core_server is not None:
-                await core_server.start()
+                try:
+                    await core_server.start()
+                except RuntimeError as error:  # grpc's "Failed to bind"
+                    if "bind" not in str(error).lower():
+                        raise
+                    port = settings.core.listen.rpartition(":")[2]
+                    raise PortInUse(
+                        f"port {port} is in use (another atoma-proxy running?); set core.listen / ATOMA_CORE__LISTEN"
+                    ) from None
             if facade_server is not None:
                 await facade_server.start()
             if on_ready is not None:
