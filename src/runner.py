@@ -26,6 +26,21 @@ class PortInUse(Exception):
     """A listen address is taken (another proxy running?): the message says which and what to set."""
 
 
+def _refuse_taken_core_port(listen: str) -> None:
+    """PortInUse when `core.listen`'s TCP port is taken: said before gRPC logs its own bind error."""
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) == 0 or listen.startswith("unix"):
+        return
+    try:
+        for sock in shared_sockets(host.strip("[]"), int(port), reuse_port=False):
+            sock.close()
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} is in use (another atoma-proxy running?); set core.listen / ATOMA_CORE__LISTEN"
+            ) from None
+
+
 def stop_event_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,6 +115,8 @@ async def run_until_stopped(
 ) -> None:
     """Serves until SIGINT/SIGTERM; a `worker` shares its port and also stops when its parent is gone."""
     stop = stop_event_on_signals()
+    if core and not worker:
+        _refuse_taken_core_port(settings.core.listen)
     if migrate:
         await upgrade_database(settings.database.url)
     core_server = CoreServer(settings, reuse_port=worker) if core else None

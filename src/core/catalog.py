@@ -80,20 +80,21 @@ class ModelCatalog:
 
     def _entry(self, model: str, nodes: list[Node]) -> pb.Model:
         config = self._models.get(model)
+        kind = (config.kind or "") if config is not None else ""
         default_context = config.context_length if config is not None else None
         contexts = [self._context.get(n.id, {}).get(model, default_context) for n in nodes]
         known = [c for c in contexts if c]
         pricing = pb.ModelPricing(
             input_per_million=_range([n.input_price_per_million for n in nodes]),
             output_per_million=_range([n.output_price_per_million for n in nodes]),
-            per_image=_range([self._image_price(n) for n in nodes]),
+            per_image=_range([self._image_price(n) for n in nodes] if kind in ("", "images") else []),
         )
         return pb.Model(
             id=model,
             object="model",
             created=config.created if config is not None else 0,
             owned_by="atoma",
-            kind=(config.kind or "") if config is not None else "",
+            kind=kind,
             context_length=min(known, default=0),
             pricing=pricing,
             nodes=sorted(n.id for n in nodes),
