@@ -81,10 +81,14 @@ async def list_models(request: Request) -> Response:
     return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
-@router.get("/v1/models/{model:path}")
-async def retrieve_model(request: Request, model: str) -> Response:
+@router.get(
+    "/v1/models/{model:path}",
+    openapi_extra={"parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}]},
+)
+async def retrieve_model(request: Request) -> Response:
     """One model (its id may contain slashes); 404 `model_not_found` when no node serves it."""
-    response, headers = await call_unary(request, _core(request).routing.GetModel, pb.GetModelRequest(model=model))
+    message = pb.GetModelRequest(model=request.path_params["model"])
+    response, headers = await call_unary(request, _core(request).routing.GetModel, message)
     return Response(orjson.dumps(model_json(response.model)), media_type="application/json", headers=headers)
 
 
