@@ -192,7 +192,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ATOMA_", env_nested_delimiter="__", extra="forbid")
 
-    database: DatabaseSettings = DatabaseSettings()
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     core: CoreSettings = CoreSettings()
     facade: FacadeSettings = FacadeSettings()
     accounts: AccountsSettings = AccountsSettings()
