@@ -110,7 +110,7 @@ def _quoted_endpoint(body: dict[str, Any]) -> str:
         return "embeddings"
     if "prompt" in body:
         return "images/generations" if any(name in body for name in _IMAGE_ONLY) else "completions"
-    raise invalid_request("A quote needs the body of a request: `messages`, `prompt` or `input`.", param="messages")
+    raise invalid_request("A quote needs the body of a request: `messages`, `prompt` or `input`.")
 
 
 async def _quote(request: Request, endpoint: str) -> Response:

@@ -175,3 +175,29 @@ async def test_cors_preflight_and_exposed_headers(stack: Stack) -> None:
         assert header in exposed
     assert "access-control-allow-origin" not in other.headers
     assert "access-control-allow-origin" not in foreign.headers
+
+
+async def test_grpc_callers_see_the_same_model_and_quote(stack: Stack) -> None:
+    from atoma_proxy.clients import NotFoundError, RoutingClient
+
+    async with client(stack) as api:
+        rest = await api.models.retrieve(CHAT)
+    async with await RoutingClient.connect(stack.core_target, api_key=stack.api_key) as core:
+        model = await core.get_model(CHAT)
+        quote = await core.estimate_cost(
+            chat_completion={"model": CHAT, "messages": MESSAGES, "max_tokens": 10, "n": 2}
+        )
+        with pytest.raises(NotFoundError):
+            await core.get_model("atoma/none")
+    assert (model.kind, model.context_length, model.created, list(model.nodes)) == (
+        "chat",
+        1024,
+        CREATED,
+        ["fast", "steady"],
+    )
+    assert (
+        model.raw.pricing.input_per_million.max_micro_usd
+        == (rest.model_extra or {})["price_range"]["input_per_million"]["max_micro_usd"]
+    )
+    assert (quote.prompt_tokens, quote.reserved_completion_tokens) == (10, 20)
+    assert quote.min_cost_micro_usd < quote.max_cost_micro_usd == quote.reserved_micro_usd
