@@ -7,10 +7,11 @@ sections, e.g. `ATOMA_DATABASE__URL=postgresql://...` or `ATOMA_FACADE__PORT=909
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,9 +19,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from atoma_proxy.core.limits import MAX_OUTPUT_TOKENS, MAX_PRICE_MICRO_USD
 from atoma_proxy.paths import default_database_url
 
 CONFIG_ENV = "ATOMA_CONFIG"
+MIB = 1024 * 1024
+# A node's answer travels whole in one gRPC message of at most 64 MiB (the core's and the facade's limit).
+NODE_RESPONSE_CEILING = 64 * MIB - 64 * 1024
 
 
 class NodeConfig(BaseModel):
@@ -29,10 +34,22 @@ class NodeConfig(BaseModel):
     id: str = Field(description="Unique node identifier, shown in x-atoma-node.")
     url: str = Field(description="Base URL of the node's OpenAI-compatible API, without /v1.")
     models: list[str] = Field(min_length=1, description="Models the node serves.")
-    input_price_per_million: int = Field(0, ge=0, description="Micro-USD per million prompt tokens.")
-    output_price_per_million: int = Field(0, ge=0, description="Micro-USD per million generated tokens.")
-    price_per_image: int = Field(0, ge=0, description="Micro-USD per generated image.")
+    input_price_per_million: int = Field(
+        0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per million prompt tokens."
+    )
+    output_price_per_million: int = Field(
+        0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per million generated tokens."
+    )
+    price_per_image: int = Field(0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per generated image.")
     api_key: str | None = Field(None, description="Bearer key the node expects, if any.")
+    protocol: Literal["openai", "atoma"] = Field(
+        "openai",
+        description='`atoma`: requests signed with the proxy\'s Sui key, answers verified (README "Sui").',
+    )
+    sui_address: str | None = Field(
+        None, description="The node's Sui address: with `atoma`, its answers must be signed by it."
+    )
+    node_small_id: int | None = Field(None, ge=0, description="The node's small id in the Atoma contract.")
     context_lengths: dict[str, int] = Field(
         default_factory=dict,
         description="Context length (tokens) of some of its models, when it differs from [[models]].",
@@ -71,7 +88,7 @@ class LedgerSettings(BaseModel):
 
     enabled: bool = Field(True, description="Reserve before and settle after every request; false meters nothing.")
     default_max_completion_tokens: int = Field(
-        4096, ge=1, description="Output tokens reserved per choice when a request sets no max_tokens."
+        4096, ge=1, le=MAX_OUTPUT_TOKENS, description="Output tokens reserved per choice when a request sets no cap."
     )
     reservation_margin: float = Field(
         30.0, gt=0, description="Seconds a reservation outlives its request's deadline before the sweeper frees it."
@@ -83,6 +100,9 @@ class LedgerSettings(BaseModel):
     price_cache_ttl: float = Field(
         5.0, ge=0, description="Seconds a user's price overrides and stacks are cached by each core."
     )
+    image_models: list[str] = Field(
+        default_factory=list, description="Models that generate images: paid per image, never sold as stacks."
+    )
 
 
 class DatabaseSettings(BaseModel):
@@ -92,6 +112,17 @@ class DatabaseSettings(BaseModel):
         "or postgresql://user@host/db (psycopg).",
     )
     pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+    connect_timeout: int = Field(
+        2, ge=2, le=60, description="Seconds to connect to PostgreSQL before the database counts as unavailable."
+    )
+    pool_timeout: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a request waits for a pooled connection before the database counts as unavailable.",
+    )
+    statement_timeout: float = Field(
+        5.0, gt=0, description="Seconds the request path waits for the database (key check, reservation) before 503."
+    )
 
 
 class CoreSettings(BaseModel):
@@ -100,6 +131,18 @@ class CoreSettings(BaseModel):
     node_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to a node.")
     node_read_timeout: float = Field(300.0, gt=0, description="Seconds a node may stay silent mid-response.")
     node_max_connections: int = Field(1024, ge=1, description="Pooled keep-alive connections to nodes, in all.")
+    node_max_event_bytes: int = Field(
+        4 * MIB,
+        ge=1024,
+        le=32 * MIB,
+        description="Longest SSE event a node may send; past it, NODE_FAILED.",
+    )
+    node_max_response_bytes: int = Field(
+        60 * MIB,
+        ge=1024,
+        le=NODE_RESPONSE_CEILING,
+        description="Longest answer (body bytes) a node may send; past it, NODE_FAILED. Below the 64 MiB gRPC message.",
+    )
     health_interval: float = Field(5.0, gt=0, description="Seconds between health probes of each node.")
     health_timeout: float = Field(2.0, gt=0, description="Seconds a health probe may take.")
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight RPCs get to finish on shutdown.")
@@ -124,6 +167,14 @@ class FacadeSettings(BaseModel):
     )
     workers: int = Field(
         1, ge=1, le=64, description="Processes of `atoma-proxy facade`, all on `host:port` (SO_REUSEPORT)."
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers; past it: 408 and the connection closed.",
+    )
+    body_timeout: float = Field(
+        60.0, gt=0, description="Seconds a client has to send a request's body after its headers; past it: 408."
     )
     cors_origins: list[str] = Field(
         default_factory=list,
@@ -185,6 +236,62 @@ class AccountsSettings(BaseModel):
     admin_token: SecretStr | None = Field(
         None, min_length=16, description="Bearer token of AccountAdminService; unset disables the admin API."
     )
+    auth_attempts_per_address: int = Field(
+        120, ge=0, description="Register/Login/RefreshToken calls per minute from one client address; 0: no limit."
+    )
+    auth_attempts_per_email: int = Field(
+        10, ge=0, description="Register/Login calls per minute for one email; 0: no limit."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Peers (IPs or networks) whose `x-atoma-client-address` metadata names the client: the facades.",
+    )
+    hash_queue: int = Field(
+        16, ge=0, description="Password hashes that may wait for one of the 4 hashing slots; past it: 429 at once."
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
+        return value
+
+
+class SuiSettings(BaseModel):
+    """The proxy as a Sui/Atoma network citizen (README "Sui"); names follow Atoma's `[atoma_sui]`."""
+
+    http_rpc_node_addr: str | None = Field(
+        None, description="Sui GraphQL endpoint, e.g. https://graphql.testnet.sui.io/graphql; unset: no chain."
+    )
+    sui_keystore_path: str | None = Field(
+        None, description="Sui keystore (JSON array of keystrings) holding the proxy's key; unset: no signing."
+    )
+    sui_config_path: str | None = Field(
+        None, description="Sui client.yaml whose active_address names the proxy's key in the keystore."
+    )
+    address: str | None = Field(None, description="The proxy's address in the keystore (wins over client.yaml).")
+    atoma_package_id: str | None = Field(None, description="Atoma contract package id.")
+    atoma_db: str | None = Field(None, description="Atoma database (AtomaDb) object id.")
+    usdc_package_id: str | None = Field(None, description="USDC package id (coin type <id>::usdc::USDC).")
+    request_timeout: float = Field(
+        300.0, gt=0, description="Seconds an RPC to the Sui node may take (Atoma's `{ secs, nanos }` form accepted)."
+    )
+    limit: int = Field(50, ge=1, description="Events per page when reading the chain (Sui GraphQL serves 50 at most).")
+    cursor_path: str | None = Field(None, description="Unused: the event cursor is kept in the database.")
+    chain_stacks: bool = Field(
+        False,
+        description="BuyStack buys on chain (acquire_new_stack_entry); needs the keystore, RPC, package ids, atoma_db.",
+    )
+    gas_budget: int = Field(50_000_000, ge=1, description="MIST a stack purchase may spend on gas.")
+
+    @field_validator("request_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """Atoma writes durations as serde's `{ secs = 300, nanos = 0 }`."""
+        if isinstance(value, dict) and set(value) <= {"secs", "nanos"}:
+            return float(value.get("secs", 0)) + float(value.get("nanos", 0)) / 1e9
+        return value
 
 
 class Settings(BaseSettings):
@@ -199,6 +306,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     routing: RoutingSettings = RoutingSettings()
     ledger: LedgerSettings = LedgerSettings()
+    sui: SuiSettings = SuiSettings()
     tokenizers: list[TokenizerConfig] = Field(default_factory=list, description="Prompt tokenizers by model.")
     models: list[ModelConfig] = Field(default_factory=list, description="Kind, context length and date of models.")
     nodes: list[NodeConfig] = Field(default_factory=list, description="The static node registry.")

@@ -104,9 +104,9 @@ def with_demo_nodes(settings: Settings, sims: list[RunningNodeSim]) -> Settings:
     tokenizers = [TokenizerConfig(model=m, kind="sim-words") for m in (CHAT_MODEL, EMBEDDING_MODEL)]
     configured = {m.id for m in settings.models}
     models = [*settings.models, *(m for m in DEMO_MODELS if m.id not in configured)]
-    return settings.model_copy(
-        update={"nodes": [*settings.nodes, *nodes], "tokenizers": [*settings.tokenizers, *tokenizers], "models": models}
-    )
+    ledger = settings.ledger.model_copy(update={"image_models": [*settings.ledger.image_models, IMAGE_MODEL]})
+    update = {"nodes": [*settings.nodes, *nodes], "tokenizers": [*settings.tokenizers, *tokenizers]}
+    return settings.model_copy(update={**update, "ledger": ledger, "models": models})
 
 
 def with_demo_accounts(settings: Settings, saved: DemoSecrets) -> Settings:

@@ -37,6 +37,7 @@ import orjson
 
 from atoma_proxy.core.errors import ModelNotFound, NodeFailed, NodeRejectedRequest, NodeTimeout, NoNodeAvailable
 from atoma_proxy.core.node_limits import ImplausibleUsage, Overproduction, RequestLimits, StreamCap, check_usage
+from atoma_proxy.core.nodes.answers import answer_object, check_stream_error
 from atoma_proxy.core.nodes.breaker import Dispatch
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.scoring import latency_estimates
@@ -248,10 +249,8 @@ class InferenceRelay:
             attempt = _Attempt(node, model, self._clock)
             try:
                 raw = await self._transport.post(node, path, payload, request_id=call.request_id)
-                if _USAGE_KEY in raw:
-                    parsed = orjson.loads(raw)
-                    usage = parsed.get("usage") if isinstance(parsed, dict) else None
-                    call.usage = _checked_usage(attempt, call.limits, usage)
+                parsed = answer_object(node, raw)  # garbage is a node failure
+                call.usage = _checked_usage(attempt, call.limits, parsed.get("usage"))
                 self._record_unary(attempt, model, call.usage)
                 return raw
             except NodeRejectedRequest:
@@ -336,7 +335,9 @@ class InferenceRelay:
                         if data == _DONE:
                             done = True
                             break
-                        usage_only = _carries_usage(data) and self._take_usage(call, attempt, data)
+                        chunk = answer_object(node, data, "a chunk")  # garbage is a node failure
+                        check_stream_error(node, chunk)
+                        usage_only = _carries_usage(data) and self._take_usage(call, attempt, chunk)
                         if usage_only and not client_wants_usage:
                             continue
                         if cap is not None and not usage_only and cap.exceeded_by(data):
@@ -382,6 +383,7 @@ class InferenceRelay:
             raise
         except RETRYABLE as error:
             attempt.failed(error)
+            call.usage = None  # a failed node's claim is not what was delivered: the delivered chunks are
             raise
         finally:
             attempt.abandoned()  # no-op once an outcome was recorded: the client left, or a bug
@@ -406,14 +408,13 @@ class InferenceRelay:
             raise NodeTimeout(f"Node {node.id} sent no token within {budget:.1f} s.") from None
 
     @staticmethod
-    def _take_usage(call: InferenceCall, attempt: _Attempt, data: bytes) -> bool:
+    def _take_usage(call: InferenceCall, attempt: _Attempt, chunk: dict[str, Any]) -> bool:
         """Record usage from a chunk; True when the chunk is the usage-only chunk."""
-        parsed = orjson.loads(data)
-        usage = parsed.get("usage") if isinstance(parsed, dict) else None
+        usage = _checked_usage(attempt, call.limits, chunk.get("usage"))
         if usage is None:
             return False
-        call.usage = _checked_usage(attempt, call.limits, usage)
-        return not parsed.get("choices")
+        call.usage = usage
+        return not chunk.get("choices")
 
 
 def _checked_usage(attempt: _Attempt, limits: RequestLimits | None, usage: Any) -> dict[str, Any] | None:

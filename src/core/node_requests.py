@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from atoma_proxy.core.errors import InvalidRequest
+from atoma_proxy.core.json_depth import MAX_JSON_DEPTH, too_deep
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
@@ -189,6 +190,8 @@ def _merge_extra(
         raise InvalidRequest(f"`{param}` is not valid JSON: {error}", param=param) from None
     if type(extra) is not dict:
         raise InvalidRequest(f"`{param}` must be a JSON object.", param=param)
+    if too_deep(extra):
+        raise InvalidRequest(f"`{param}` nests deeper than {MAX_JSON_DEPTH} levels.", param=param)
     if not governed.isdisjoint(extra):
         shadowed = sorted(governed.intersection(extra))
         raise InvalidRequest(f"`{param}` must not set {', '.join(shadowed)}: use the typed fields.", param=param)

@@ -3,7 +3,8 @@
 One `SimConfig` describes one node: its models, its speed (time to first token, tokens per second,
 concurrency) and its faults (injected errors, hangs, dropped connections). The speed and fault
 fields (`RUNTIME_FIELDS`) can also be changed while the node runs, through `POST /sim/config`,
-so chaos tests can break a node mid-test; `apply_runtime_update` validates such changes.
+so chaos tests can break a node mid-test; `apply_runtime_update` validates such changes. The
+hostile behaviours (`HOSTILE_FIELDS`, see hostile.py) are changeable the same way.
 """
 
 from __future__ import annotations
@@ -26,10 +27,19 @@ RUNTIME_FIELDS: tuple[str, ...] = (
     "ttft_ms",
     "tokens_per_second",
     "max_concurrency",
+    "bad_signature_rate",
+    "bad_hash_rate",
+    "tamper_from_chunk",
 )
 # Metering misbehaviours (README "Node simulator"), also changeable while the node runs.
 METERING_FAULT_FIELDS = ("overproduce_tokens", "omit_usage", "fake_usage", "completions_max_tokens_only")
 RUNTIME_FIELDS += METERING_FAULT_FIELDS
+# Hostile-node misbehaviours (see hostile.py), live-changeable too; the string ones take one of their modes.
+HOSTILE_FIELDS = ("metrics_lie", "garbage", "garbage_after_tokens", "oversize_bytes")
+MODES = {
+    "metrics_lie": ("", "negative", "nan", "-inf", "huge"),
+    "garbage": ("", "not_json", "html", "non_utf8", "usage_type"),
+}
 
 
 @dataclass
@@ -56,13 +66,28 @@ class SimConfig:
     omit_usage: bool = False  # replies without `usage`, streamed or not, even when asked
     fake_usage: dict[str, Any] | None = None  # keys that replace the reported usage's, e.g. {"completion_tokens": -1}
     completions_max_tokens_only: bool = False  # /v1/completions ignores `max_completion_tokens`, as OpenAI's API
+    # Hostile node (hostile.py): lie in /metrics, answer garbage, or send more than a proxy accepts.
+    metrics_lie: str = ""  # negative | nan | -inf | huge: the requests waiting that /metrics reports
+    garbage: str = ""  # not_json | html | non_utf8 | usage_type: the answer (or one streamed event)
+    garbage_after_tokens: int = 0  # streaming: good tokens sent before the garbage or the endless event
+    oversize_bytes: int = 0  # > 0: an answer of this many bytes; streamed, one event that never ends
+    # Atoma protocol (README "Sui"): "atoma" checks the proxy's X-Signature and signs every answer
+    # and chunk with `sui_keystring` (a fresh Ed25519 key when unset; GET /sim/config shows its address).
+    protocol: str = "openai"
+    sui_keystring: str | None = None
+    allowed_signers: list[str] = field(default_factory=list)  # proxy addresses accepted; empty: any
+    bad_signature_rate: float = 0.0  # an answer or chunk signed over the wrong digest
+    bad_hash_rate: float = 0.0  # an answer or chunk whose response_hash is not its hash
+    tamper_from_chunk: int = 0  # streams: chunks before this index are never tampered with
 
     def __post_init__(self) -> None:
-        _check_fields({name: getattr(self, name) for name in RUNTIME_FIELDS})
+        _check_fields({name: getattr(self, name) for name in (*RUNTIME_FIELDS, *HOSTILE_FIELDS)})
         if self.reply_tokens < 0:
             raise ValueError("reply_tokens must be >= 0")
         if self.embedding_dimensions < 1:
             raise ValueError("embedding_dimensions must be >= 1")
+        if self.protocol not in ("openai", "atoma"):
+            raise ValueError("protocol must be 'openai' or 'atoma'")
 
     @property
     def all_models(self) -> list[str]:
@@ -71,7 +96,7 @@ class SimConfig:
 
     def runtime_view(self) -> dict[str, Any]:
         """The live-changeable fields, as GET/POST /sim/config report them."""
-        return {name: getattr(self, name) for name in RUNTIME_FIELDS}
+        return {name: getattr(self, name) for name in (*RUNTIME_FIELDS, *HOSTILE_FIELDS)}
 
 
 def _number(name: str, value: Any, *, integer: bool) -> float:
@@ -86,12 +111,17 @@ def _check_fields(values: dict[str, Any]) -> dict[str, Any]:
     """Validate runtime-field values; returns them normalised (ints as int)."""
     checked: dict[str, Any] = {}
     for name, value in values.items():
-        if name not in RUNTIME_FIELDS:
+        if name in MODES:
+            if value not in MODES[name]:
+                raise ValueError(f"{name} must be one of {', '.join(repr(m) for m in MODES[name])}")
+            checked[name] = value
+            continue
+        if name not in RUNTIME_FIELDS and name not in HOSTILE_FIELDS:
             raise ValueError(f"unknown or read-only field: {name}")
         if name in METERING_FAULT_FIELDS:
             checked[name] = _check_metering_fault(name, value)
             continue
-        integer = name in ("error_status", "drop_after_tokens", "max_concurrency")
+        integer = name in ("error_status", "drop_after_tokens", "max_concurrency", *HOSTILE_FIELDS, "tamper_from_chunk")
         number = _number(name, value, integer=integer)
         number = int(number) if integer else float(number)
         if name.endswith("_rate") and not 0 <= number <= 1:
@@ -157,6 +187,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--omit-usage", action="store_true", help="Never report `usage`.")
     add("--fake-usage", type=_json_object, default=None, help="JSON object replacing usage keys.")
     add("--completions-max-tokens-only", action="store_true", help="Completions ignore `max_completion_tokens`.")
+    add("--metrics-lie", choices=MODES["metrics_lie"], default=d.metrics_lie, help="Lie about waiting requests.")
+    add("--garbage", choices=MODES["garbage"], default=d.garbage, help="Answer garbage with status 200.")
+    add("--garbage-after-tokens", type=int, default=d.garbage_after_tokens, help="Streaming: tokens before it.")
+    add("--oversize-bytes", type=int, default=d.oversize_bytes, help="Answer this many bytes (streams: one event).")
+    add("--protocol", choices=("openai", "atoma"), default=d.protocol, help="`atoma`: Sui-signed traffic.")
+    add("--sui-keystring", default=None, help="The node's Sui key (atoma protocol); default a fresh Ed25519 key.")
+    add("--allowed-signer", action="append", help="Proxy Sui address whose requests are accepted; repeatable.")
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -190,4 +227,11 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         omit_usage=getattr(ns, "omit_usage", d.omit_usage),
         fake_usage=getattr(ns, "fake_usage", d.fake_usage),
         completions_max_tokens_only=getattr(ns, "completions_max_tokens_only", d.completions_max_tokens_only),
+        metrics_lie=getattr(ns, "metrics_lie", d.metrics_lie),
+        garbage=getattr(ns, "garbage", d.garbage),
+        garbage_after_tokens=getattr(ns, "garbage_after_tokens", d.garbage_after_tokens),
+        oversize_bytes=getattr(ns, "oversize_bytes", d.oversize_bytes),
+        protocol=getattr(ns, "protocol", d.protocol),
+        sui_keystring=getattr(ns, "sui_keystring", None),
+        allowed_signers=getattr(ns, "allowed_signer", None) or [],
     )

@@ -39,6 +39,7 @@ from atoma_proxy.nodesim.asgi import (
     server_transport,
     wait_disconnect,
 )
+from atoma_proxy.nodesim.hostile import is_hostile, serve_hostile
 from atoma_proxy.nodesim.jobs import Job
 from atoma_proxy.nodesim.state import Fault, SimState
 
@@ -74,6 +75,12 @@ class InferenceEndpoint:
         if not state.authorized(header(scope, b"authorization")):
             await send_error(send, unauthorized())
             return
+        if state.atoma is not None:  # the Atoma protocol: a signed request, signed answers
+            refused = state.atoma.check_request(body, header(scope, b"x-signature"))
+            if refused is not None:
+                await send_error(send, refused)
+                return
+            send = state.atoma.signing_send(send)
         try:
             if not isinstance(payload, dict):
                 raise bad_json()
@@ -85,6 +92,9 @@ class InferenceEndpoint:
         if fault is Fault.ERROR:
             state.stats.errors_injected += 1
             await send_error(send, injected_error(state.config.error_status))
+            return
+        if is_hostile(state.config):
+            await serve_hostile(state.config, job, receive, send)
             return
         await Generation(state, job, fault, scope, receive, send).run()
 
