@@ -161,3 +161,13 @@ def test_cli_finds_the_demo_database_from_any_directory(demo: Demo, tmp_path: Pa
     assert f"atoma-proxy balance show: database sqlite:///{database}" in result.stderr
     assert "10000000" in result.stdout  # the demo's credit: the same database
     assert not list(elsewhere.iterdir())  # nothing made in the working directory
+
+
+def test_the_banner_command_runs_as_printed(demo: Demo, tmp_path: Path) -> None:
+    match = re.search(r"^Balance: .*\(`(.+)`\)$", demo.log.read_text(), re.MULTILINE)
+    assert match is not None, demo.log.read_text()
+    result = subprocess.run(
+        ["bash", "-c", match[1]], env=demo.env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "10000000" in result.stdout
