@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from atoma_proxy.config import CONFIG_ENV, Settings, load_settings
@@ -19,29 +20,50 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings()
 
 
-def _run_server(main: Coroutine[Any, Any, None]) -> None:
+def _database(settings: Settings, command: str) -> str:
+    """The database URL this command uses, said on standard error (password hidden); the embedded
+    database's directory is created when missing."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    print(f"atoma-proxy {command}: database {url.render_as_string(hide_password=True)}", file=sys.stderr, flush=True)
+    return settings.database.url
+
+
+def _run_server(main: Coroutine[Any, Any, None], command: str) -> None:
     """Serve on uvloop: measured 9-14% more requests per second than asyncio's own loop, in both
-    the core and the facade (bench/README.md, "Event loop")."""
+    the core and the facade (bench/README.md, "Event loop"). A taken port is one line and exit 1."""
     import uvloop
 
-    uvloop.run(main)
+    from atoma_proxy.runner import PortInUse
+
+    try:
+        uvloop.run(main)
+    except PortInUse as error:
+        sys.exit(f"atoma-proxy {command}: {error}")
 
 
 def _serve(args: argparse.Namespace) -> None:
     from atoma_proxy.runner import run_until_stopped
 
     settings = _settings(args)
+    if args.command != "facade" and not getattr(args, "as_worker", None):
+        _database(settings, args.command)
     if args.command == "serve":
-        _run_server(run_until_stopped(settings, core=True, facade=True, migrate=not args.no_migrate))
+        _run_server(run_until_stopped(settings, core=True, facade=True, migrate=not args.no_migrate), "serve")
         return
     core = args.command == "core"
     workers = args.workers or (settings.core if core else settings.facade).workers
     if args.as_worker:  # one of the processes that _run_workers starts
-        _run_server(run_until_stopped(settings, core=core, facade=not core, migrate=False, worker=True))
+        _run_server(run_until_stopped(settings, core=core, facade=not core, migrate=False, worker=True), args.command)
     elif workers > 1:
         _run_workers(args, settings, workers)
     else:
-        _run_server(run_until_stopped(settings, core=core, facade=not core, migrate=core and args.migrate))
+        _run_server(
+            run_until_stopped(settings, core=core, facade=not core, migrate=core and args.migrate), args.command
+        )
 
 
 def _run_workers(args: argparse.Namespace, settings: Settings, workers: int) -> None:
@@ -75,7 +97,9 @@ def _worker_count(text: str) -> int:
 def _demo(args: argparse.Namespace) -> None:
     from atoma_proxy.demo import run_demo
 
-    _run_server(run_demo(_settings(args)))
+    settings = _settings(args)
+    _database(settings, "demo")
+    _run_server(run_demo(settings), "demo")
 
 
 def _node_sim(args: argparse.Namespace) -> None:
@@ -88,14 +112,14 @@ def _node_sim(args: argparse.Namespace) -> None:
 def _keys_create(args: argparse.Namespace) -> None:
     from atoma_proxy.core.persistence import create_api_key
 
-    settings = _settings(args)
-    print(asyncio.run(create_api_key(settings.database.url, email=args.email, name=args.name)))
+    url = _database(_settings(args), "keys create")
+    print(asyncio.run(create_api_key(url, email=args.email, name=args.name)))
 
 
 def _balance(args: argparse.Namespace) -> None:
     from atoma_proxy.core.ledger import admin
 
-    url = _settings(args).database.url
+    url = _database(_settings(args), f"balance {args.balance_command}")
     try:
         if args.balance_command == "credit":
             result = asyncio.run(
@@ -112,7 +136,7 @@ def _balance(args: argparse.Namespace) -> None:
 def _prices_set(args: argparse.Namespace) -> None:
     from atoma_proxy.core.ledger import admin
 
-    url = _settings(args).database.url
+    url = _database(_settings(args), "prices set")
     try:
         asyncio.run(
             admin.set_user_price(
@@ -130,7 +154,9 @@ def _users_create(args: argparse.Namespace) -> None:
 
     password = _read_password() if args.password else None
     try:
-        user_id = asyncio.run(create_user(_settings(args).database.url, email=args.email, password=password))
+        user_id = asyncio.run(
+            create_user(_database(_settings(args), "users create"), email=args.email, password=password)
+        )
     except ProxyError as error:
         sys.exit(f"atoma-proxy users create: {error.message}")
     print(user_id)
@@ -151,8 +177,7 @@ def _read_password() -> str:
 def _db_upgrade(args: argparse.Namespace) -> None:
     from atoma_proxy.core.persistence import upgrade_database
 
-    settings = _settings(args)
-    asyncio.run(upgrade_database(settings.database.url, args.revision))
+    asyncio.run(upgrade_database(_database(_settings(args), "db upgrade"), args.revision))
     print(f"database at revision {args.revision}")
 
 

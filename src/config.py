@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from atoma_proxy.core.limits import MAX_OUTPUT_TOKENS, MAX_PRICE_MICRO_USD
+from atoma_proxy.paths import default_database_url
 
 CONFIG_ENV = "ATOMA_CONFIG"
 MIB = 1024 * 1024
@@ -49,6 +50,21 @@ class NodeConfig(BaseModel):
         None, description="The node's Sui address: with `atoma`, its answers must be signed by it."
     )
     node_small_id: int | None = Field(None, ge=0, description="The node's small id in the Atoma contract.")
+    context_lengths: dict[str, int] = Field(
+        default_factory=dict,
+        description="Context length (tokens) of some of its models, when it differs from [[models]].",
+    )
+
+
+class ModelConfig(BaseModel):
+    """What /v1/models says of a model beyond its prices (README "Models and prices")."""
+
+    id: str = Field(description="The model id, as in [[nodes]] `models`.")
+    kind: Literal["chat", "embeddings", "images"] | None = Field(
+        None, description="What it serves; requests of another kind are refused before any node is called."
+    )
+    context_length: int | None = Field(None, ge=1, description="Context length in tokens (nodes may override it).")
+    created: int = Field(0, ge=0, description="Unix time shown as `created` (0: unknown).")
 
 
 class TokenizerConfig(BaseModel):
@@ -91,8 +107,9 @@ class LedgerSettings(BaseModel):
 
 class DatabaseSettings(BaseModel):
     url: str = Field(
-        "sqlite:///./atoma-proxy.db",
-        description="SQLAlchemy URL: sqlite:///path (embedded) or postgresql://user@host/db (psycopg).",
+        default_factory=default_database_url,
+        description="SQLAlchemy URL: sqlite:///path (embedded; default in the data directory, see paths.py) "
+        "or postgresql://user@host/db (psycopg).",
     )
     pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
     connect_timeout: int = Field(
@@ -158,6 +175,10 @@ class FacadeSettings(BaseModel):
     )
     body_timeout: float = Field(
         60.0, gt=0, description="Seconds a client has to send a request's body after its headers; past it: 408."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the facade (CORS): ["https://app.example"], "*" any; empty: off.',
     )
 
 
@@ -278,7 +299,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ATOMA_", env_nested_delimiter="__", extra="forbid")
 
-    database: DatabaseSettings = DatabaseSettings()
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     core: CoreSettings = CoreSettings()
     facade: FacadeSettings = FacadeSettings()
     accounts: AccountsSettings = AccountsSettings()
@@ -287,6 +308,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     sui: SuiSettings = SuiSettings()
     tokenizers: list[TokenizerConfig] = Field(default_factory=list, description="Prompt tokenizers by model.")
+    models: list[ModelConfig] = Field(default_factory=list, description="Kind, context length and date of models.")
     nodes: list[NodeConfig] = Field(default_factory=list, description="The static node registry.")
 
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -19,6 +20,25 @@ from atoma_proxy.config import Settings
 from atoma_proxy.core.persistence import upgrade_database
 from atoma_proxy.core.server import CoreServer
 from atoma_proxy.workers import shared_sockets, stop_when_orphaned
+
+
+class PortInUse(Exception):
+    """A listen address is taken (another proxy running?): the message says which and what to set."""
+
+
+def _refuse_taken_core_port(listen: str) -> None:
+    """PortInUse when `core.listen`'s TCP port is taken: said before gRPC logs its own bind error."""
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) == 0 or listen.startswith("unix"):
+        return
+    try:
+        for sock in shared_sockets(host.strip("[]"), int(port), reuse_port=False):
+            sock.close()
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} is in use (another atoma-proxy running?); set core.listen / ATOMA_CORE__LISTEN"
+            ) from None
 
 
 def stop_event_on_signals() -> asyncio.Event:
@@ -62,7 +82,14 @@ class FacadeServer:
 
     async def start(self) -> int:
         config = self._server.config
-        sockets = shared_sockets(config.host, config.port) if self._reuse_port else None
+        try:
+            sockets = shared_sockets(config.host, config.port, reuse_port=self._reuse_port)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(
+                f"port {config.port} is in use (another atoma-proxy running?); set facade.port / ATOMA_FACADE__PORT"
+            ) from None
         self._task = asyncio.create_task(self._server.serve(sockets), name="facade")
         while not self._server.started:
             if self._task.done():
@@ -89,6 +116,8 @@ async def run_until_stopped(
 ) -> None:
     """Serves until SIGINT/SIGTERM; a `worker` shares its port and also stops when its parent is gone."""
     stop = stop_event_on_signals()
+    if core and not worker:
+        _refuse_taken_core_port(settings.core.listen)
     if migrate:
         await upgrade_database(settings.database.url)
     core_server = CoreServer(settings, reuse_port=worker) if core else None
@@ -96,7 +125,15 @@ async def run_until_stopped(
     with stop_when_orphaned(stop) if worker else contextlib.nullcontext():
         try:
             if core_server is not None:
-                await core_server.start()
+                try:
+                    await core_server.start()
+                except RuntimeError as error:  # grpc's "Failed to bind"
+                    if "bind" not in str(error).lower():
+                        raise
+                    port = settings.core.listen.rpartition(":")[2]
+                    raise PortInUse(
+                        f"port {port} is in use (another atoma-proxy running?); set core.listen / ATOMA_CORE__LISTEN"
+                    ) from None
             if facade_server is not None:
                 await facade_server.start()
             if on_ready is not None:

@@ -103,8 +103,9 @@ def _send(workers: list[subprocess.Popen[bytes]], signum: int) -> None:
             worker.send_signal(signum)
 
 
-def shared_sockets(host: str, port: int) -> list[socket.socket]:
-    """Bound TCP sockets on every address of host:port that the other workers bind too (SO_REUSEPORT)."""
+def shared_sockets(host: str, port: int, *, reuse_port: bool = True) -> list[socket.socket]:
+    """Bound TCP sockets on every address of host:port that the other workers bind too (SO_REUSEPORT;
+    without `reuse_port`, sockets of this process alone)."""
     addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     try:
@@ -112,7 +113,8 @@ def shared_sockets(host: str, port: int) -> list[socket.socket]:
             sock = socket.socket(family, socket.SOCK_STREAM)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:  # as asyncio does: the IPv4 address gets its own socket
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)

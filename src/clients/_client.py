@@ -73,6 +73,14 @@ class EventStream(Generic[EventT]):
         await self.aclose()
 
 
+_QUOTED: dict[str, Any] = {
+    "chat_completion": pb.ChatCompletionRequest,
+    "completion": pb.CompletionRequest,
+    "embeddings": pb.EmbeddingsRequest,
+    "generate_images": pb.GenerateImagesRequest,
+}
+
+
 class RoutingClient(ChannelOwner):
     """Client of the routing core. Create it with `await RoutingClient.connect(...)` and close it when done."""
 
@@ -114,6 +122,33 @@ class RoutingClient(ChannelOwner):
         """The models at least one node serves, sorted by id."""
         response, _ = await self._unary(self._stub.ListModels, pb.ListModelsRequest(), timeout, metadata)
         return [responses.model(model) for model in response.data]
+
+    async def get_model(
+        self, model: str, *, timeout: float | None = None, metadata: Mapping[str, str] | None = None
+    ) -> Model:
+        """One model with its kind, context length, nodes and prices (`raw.pricing`); NotFoundError when unserved."""
+        response, _ = await self._unary(self._stub.GetModel, pb.GetModelRequest(model=model), timeout, metadata)
+        return responses.model(response.model)
+
+    async def estimate_cost(
+        self,
+        request: pb.EstimateCostRequest | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        **kinds: Any,
+    ) -> pb.EstimateCostResponse:
+        """What a request would cost, without running it. Give one of `chat_completion`, `completion`,
+        `embeddings`, `generate_images`: a request message or its fields as a dict (the shapes of those methods)."""
+        if request is None:
+            if len(kinds) != 1 or next(iter(kinds)) not in _QUOTED:
+                raise TypeError(f"estimate_cost takes exactly one of {', '.join(_QUOTED)}")
+            [(name, value)] = kinds.items()
+            inner = value if isinstance(value, _QUOTED[name]) else build_request(_QUOTED[name], None, dict(value))
+            request = pb.EstimateCostRequest(**{name: inner})
+        response, _ = await self._unary(self._stub.EstimateCost, request, timeout, metadata)
+        return response
 
     def chat_completion(
         self,

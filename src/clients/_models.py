@@ -43,6 +43,9 @@ class Model:
     created: int
     owned_by: str
     raw: pb.Model
+    kind: str = ""  # "chat", "embeddings", "images"; "" when not configured
+    context_length: int = 0  # 0 when unknown
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,16 @@ def usage(proto: common_pb2.Usage) -> Usage:
 
 
 def model(proto: pb.Model) -> Model:
-    return Model(id=proto.id, object=proto.object, created=proto.created, owned_by=proto.owned_by, raw=proto)
+    return Model(
+        id=proto.id,
+        object=proto.object,
+        created=proto.created,
+        owned_by=proto.owned_by,
+        raw=proto,
+        kind=proto.kind,
+        context_length=proto.context_length,
+        nodes=tuple(proto.nodes),
+    )
 
 
 def node_status(proto: pb.NodeStatus) -> NodeStatus:

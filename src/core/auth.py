@@ -52,6 +52,18 @@ def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
     )
 
 
+def _refusal(token: str) -> str:
+    """Why a bearer token is not an API key: account tokens get told what to send instead."""
+    if token.startswith("eyJ") and token.count(".") == 2:
+        return (
+            "An access token was given where an API key is needed: inference takes an API key "
+            "(`sk-atoma-...`; create one with POST /v1/api-keys)."
+        )
+    if token.startswith("rt-atoma-"):
+        return "A refresh token was given where an API key is needed: inference takes an API key (`sk-atoma-...`)."
+    return "Incorrect API key provided."
+
+
 class ApiKeyAuthenticator:
     def __init__(
         self,
@@ -81,7 +93,7 @@ class ApiKeyAuthenticator:
                 self._cache.clear()
             self._cache[key] = (now + self._ttl, principal)
         if principal is None:
-            raise Unauthenticated("Incorrect API key provided.")
+            raise Unauthenticated(_refusal(key))
         return principal
 
     def forget(self, api_key_id: int) -> None:

@@ -22,9 +22,11 @@ import grpc
 
 from atoma_proxy.core import node_requests, validation
 from atoma_proxy.core.auth import ApiKeyAuthenticator, Principal
+from atoma_proxy.core.catalog import ModelCatalog
 from atoma_proxy.core.errors import (
     DatabaseUnavailable,
     InternalError,
+    InvalidRequest,
     ModelNotFound,
     NodeFailed,
     NodeRejectedRequest,
@@ -34,6 +36,7 @@ from atoma_proxy.core.errors import (
 )
 from atoma_proxy.core.inference import InferenceCall, InferenceRelay, new_request_id, routing_options, usage_proto
 from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome, RequestKind, carries_generated_text
+from atoma_proxy.core.ledger.quotes import quote
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.status import to_grpc_status
@@ -73,6 +76,15 @@ def _cancelled_outcome(context: grpc.aio.ServicerContext) -> str:
     return Outcome.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else Outcome.CLIENT_CANCELLED
 
 
+# EstimateCost's request field -> the request kind, its checks and its node body, as the inference RPCs use them.
+_QUOTED: dict[str, tuple[RequestKind, Callable[[Any], None], Callable[[Any], dict[str, Any]]]] = {
+    "chat_completion": (RequestKind.CHAT, validation.check_chat_completion, node_requests.chat_completion_body),
+    "completion": (RequestKind.COMPLETION, validation.check_completion, node_requests.completion_body),
+    "embeddings": (RequestKind.EMBEDDINGS, validation.check_embeddings, node_requests.embeddings_body),
+    "generate_images": (RequestKind.IMAGES, validation.check_generate_images, node_requests.images_body),
+}
+
+
 class RoutingService(pb_grpc.RoutingServiceServicer):
     def __init__(
         self,
@@ -80,11 +92,13 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         relay: InferenceRelay,
         authenticator: ApiKeyAuthenticator,
         meter: Meter | None = None,
+        catalog: ModelCatalog | None = None,
     ) -> None:
         self._registry = registry
         self._relay = relay
         self._auth = authenticator
         self._meter = meter
+        self._catalog = catalog or ModelCatalog(registry)
 
     async def _fail(
         self,
@@ -156,11 +170,50 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             await self._auth.authenticate(context.invocation_metadata())
         except Exception as error:
             await self._fail(context, error, None)
-        models = [
-            pb.Model(id=name, object="model", created=created, owned_by="atoma")
-            for name, created in sorted(self._registry.models().items())
-        ]
-        return pb.ListModelsResponse(object="list", data=models)
+        return pb.ListModelsResponse(object="list", data=self._catalog.models())
+
+    async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.GetModelResponse:
+        try:
+            await self._auth.authenticate(context.invocation_metadata())
+            validation.require_model(request.model)
+            return pb.GetModelResponse(model=self._catalog.model(request.model))
+        except Exception as error:
+            await self._fail(context, error, None)
+            raise  # unreachable: _fail aborts the RPC
+
+    async def EstimateCost(
+        self, request: pb.EstimateCostRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EstimateCostResponse:
+        try:
+            principal = await self._auth.authenticate(context.invocation_metadata())
+            which = request.WhichOneof("request")
+            if which is None:
+                raise InvalidRequest("Name the request to price: `chat_completion`, `completion`, ...", param="request")
+            inner = getattr(request, which)
+            kind, check, build_body = _QUOTED[which]
+            check(inner)
+            self._catalog.check_kind(inner.model, kind)
+            if self._meter is None:
+                raise InternalError("This core has no ledger to price requests with.")
+            priced = await quote(self._meter, principal.user_id, kind, inner.model, build_body(inner))
+        except Exception as error:
+            await self._fail(context, error, None)
+            raise  # unreachable: _fail aborts the RPC
+        estimate = priced.estimate
+        return pb.EstimateCostResponse(
+            model=inner.model,
+            kind=kind.value,
+            prompt_tokens=estimate.prompt_tokens,
+            prompt_tokens_exact=estimate.prompt_exact,
+            max_completion_tokens=estimate.output_cap,
+            reserved_completion_tokens=estimate.completion_tokens,
+            images=estimate.images,
+            min_cost_micro_usd=priced.min_cost,
+            max_cost_micro_usd=priced.max_cost,
+            reserved_micro_usd=priced.reserved,
+            user_price=priced.user_price,
+            nodes=[pb.NodeQuote(node_id=n.node_id, healthy=n.healthy, cost_micro_usd=n.cost) for n in priced.nodes],
+        )
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: grpc.aio.ServicerContext) -> pb.ListNodesResponse:
         try:
@@ -227,6 +280,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         try:
             principal, call = await self._authenticated(context)
             check(request)
+            self._catalog.check_kind(request.model, kind)
             body = build_body(request)
             metered = await self._reserve(context, principal, call, kind, request.model, body)
             if request.stream:
@@ -277,6 +331,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         try:
             principal, call = await self._authenticated(context)
             check(request)
+            self._catalog.check_kind(request.model, kind)
             body = build_body(request)
             metered = await self._reserve(context, principal, call, kind, request.model, body)
             raw = await self._relay.unary(call, request.model, path, body)

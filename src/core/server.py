@@ -14,6 +14,7 @@ from atoma_proxy.core.accounts import build_account_services
 from atoma_proxy.core.accounts.callers import AdminGate
 from atoma_proxy.core.accounts.throttle import auth_throttle_from_settings
 from atoma_proxy.core.auth import ApiKeyAuthenticator
+from atoma_proxy.core.catalog import ModelCatalog
 from atoma_proxy.core.inference import InferenceRelay
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
 from atoma_proxy.core.malformed import MalformedRequestInterceptor
@@ -84,7 +85,8 @@ class CoreServer:
         relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)
         self.meter = Meter.from_settings(settings, self.engine, self.registry)
         self._sweeper = LedgerSweeper(sessions, settings.ledger.sweep_interval)
-        routing = RoutingService(self.registry, relay, authenticator, self.meter)
+        catalog = ModelCatalog(self.registry, settings.models, settings.nodes, self.meter.image_price)
+        routing = RoutingService(self.registry, relay, authenticator, self.meter, catalog)
         pb_grpc.add_RoutingServiceServicer_to_server(routing, self._server)
         self.sui = SuiRuntime(settings.sui, sessions, self.registry)  # README "Sui"
         node_registration_grpc.add_NodeRegistrationServiceServicer_to_server(self.sui.registration, self._server)

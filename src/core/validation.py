@@ -13,9 +13,11 @@ from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 _MAX_N = MAX_COMPLETION_CHOICES
 # Model ids are short names (`meta-llama/Llama-3.3-70B-Instruct`); longer is a mistake or a probe.
 MAX_MODEL_LENGTH = 256
+# OpenAI's chat roles (`function` is its deprecated predecessor of `tool`); any other role is a 400, as at OpenAI.
+CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
-def _require_model(model: str) -> None:
+def require_model(model: str) -> None:
     if not model:
         raise InvalidRequest("You must provide a model parameter.", param="model")
     if len(model) > MAX_MODEL_LENGTH:
@@ -46,25 +48,30 @@ def _check_sampling(request) -> None:  # type: ignore[no-untyped-def]
 
 
 def check_chat_completion(request: pb.ChatCompletionRequest) -> None:
-    _require_model(request.model)
+    require_model(request.model)
     if not request.messages:
         raise InvalidRequest("`messages` must contain at least one message.", param="messages")
     for index, message in enumerate(request.messages):
         if not message.role:
             raise InvalidRequest("Every message needs a `role`.", param=f"messages[{index}].role")
+        if message.role not in CHAT_ROLES:
+            raise InvalidRequest(
+                f"Invalid value: '{message.role}'. Supported values are: {', '.join(sorted(CHAT_ROLES))}.",
+                param=f"messages[{index}].role",
+            )
     _check_sampling(request)
     _check_output_cap(request, "max_completion_tokens")
 
 
 def check_completion(request: pb.CompletionRequest) -> None:
-    _require_model(request.model)
+    require_model(request.model)
     if not request.prompt and not request.prompt_tokens:
         raise InvalidRequest("`prompt` must not be empty.", param="prompt")
     _check_sampling(request)
 
 
 def check_embeddings(request: pb.EmbeddingsRequest) -> None:
-    _require_model(request.model)
+    require_model(request.model)
     if not request.input and not request.input_tokens:
         raise InvalidRequest("`input` must not be empty.", param="input")
     if request.encoding_format not in ("", "float", "base64"):
@@ -73,7 +80,7 @@ def check_embeddings(request: pb.EmbeddingsRequest) -> None:
 
 
 def check_generate_images(request: pb.GenerateImagesRequest) -> None:
-    _require_model(request.model)
+    require_model(request.model)
     if not request.prompt:
         raise InvalidRequest("`prompt` must not be empty.", param="prompt")
     if request.HasField("n") and not 1 <= request.n <= 10:

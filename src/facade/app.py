@@ -24,6 +24,7 @@ from atoma_proxy.config import Settings
 from atoma_proxy.facade import routes_openai
 from atoma_proxy.facade.body import MAX_BODY_BYTES
 from atoma_proxy.facade.console_routes import add_console
+from atoma_proxy.facade.cors import CorsPolicy
 from atoma_proxy.facade.errors import install_error_handlers
 from atoma_proxy.facade.fast_path import FacadeApp
 from atoma_proxy.facade.gateway import add_gateway_routes
@@ -101,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
             "/v1/chat/completions": routes_openai.create_chat_completion,
             "/v1/completions": routes_openai.create_completion,
         },
+        cors=CorsPolicy(settings.facade.cors_origins),
         title="atoma-proxy",
         description="OpenAI-compatible gateway to a network of inference nodes.",
         version="0.1.0",

@@ -9,7 +9,9 @@ thousand such clients exhaust the facade. This protocol adds two deadlines (READ
 * `facade.body_timeout`: from the end of the headers to the end of the body.
 
 Past either the client gets 408 in OpenAI's envelope (when no response has started) and the
-connection is closed; a handler waiting for the body sees the client gone. A request that cannot
+connection is closed, lingering (as nginx's `lingering_close`): our side is shut for writing at
+once, and what the client still sends is read and dropped for up to `_LINGER` seconds, so that
+closing on unread bytes does not reset the connection before the client read the 408. A handler waiting for the body sees the client gone. A request that cannot
 be parsed at all (a malformed header line, a bad chunk size) gets uvicorn's 400 as the envelope
 too, `code: invalid_request`, instead of uvicorn's plain text.
 """
@@ -34,6 +36,8 @@ def _error_response(status: int, message: str, code: str) -> bytes:
     return STATUS_LINE[status] + head + body
 
 
+_LINGER = 2.0  # seconds a closed connection keeps draining what a slow client still sends
+
 _HEADERS_TOO_SLOW = _error_response(408, "The request headers were not received in time.", "request_timeout")
 _BODY_TOO_SLOW = _error_response(408, "The request body was not received in time.", "request_timeout")
 
@@ -47,6 +51,7 @@ class FacadeHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
+        self._lingering = False
 
     def _arm(self, seconds: float, answer: bytes) -> None:
         self._disarm()
@@ -65,10 +70,30 @@ class FacadeHttpProtocol(HttpToolsProtocol):
         if cycle is None or cycle.response_complete or not cycle.response_started:
             self.transport.write(answer)
         self.logger.info("closing a connection whose client is too slow to send its request")
-        self.transport.close()
+        self._close_lingering()
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the handler waiting for the body sees the client gone
             cycle.message_event.set()
+
+    def _close_lingering(self) -> None:
+        """Half-close now (the answer, then FIN), drop what the client still sends, close after `_LINGER`."""
+        self._lingering = True
+        try:
+            self.transport.write_eof()
+        except (OSError, RuntimeError, NotImplementedError):
+            self.transport.close()
+            return
+        self.loop.call_later(_LINGER, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._lingering:
+            super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self._lingering:
+            self.transport.close()
+            return
+        super().eof_received()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -94,7 +119,7 @@ class FacadeHttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         self._disarm()
         self.transport.write(_error_response(400, "Invalid HTTP request received.", "invalid_request"))
-        self.transport.close()
+        self._close_lingering()
 
 
 def facade_protocol(settings: FacadeSettings) -> type[FacadeHttpProtocol]:

@@ -105,6 +105,14 @@ class FakeRoutingService(pb_grpc.RoutingServiceServicer):
         context.set_trailing_metadata(tuple(self.response_metadata.items()))
         return pb.GenerateImagesResponse(response_json=IMAGES, routing=self._body_routing())
 
+    async def GetModel(self, request, context):
+        await self._start("GetModel", request, context)
+        return pb.GetModelResponse(model=pb.Model(id=request.model, object="model", kind="chat", nodes=["node-a"]))
+
+    async def EstimateCost(self, request, context):
+        await self._start("EstimateCost", request, context)
+        return pb.EstimateCostResponse(kind="chat", prompt_tokens=3, min_cost_micro_usd=7, max_cost_micro_usd=9)
+
     async def ListNodes(self, request, context):
         await self._start("ListNodes", request, context)
         return pb.ListNodesResponse(

@@ -18,6 +18,8 @@ MINIMAL_CALLS = {
     "Embeddings": {"model": "m", "input": "hi"},
     "GenerateImages": {"model": "m", "prompt": "a cat"},
     "ListNodes": {},
+    "GetModel": {"model": "atoma/sim-chat"},
+    "EstimateCost": {"chat_completion": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}},
 }
 
 

@@ -20,6 +20,9 @@ SLOW_CHAT = "atoma/sim-slow"
 BROKEN_CHAT = "atoma/sim-broken"
 EMBED = "atoma/sim-embed"
 IMAGE = "atoma/sim-image"
+# The stack's browser origin (CORS) and model facts (tests/e2e/test_surface.py).
+CORS_ORIGIN = "https://app.example"
+CREATED = 1_700_000_000
 # The stack's accounts configuration (tests/e2e/test_accounts.py).
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
 JWT_SECRET = "e2e-jwt-secret-0123456789abcdefghijklmnop"
@@ -54,7 +57,11 @@ def _config(nodes: dict[str, str]) -> str:
         "slow": (f"['{SLOW_CHAT}']", 100_000, 400_000),
         "broken": (f"['{BROKEN_CHAT}']", 100_000, 400_000),
     }
-    text = "[core]\nhealth_interval = 0.5\n"
+    text = f"[core]\nhealth_interval = 0.5\n\n[facade]\ncors_origins = ['{CORS_ORIGIN}']\n"
+    kinds = ((CHAT, "chat", 4096), (SLOW_CHAT, "chat", 2048), (EMBED, "embeddings", 512), (IMAGE, "images", 0))
+    for model, kind, context in kinds:
+        text += f"\n[[models]]\nid = '{model}'\nkind = '{kind}'\ncreated = {CREATED}\n"
+        text += f"context_length = {context}\n" if context else ""
     # The simulator's own tokenizer: estimates and charges of the simulated models are exact.
     text += "".join(f"\n[[tokenizers]]\nmodel = '{m}'\nkind = 'sim-words'\n" for m in (CHAT, SLOW_CHAT, EMBED))
     for node_id, (models, price_in, price_out) in sections.items():
@@ -62,6 +69,8 @@ def _config(nodes: dict[str, str]) -> str:
             f"\n[[nodes]]\nid = '{node_id}'\nurl = '{nodes[node_id]}'\nmodels = {models}\n"
             f"input_price_per_million = {price_in}\noutput_price_per_million = {price_out}\n"
         )
+        if node_id == "fast":  # a smaller context than the model's: the model reports the smallest
+            text += f"price_per_image = 30000\ncontext_lengths = {{'{CHAT}' = 1024}}\n"
     return text
 
 

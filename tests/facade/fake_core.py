@@ -173,6 +173,14 @@ class FakeCore(pb_grpc.RoutingServiceServicer):
         models = [pb.Model(id="m1", object="model", created=1686935002, owned_by="atoma")]
         return pb.ListModelsResponse(object="list", data=models)
 
+    async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._unary(request, context)
+        return pb.GetModelResponse(model=pb.Model(id=request.model, object="model", created=1686935002))
+
+    async def EstimateCost(self, request: pb.EstimateCostRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._unary(request, context)
+        return pb.EstimateCostResponse(kind=request.WhichOneof("request") or "", min_cost_micro_usd=1_500_000)
+
     async def ListNodes(self, request: pb.ListNodesRequest, context: grpc.aio.ServicerContext) -> Any:
         await self._unary(request, context)
         return pb.ListNodesResponse(nodes=self.script.nodes)

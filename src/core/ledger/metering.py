@@ -241,6 +241,31 @@ class Meter:
         price = getattr(node, "price_per_image", None)
         return price if isinstance(price, int) else self._image_prices.get(node.id, 0)
 
+    def image_price(self, node: Node) -> int:
+        """Micro-USD per image at `node`."""
+        return self._image_price(node)
+
+    def serving_nodes(self, model: str) -> list[Node]:
+        """The nodes a request for `model` is priced at: the healthy candidates, else all (ModelNotFound: none)."""
+        candidates = self._registry.candidates(model)
+        return [n for n in candidates if n.healthy] or candidates
+
+    def reservation_amount(self, estimate: Estimate, serving: list[Node], override: TokenPrice | None) -> int:
+        """Micro-USD held for `estimate`: at the user's price, else the highest prices among `serving`."""
+        return max_cost(
+            estimate,
+            override or highest_price(_node_price(n) for n in serving),
+            max((self._image_price(n) for n in serving), default=0),
+        )
+
+    def node_cost(self, estimate: Estimate, node: Node, override: TokenPrice | None) -> int:
+        """Micro-USD of the whole `estimate` at one node's prices (or the user's)."""
+        return max_cost(estimate, override or _node_price(node), self._image_price(node))
+
+    async def user_price(self, user_id: int, model: str) -> TokenPrice | None:
+        """The user's own price for `model`, if any (cached like the request path's)."""
+        return (await self._terms.get(user_id)).prices.get(model)
+
     def estimate(self, kind: RequestKind, model: str, body: dict[str, Any]) -> Estimate:
         counter = self._tokenizers.for_model(model)
         cap = self.settings.default_max_completion_tokens
@@ -266,15 +291,10 @@ class Meter:
         if not self.enabled:
             return None
         estimate = self.estimate(kind, model, body)
-        candidates = self._registry.candidates(model)  # ModelNotFound before anything is held
-        serving = [n for n in candidates if n.healthy] or candidates
+        serving = self.serving_nodes(model)  # ModelNotFound before anything is held
         terms = await within(self._statement_timeout, self._terms.get(principal.user_id), "reading the user's prices")
         override = terms.prices.get(model)
-        amount = max_cost(
-            estimate,
-            override or highest_price(_node_price(n) for n in serving),
-            max((self._image_price(n) for n in serving), default=0),
-        )
+        amount = self.reservation_amount(estimate, serving, override)
         if amount > MAX_CREDITED_MICRO_USD:  # no balance can hold it (README "Limits"); never a BIGINT overflow
             raise InsufficientFunds(user_id=principal.user_id, required=amount)
         usable = {n.id for n in serving}

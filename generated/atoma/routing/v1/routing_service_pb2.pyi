@@ -22,16 +22,108 @@ class ListModelsResponse(_message.Message):
     def __init__(self, object: _Optional[str] = ..., data: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("id", "object", "created", "owned_by")
+    __slots__ = ("id", "object", "created", "owned_by", "kind", "context_length", "pricing", "nodes")
     ID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     OWNED_BY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    PRICING_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     id: str
     object: str
     created: int
     owned_by: str
-    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created: _Optional[int] = ..., owned_by: _Optional[str] = ...) -> None: ...
+    kind: str
+    context_length: int
+    pricing: ModelPricing
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created: _Optional[int] = ..., owned_by: _Optional[str] = ..., kind: _Optional[str] = ..., context_length: _Optional[int] = ..., pricing: _Optional[_Union[ModelPricing, _Mapping]] = ..., nodes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ModelPricing(_message.Message):
+    __slots__ = ("input_per_million", "output_per_million", "per_image")
+    INPUT_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
+    PER_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    input_per_million: PriceRange
+    output_per_million: PriceRange
+    per_image: PriceRange
+    def __init__(self, input_per_million: _Optional[_Union[PriceRange, _Mapping]] = ..., output_per_million: _Optional[_Union[PriceRange, _Mapping]] = ..., per_image: _Optional[_Union[PriceRange, _Mapping]] = ...) -> None: ...
+
+class PriceRange(_message.Message):
+    __slots__ = ("min_micro_usd", "max_micro_usd", "min_usd", "max_usd")
+    MIN_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    MAX_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    MIN_USD_FIELD_NUMBER: _ClassVar[int]
+    MAX_USD_FIELD_NUMBER: _ClassVar[int]
+    min_micro_usd: int
+    max_micro_usd: int
+    min_usd: str
+    max_usd: str
+    def __init__(self, min_micro_usd: _Optional[int] = ..., max_micro_usd: _Optional[int] = ..., min_usd: _Optional[str] = ..., max_usd: _Optional[str] = ...) -> None: ...
+
+class GetModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class GetModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: Model
+    def __init__(self, model: _Optional[_Union[Model, _Mapping]] = ...) -> None: ...
+
+class EstimateCostRequest(_message.Message):
+    __slots__ = ("chat_completion", "completion", "embeddings", "generate_images")
+    CHAT_COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    GENERATE_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    chat_completion: ChatCompletionRequest
+    completion: CompletionRequest
+    embeddings: EmbeddingsRequest
+    generate_images: GenerateImagesRequest
+    def __init__(self, chat_completion: _Optional[_Union[ChatCompletionRequest, _Mapping]] = ..., completion: _Optional[_Union[CompletionRequest, _Mapping]] = ..., embeddings: _Optional[_Union[EmbeddingsRequest, _Mapping]] = ..., generate_images: _Optional[_Union[GenerateImagesRequest, _Mapping]] = ...) -> None: ...
+
+class EstimateCostResponse(_message.Message):
+    __slots__ = ("model", "kind", "prompt_tokens", "prompt_tokens_exact", "max_completion_tokens", "reserved_completion_tokens", "images", "min_cost_micro_usd", "max_cost_micro_usd", "reserved_micro_usd", "user_price", "nodes")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_EXACT_FIELD_NUMBER: _ClassVar[int]
+    MAX_COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MIN_COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    MAX_COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    USER_PRICE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    kind: str
+    prompt_tokens: int
+    prompt_tokens_exact: bool
+    max_completion_tokens: int
+    reserved_completion_tokens: int
+    images: int
+    min_cost_micro_usd: int
+    max_cost_micro_usd: int
+    reserved_micro_usd: int
+    user_price: bool
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeQuote]
+    def __init__(self, model: _Optional[str] = ..., kind: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., prompt_tokens_exact: _Optional[bool] = ..., max_completion_tokens: _Optional[int] = ..., reserved_completion_tokens: _Optional[int] = ..., images: _Optional[int] = ..., min_cost_micro_usd: _Optional[int] = ..., max_cost_micro_usd: _Optional[int] = ..., reserved_micro_usd: _Optional[int] = ..., user_price: _Optional[bool] = ..., nodes: _Optional[_Iterable[_Union[NodeQuote, _Mapping]]] = ...) -> None: ...
+
+class NodeQuote(_message.Message):
+    __slots__ = ("node_id", "healthy", "cost_micro_usd")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    healthy: bool
+    cost_micro_usd: int
+    def __init__(self, node_id: _Optional[str] = ..., healthy: _Optional[bool] = ..., cost_micro_usd: _Optional[int] = ...) -> None: ...
 
 class ChatCompletionRequest(_message.Message):
     __slots__ = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed", "presence_penalty", "frequency_penalty", "user", "extra_json")

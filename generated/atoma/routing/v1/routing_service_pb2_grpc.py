@@ -66,6 +66,16 @@ class RoutingServiceStub:
                 request_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.GenerateImagesRequest.SerializeToString,
                 response_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.GenerateImagesResponse.FromString,
                 _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/atoma.routing.v1.RoutingService/GetModel',
+                request_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.GetModelResponse.FromString,
+                _registered_method=True)
+        self.EstimateCost = channel.unary_unary(
+                '/atoma.routing.v1.RoutingService/EstimateCost',
+                request_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.EstimateCostRequest.SerializeToString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.EstimateCostResponse.FromString,
+                _registered_method=True)
         self.ListNodes = channel.unary_unary(
                 '/atoma.routing.v1.RoutingService/ListNodes',
                 request_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.ListNodesRequest.SerializeToString,
@@ -119,6 +129,21 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetModel(self, request, context):
+        """One model of ListModels, by id (an id may contain slashes: `atoma/sim-chat`); MODEL_NOT_FOUND when no node serves it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EstimateCost(self, request, context):
+        """What a request would cost, without sending it: its estimated prompt tokens, the output it may
+        produce, and its cost at each candidate node's price (or the caller's own price). Nothing is held.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListNodes(self, request, context):
         """Lists the nodes known to this proxy instance with their health and load.
         """
@@ -153,6 +178,16 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.GenerateImages,
                     request_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.GenerateImagesRequest.FromString,
                     response_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.GenerateImagesResponse.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.GetModelRequest.FromString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.GetModelResponse.SerializeToString,
+            ),
+            'EstimateCost': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateCost,
+                    request_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.EstimateCostRequest.FromString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.EstimateCostResponse.SerializeToString,
             ),
             'ListNodes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNodes,
@@ -302,6 +337,60 @@ class RoutingService:
             '/atoma.routing.v1.RoutingService/GenerateImages',
             atoma_dot_routing_dot_v1_dot_routing__service__pb2.GenerateImagesRequest.SerializeToString,
             atoma_dot_routing_dot_v1_dot_routing__service__pb2.GenerateImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.routing.v1.RoutingService/GetModel',
+            atoma_dot_routing_dot_v1_dot_routing__service__pb2.GetModelRequest.SerializeToString,
+            atoma_dot_routing_dot_v1_dot_routing__service__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateCost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.routing.v1.RoutingService/EstimateCost',
+            atoma_dot_routing_dot_v1_dot_routing__service__pb2.EstimateCostRequest.SerializeToString,
+            atoma_dot_routing_dot_v1_dot_routing__service__pb2.EstimateCostResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file atoma/routing/v1/routing_service.proto.
  */
 export const file_atoma_routing_v1_routing_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZhdG9tYS9yb3V0aW5nL3YxL3JvdXRpbmdfc2VydmljZS5wcm90bxIQYXRvbWEucm91dGluZy52MSITChFMaXN0TW9kZWxzUmVxdWVzdCJLChJMaXN0TW9kZWxzUmVzcG9uc2USDgoGb2JqZWN0GAEgASgJEiUKBGRhdGEYAiADKAsyFy5hdG9tYS5yb3V0aW5nLnYxLk1vZGVsIkYKBU1vZGVsEgoKAmlkGAEgASgJEg4KBm9iamVjdBgCIAEoCRIPCgdjcmVhdGVkGAMgASgDEhAKCG93bmVkX2J5GAQgASgJIpoEChVDaGF0Q29tcGxldGlvblJlcXVlc3QSDQoFbW9kZWwYASABKAkSLwoIbWVzc2FnZXMYAiADKAsyHS5hdG9tYS5yb3V0aW5nLnYxLkNoYXRNZXNzYWdlEhcKCm1heF90b2tlbnMYAyABKANIAIgBARIiChVtYXhfY29tcGxldGlvbl90b2tlbnMYBCABKANIAYgBARIYCgt0ZW1wZXJhdHVyZRgFIAEoAUgCiAEBEhIKBXRvcF9wGAYgASgBSAOIAQESDgoBbhgHIAEoBUgEiAEBEg4KBnN0cmVhbRgIIAEoCBI3Cg5zdHJlYW1fb3B0aW9ucxgJIAEoCzIfLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtT3B0aW9ucxIMCgRzdG9wGAogAygJEhEKBHNlZWQYCyABKANIBYgBARIdChBwcmVzZW5jZV9wZW5hbHR5GAwgASgBSAaIAQESHgoRZnJlcXVlbmN5X3BlbmFsdHkYDSABKAFIB4gBARIMCgR1c2VyGA4gASgJEhIKCmV4dHJhX2pzb24YDyABKAlCDQoLX21heF90b2tlbnNCGAoWX21heF9jb21wbGV0aW9uX3Rva2Vuc0IOCgxfdGVtcGVyYXR1cmVCCAoGX3RvcF9wQgQKAl9uQgcKBV9zZWVkQhMKEV9wcmVzZW5jZV9wZW5hbHR5QhQKEl9mcmVxdWVuY3lfcGVuYWx0eSKgAQoWQ2hhdENvbXBsZXRpb25SZXNwb25zZRIPCgVjaHVuaxgBIAEoCUgAEhQKCmNvbXBsZXRpb24YAiABKAlIABIqCgNlbmQYAyABKAsyGy5hdG9tYS5yb3V0aW5nLnYxLlN0cmVhbUVuZEgAEioKBmNodW5rcxgEIAEoCzIYLmF0b21hLnJvdXRpbmcudjEuQ2h1bmtzSABCBwoFZXZlbnQigAMKEUNvbXBsZXRpb25SZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg4KBnByb21wdBgCIAMoCRIxCg1wcm9tcHRfdG9rZW5zGAMgAygLMhouYXRvbWEucm91dGluZy52MS5Ub2tlbklkcxIXCgptYXhfdG9rZW5zGAQgASgDSACIAQESGAoLdGVtcGVyYXR1cmUYBSABKAFIAYgBARISCgV0b3BfcBgGIAEoAUgCiAEBEg4KAW4YByABKAVIA4gBARIOCgZzdHJlYW0YCCABKAgSNwoOc3RyZWFtX29wdGlvbnMYCSABKAsyHy5hdG9tYS5yb3V0aW5nLnYxLlN0cmVhbU9wdGlvbnMSDAoEc3RvcBgKIAMoCRIRCgRzZWVkGAsgASgDSASIAQESDAoEdXNlchgMIAEoCRISCgpleHRyYV9qc29uGA0gASgJQg0KC19tYXhfdG9rZW5zQg4KDF90ZW1wZXJhdHVyZUIICgZfdG9wX3BCBAoCX25CBwoFX3NlZWQinAEKEkNvbXBsZXRpb25SZXNwb25zZRIPCgVjaHVuaxgBIAEoCUgAEhQKCmNvbXBsZXRpb24YAiABKAlIABIqCgNlbmQYAyABKAsyGy5hdG9tYS5yb3V0aW5nLnYxLlN0cmVhbUVuZEgAEioKBmNodW5rcxgEIAEoCzIYLmF0b21hLnJvdXRpbmcudjEuQ2h1bmtzSABCBwoFZXZlbnQixgEKEUVtYmVkZGluZ3NSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg0KBWlucHV0GAIgAygJEjAKDGlucHV0X3Rva2VucxgDIAMoCzIaLmF0b21hLnJvdXRpbmcudjEuVG9rZW5JZHMSFwoPZW5jb2RpbmdfZm9ybWF0GAQgASgJEhcKCmRpbWVuc2lvbnMYBSABKAVIAIgBARIMCgR1c2VyGAYgASgJEhIKCmV4dHJhX2pzb24YByABKAlCDQoLX2RpbWVuc2lvbnMimwEKEkVtYmVkZGluZ3NSZXNwb25zZRIVCg1yZXNwb25zZV9qc29uGAEgASgJEiYKBXVzYWdlGAIgASgLMhcuYXRvbWEucm91dGluZy52MS5Vc2FnZRIuCgdyb3V0aW5nGAMgASgLMh0uYXRvbWEucm91dGluZy52MS5Sb3V0aW5nSW5mbxIWCg5jb3N0X21pY3JvX3VzZBgEIAEoAyK1AQoVR2VuZXJhdGVJbWFnZXNSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg4KBnByb21wdBgCIAEoCRIOCgFuGAMgASgFSACIAQESDAoEc2l6ZRgEIAEoCRIPCgdxdWFsaXR5GAUgASgJEhcKD3Jlc3BvbnNlX2Zvcm1hdBgGIAEoCRINCgVzdHlsZRgHIAEoCRIMCgR1c2VyGAggASgJEhIKCmV4dHJhX2pzb24YCSABKAlCBAoCX24idwoWR2VuZXJhdGVJbWFnZXNSZXNwb25zZRIVCg1yZXNwb25zZV9qc29uGAEgASgJEi4KB3JvdXRpbmcYAiABKAsyHS5hdG9tYS5yb3V0aW5nLnYxLlJvdXRpbmdJbmZvEhYKDmNvc3RfbWljcm9fdXNkGAMgASgDIhIKEExpc3ROb2Rlc1JlcXVlc3QiQAoRTGlzdE5vZGVzUmVzcG9uc2USKwoFbm9kZXMYASADKAsyHC5hdG9tYS5yb3V0aW5nLnYxLk5vZGVTdGF0dXMilAEKCk5vZGVTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIOCgZtb2RlbHMYAiADKAkSDwoHaGVhbHRoeRgDIAEoCBIRCglpbl9mbGlnaHQYBCABKAUSHwoXaW5wdXRfcHJpY2VfcGVyX21pbGxpb24YBSABKAMSIAoYb3V0cHV0X3ByaWNlX3Blcl9taWxsaW9uGAYgASgDMusFCg5Sb3V0aW5nU2VydmljZRJrCgpMaXN0TW9kZWxzEiMuYXRvbWEucm91dGluZy52MS5MaXN0TW9kZWxzUmVxdWVzdBokLmF0b21hLnJvdXRpbmcudjEuTGlzdE1vZGVsc1Jlc3BvbnNlIhKC0+STAgwSCi92MS9tb2RlbHMShgEKDkNoYXRDb21wbGV0aW9uEicuYXRvbWEucm91dGluZy52MS5DaGF0Q29tcGxldGlvblJlcXVlc3QaKC5hdG9tYS5yb3V0aW5nLnYxLkNoYXRDb21wbGV0aW9uUmVzcG9uc2UiH4LT5JMCGToBKiIUL3YxL2NoYXQvY29tcGxldGlvbnMwARJ1CgpDb21wbGV0aW9uEiMuYXRvbWEucm91dGluZy52MS5Db21wbGV0aW9uUmVxdWVzdBokLmF0b21hLnJvdXRpbmcudjEuQ29tcGxldGlvblJlc3BvbnNlIhqC0+STAhQ6ASoiDy92MS9jb21wbGV0aW9uczABEnIKCkVtYmVkZGluZ3MSIy5hdG9tYS5yb3V0aW5nLnYxLkVtYmVkZGluZ3NSZXF1ZXN0GiQuYXRvbWEucm91dGluZy52MS5FbWJlZGRpbmdzUmVzcG9uc2UiGYLT5JMCEzoBKiIOL3YxL2VtYmVkZGluZ3MShgEKDkdlbmVyYXRlSW1hZ2VzEicuYXRvbWEucm91dGluZy52MS5HZW5lcmF0ZUltYWdlc1JlcXVlc3QaKC5hdG9tYS5yb3V0aW5nLnYxLkdlbmVyYXRlSW1hZ2VzUmVzcG9uc2UiIYLT5JMCGzoBKiIWL3YxL2ltYWdlcy9nZW5lcmF0aW9ucxJvCglMaXN0Tm9kZXMSIi5hdG9tYS5yb3V0aW5nLnYxLkxpc3ROb2Rlc1JlcXVlc3QaIy5hdG9tYS5yb3V0aW5nLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlIhmC0+STAhMSES92MS9yb3V0aW5nL25vZGVzYgZwcm90bzM", [file_atoma_routing_v1_chat, file_atoma_routing_v1_common, file_google_api_annotations]);
+  fileDesc("CiZhdG9tYS9yb3V0aW5nL3YxL3JvdXRpbmdfc2VydmljZS5wcm90bxIQYXRvbWEucm91dGluZy52MSITChFMaXN0TW9kZWxzUmVxdWVzdCJLChJMaXN0TW9kZWxzUmVzcG9uc2USDgoGb2JqZWN0GAEgASgJEiUKBGRhdGEYAiADKAsyFy5hdG9tYS5yb3V0aW5nLnYxLk1vZGVsIqwBCgVNb2RlbBIKCgJpZBgBIAEoCRIOCgZvYmplY3QYAiABKAkSDwoHY3JlYXRlZBgDIAEoAxIQCghvd25lZF9ieRgEIAEoCRIMCgRraW5kGAUgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAYgASgDEi8KB3ByaWNpbmcYByABKAsyHi5hdG9tYS5yb3V0aW5nLnYxLk1vZGVsUHJpY2luZxINCgVub2RlcxgIIAMoCSKyAQoMTW9kZWxQcmljaW5nEjcKEWlucHV0X3Blcl9taWxsaW9uGAEgASgLMhwuYXRvbWEucm91dGluZy52MS5QcmljZVJhbmdlEjgKEm91dHB1dF9wZXJfbWlsbGlvbhgCIAEoCzIcLmF0b21hLnJvdXRpbmcudjEuUHJpY2VSYW5nZRIvCglwZXJfaW1hZ2UYAyABKAsyHC5hdG9tYS5yb3V0aW5nLnYxLlByaWNlUmFuZ2UiXAoKUHJpY2VSYW5nZRIVCg1taW5fbWljcm9fdXNkGAEgASgDEhUKDW1heF9taWNyb191c2QYAiABKAMSDwoHbWluX3VzZBgDIAEoCRIPCgdtYXhfdXNkGAQgASgJIiAKD0dldE1vZGVsUmVxdWVzdBINCgVtb2RlbBgBIAEoCSI6ChBHZXRNb2RlbFJlc3BvbnNlEiYKBW1vZGVsGAEgASgLMhcuYXRvbWEucm91dGluZy52MS5Nb2RlbCKeAgoTRXN0aW1hdGVDb3N0UmVxdWVzdBJCCg9jaGF0X2NvbXBsZXRpb24YASABKAsyJy5hdG9tYS5yb3V0aW5nLnYxLkNoYXRDb21wbGV0aW9uUmVxdWVzdEgAEjkKCmNvbXBsZXRpb24YAiABKAsyIy5hdG9tYS5yb3V0aW5nLnYxLkNvbXBsZXRpb25SZXF1ZXN0SAASOQoKZW1iZWRkaW5ncxgDIAEoCzIjLmF0b21hLnJvdXRpbmcudjEuRW1iZWRkaW5nc1JlcXVlc3RIABJCCg9nZW5lcmF0ZV9pbWFnZXMYBCABKAsyJy5hdG9tYS5yb3V0aW5nLnYxLkdlbmVyYXRlSW1hZ2VzUmVxdWVzdEgAQgkKB3JlcXVlc3QizgIKFEVzdGltYXRlQ29zdFJlc3BvbnNlEg0KBW1vZGVsGAEgASgJEgwKBGtpbmQYAiABKAkSFQoNcHJvbXB0X3Rva2VucxgDIAEoAxIbChNwcm9tcHRfdG9rZW5zX2V4YWN0GAQgASgIEh0KFW1heF9jb21wbGV0aW9uX3Rva2VucxgFIAEoAxIiChpyZXNlcnZlZF9jb21wbGV0aW9uX3Rva2VucxgGIAEoAxIOCgZpbWFnZXMYByABKAMSGgoSbWluX2Nvc3RfbWljcm9fdXNkGAggASgDEhoKEm1heF9jb3N0X21pY3JvX3VzZBgJIAEoAxIaChJyZXNlcnZlZF9taWNyb191c2QYCiABKAMSEgoKdXNlcl9wcmljZRgLIAEoCBIqCgVub2RlcxgMIAMoCzIbLmF0b21hLnJvdXRpbmcudjEuTm9kZVF1b3RlIkUKCU5vZGVRdW90ZRIPCgdub2RlX2lkGAEgASgJEg8KB2hlYWx0aHkYAiABKAgSFgoOY29zdF9taWNyb191c2QYAyABKAMimgQKFUNoYXRDb21wbGV0aW9uUmVxdWVzdBINCgVtb2RlbBgBIAEoCRIvCghtZXNzYWdlcxgCIAMoCzIdLmF0b21hLnJvdXRpbmcudjEuQ2hhdE1lc3NhZ2USFwoKbWF4X3Rva2VucxgDIAEoA0gAiAEBEiIKFW1heF9jb21wbGV0aW9uX3Rva2VucxgEIAEoA0gBiAEBEhgKC3RlbXBlcmF0dXJlGAUgASgBSAKIAQESEgoFdG9wX3AYBiABKAFIA4gBARIOCgFuGAcgASgFSASIAQESDgoGc3RyZWFtGAggASgIEjcKDnN0cmVhbV9vcHRpb25zGAkgASgLMh8uYXRvbWEucm91dGluZy52MS5TdHJlYW1PcHRpb25zEgwKBHN0b3AYCiADKAkSEQoEc2VlZBgLIAEoA0gFiAEBEh0KEHByZXNlbmNlX3BlbmFsdHkYDCABKAFIBogBARIeChFmcmVxdWVuY3lfcGVuYWx0eRgNIAEoAUgHiAEBEgwKBHVzZXIYDiABKAkSEgoKZXh0cmFfanNvbhgPIAEoCUINCgtfbWF4X3Rva2Vuc0IYChZfbWF4X2NvbXBsZXRpb25fdG9rZW5zQg4KDF90ZW1wZXJhdHVyZUIICgZfdG9wX3BCBAoCX25CBwoFX3NlZWRCEwoRX3ByZXNlbmNlX3BlbmFsdHlCFAoSX2ZyZXF1ZW5jeV9wZW5hbHR5IqABChZDaGF0Q29tcGxldGlvblJlc3BvbnNlEg8KBWNodW5rGAEgASgJSAASFAoKY29tcGxldGlvbhgCIAEoCUgAEioKA2VuZBgDIAEoCzIbLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtRW5kSAASKgoGY2h1bmtzGAQgASgLMhguYXRvbWEucm91dGluZy52MS5DaHVua3NIAEIHCgVldmVudCKAAwoRQ29tcGxldGlvblJlcXVlc3QSDQoFbW9kZWwYASABKAkSDgoGcHJvbXB0GAIgAygJEjEKDXByb21wdF90b2tlbnMYAyADKAsyGi5hdG9tYS5yb3V0aW5nLnYxLlRva2VuSWRzEhcKCm1heF90b2tlbnMYBCABKANIAIgBARIYCgt0ZW1wZXJhdHVyZRgFIAEoAUgBiAEBEhIKBXRvcF9wGAYgASgBSAKIAQESDgoBbhgHIAEoBUgDiAEBEg4KBnN0cmVhbRgIIAEoCBI3Cg5zdHJlYW1fb3B0aW9ucxgJIAEoCzIfLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtT3B0aW9ucxIMCgRzdG9wGAogAygJEhEKBHNlZWQYCyABKANIBIgBARIMCgR1c2VyGAwgASgJEhIKCmV4dHJhX2pzb24YDSABKAlCDQoLX21heF90b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEIECgJfbkIHCgVfc2VlZCKcAQoSQ29tcGxldGlvblJlc3BvbnNlEg8KBWNodW5rGAEgASgJSAASFAoKY29tcGxldGlvbhgCIAEoCUgAEioKA2VuZBgDIAEoCzIbLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtRW5kSAASKgoGY2h1bmtzGAQgASgLMhguYXRvbWEucm91dGluZy52MS5DaHVua3NIAEIHCgVldmVudCLGAQoRRW1iZWRkaW5nc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSDQoFaW5wdXQYAiADKAkSMAoMaW5wdXRfdG9rZW5zGAMgAygLMhouYXRvbWEucm91dGluZy52MS5Ub2tlbklkcxIXCg9lbmNvZGluZ19mb3JtYXQYBCABKAkSFwoKZGltZW5zaW9ucxgFIAEoBUgAiAEBEgwKBHVzZXIYBiABKAkSEgoKZXh0cmFfanNvbhgHIAEoCUINCgtfZGltZW5zaW9ucyKbAQoSRW1iZWRkaW5nc1Jlc3BvbnNlEhUKDXJlc3BvbnNlX2pzb24YASABKAkSJgoFdXNhZ2UYAiABKAsyFy5hdG9tYS5yb3V0aW5nLnYxLlVzYWdlEi4KB3JvdXRpbmcYAyABKAsyHS5hdG9tYS5yb3V0aW5nLnYxLlJvdXRpbmdJbmZvEhYKDmNvc3RfbWljcm9fdXNkGAQgASgDIrUBChVHZW5lcmF0ZUltYWdlc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSDgoGcHJvbXB0GAIgASgJEg4KAW4YAyABKAVIAIgBARIMCgRzaXplGAQgASgJEg8KB3F1YWxpdHkYBSABKAkSFwoPcmVzcG9uc2VfZm9ybWF0GAYgASgJEg0KBXN0eWxlGAcgASgJEgwKBHVzZXIYCCABKAkSEgoKZXh0cmFfanNvbhgJIAEoCUIECgJfbiJ3ChZHZW5lcmF0ZUltYWdlc1Jlc3BvbnNlEhUKDXJlc3BvbnNlX2pzb24YASABKAkSLgoHcm91dGluZxgCIAEoCzIdLmF0b21hLnJvdXRpbmcudjEuUm91dGluZ0luZm8SFgoOY29zdF9taWNyb191c2QYAyABKAMiEgoQTGlzdE5vZGVzUmVxdWVzdCJAChFMaXN0Tm9kZXNSZXNwb25zZRIrCgVub2RlcxgBIAMoCzIcLmF0b21hLnJvdXRpbmcudjEuTm9kZVN0YXR1cyKUAQoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg4KBm1vZGVscxgCIAMoCRIPCgdoZWFsdGh5GAMgASgIEhEKCWluX2ZsaWdodBgEIAEoBRIfChdpbnB1dF9wcmljZV9wZXJfbWlsbGlvbhgFIAEoAxIgChhvdXRwdXRfcHJpY2VfcGVyX21pbGxpb24YBiABKAMy0gcKDlJvdXRpbmdTZXJ2aWNlEmsKCkxpc3RNb2RlbHMSIy5hdG9tYS5yb3V0aW5nLnYxLkxpc3RNb2RlbHNSZXF1ZXN0GiQuYXRvbWEucm91dGluZy52MS5MaXN0TW9kZWxzUmVzcG9uc2UiEoLT5JMCDBIKL3YxL21vZGVscxKGAQoOQ2hhdENvbXBsZXRpb24SJy5hdG9tYS5yb3V0aW5nLnYxLkNoYXRDb21wbGV0aW9uUmVxdWVzdBooLmF0b21hLnJvdXRpbmcudjEuQ2hhdENvbXBsZXRpb25SZXNwb25zZSIfgtPkkwIZOgEqIhQvdjEvY2hhdC9jb21wbGV0aW9uczABEnUKCkNvbXBsZXRpb24SIy5hdG9tYS5yb3V0aW5nLnYxLkNvbXBsZXRpb25SZXF1ZXN0GiQuYXRvbWEucm91dGluZy52MS5Db21wbGV0aW9uUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2NvbXBsZXRpb25zMAEScgoKRW1iZWRkaW5ncxIjLmF0b21hLnJvdXRpbmcudjEuRW1iZWRkaW5nc1JlcXVlc3QaJC5hdG9tYS5yb3V0aW5nLnYxLkVtYmVkZGluZ3NSZXNwb25zZSIZgtPkkwITOgEqIg4vdjEvZW1iZWRkaW5ncxKGAQoOR2VuZXJhdGVJbWFnZXMSJy5hdG9tYS5yb3V0aW5nLnYxLkdlbmVyYXRlSW1hZ2VzUmVxdWVzdBooLmF0b21hLnJvdXRpbmcudjEuR2VuZXJhdGVJbWFnZXNSZXNwb25zZSIhgtPkkwIbOgEqIhYvdjEvaW1hZ2VzL2dlbmVyYXRpb25zEnAKCEdldE1vZGVsEiEuYXRvbWEucm91dGluZy52MS5HZXRNb2RlbFJlcXVlc3QaIi5hdG9tYS5yb3V0aW5nLnYxLkdldE1vZGVsUmVzcG9uc2UiHYLT5JMCFxIVL3YxL21vZGVscy97bW9kZWw9Kip9EnMKDEVzdGltYXRlQ29zdBIlLmF0b21hLnJvdXRpbmcudjEuRXN0aW1hdGVDb3N0UmVxdWVzdBomLmF0b21hLnJvdXRpbmcudjEuRXN0aW1hdGVDb3N0UmVzcG9uc2UiFILT5JMCDjoBKiIJL3YxL3F1b3RlEm8KCUxpc3ROb2RlcxIiLmF0b21hLnJvdXRpbmcudjEuTGlzdE5vZGVzUmVxdWVzdBojLmF0b21hLnJvdXRpbmcudjEuTGlzdE5vZGVzUmVzcG9uc2UiGYLT5JMCExIRL3YxL3JvdXRpbmcvbm9kZXNiBnByb3RvMw", [file_atoma_routing_v1_chat, file_atoma_routing_v1_common, file_google_api_annotations]);
 
 /**
  * Request of ListModels.
@@ -93,6 +93,34 @@ export type Model = Message<"atoma.routing.v1.Model"> & {
    * @generated from field: string owned_by = 4;
    */
   ownedBy: string;
+
+  /**
+   * What the model serves: "chat", "embeddings" or "images"; empty when not configured.
+   *
+   * @generated from field: string kind = 5;
+   */
+  kind: string;
+
+  /**
+   * Context length in tokens: the smallest over the nodes serving it; 0 when unknown.
+   *
+   * @generated from field: int64 context_length = 6;
+   */
+  contextLength: bigint;
+
+  /**
+   * Price ranges over the nodes serving the model (draining nodes excluded).
+   *
+   * @generated from field: atoma.routing.v1.ModelPricing pricing = 7;
+   */
+  pricing?: ModelPricing | undefined;
+
+  /**
+   * Ids of the nodes serving the model, sorted.
+   *
+   * @generated from field: repeated string nodes = 8;
+   */
+  nodes: string[];
 };
 
 /**
@@ -101,6 +129,311 @@ export type Model = Message<"atoma.routing.v1.Model"> & {
  */
 export const ModelSchema: GenMessage<Model> = /*@__PURE__*/
   messageDesc(file_atoma_routing_v1_routing_service, 2);
+
+/**
+ * The prices of a model over the nodes that serve it.
+ *
+ * @generated from message atoma.routing.v1.ModelPricing
+ */
+export type ModelPricing = Message<"atoma.routing.v1.ModelPricing"> & {
+  /**
+   * Per million prompt (input) tokens.
+   *
+   * @generated from field: atoma.routing.v1.PriceRange input_per_million = 1;
+   */
+  inputPerMillion?: PriceRange | undefined;
+
+  /**
+   * Per million generated (output) tokens.
+   *
+   * @generated from field: atoma.routing.v1.PriceRange output_per_million = 2;
+   */
+  outputPerMillion?: PriceRange | undefined;
+
+  /**
+   * Per generated image.
+   *
+   * @generated from field: atoma.routing.v1.PriceRange per_image = 3;
+   */
+  perImage?: PriceRange | undefined;
+};
+
+/**
+ * Describes the message atoma.routing.v1.ModelPricing.
+ * Use `create(ModelPricingSchema)` to create a new message.
+ */
+export const ModelPricingSchema: GenMessage<ModelPricing> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 3);
+
+/**
+ * The lowest and highest price of something over several nodes.
+ *
+ * @generated from message atoma.routing.v1.PriceRange
+ */
+export type PriceRange = Message<"atoma.routing.v1.PriceRange"> & {
+  /**
+   * Lowest price, in micro-USD.
+   *
+   * @generated from field: int64 min_micro_usd = 1;
+   */
+  minMicroUsd: bigint;
+
+  /**
+   * Highest price, in micro-USD.
+   *
+   * @generated from field: int64 max_micro_usd = 2;
+   */
+  maxMicroUsd: bigint;
+
+  /**
+   * Lowest price in USD, as a decimal string ("0.1").
+   *
+   * @generated from field: string min_usd = 3;
+   */
+  minUsd: string;
+
+  /**
+   * Highest price in USD, as a decimal string.
+   *
+   * @generated from field: string max_usd = 4;
+   */
+  maxUsd: string;
+};
+
+/**
+ * Describes the message atoma.routing.v1.PriceRange.
+ * Use `create(PriceRangeSchema)` to create a new message.
+ */
+export const PriceRangeSchema: GenMessage<PriceRange> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 4);
+
+/**
+ * Request of GetModel.
+ *
+ * @generated from message atoma.routing.v1.GetModelRequest
+ */
+export type GetModelRequest = Message<"atoma.routing.v1.GetModelRequest"> & {
+  /**
+   * The model id.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+};
+
+/**
+ * Describes the message atoma.routing.v1.GetModelRequest.
+ * Use `create(GetModelRequestSchema)` to create a new message.
+ */
+export const GetModelRequestSchema: GenMessage<GetModelRequest> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 5);
+
+/**
+ * Response of GetModel.
+ *
+ * @generated from message atoma.routing.v1.GetModelResponse
+ */
+export type GetModelResponse = Message<"atoma.routing.v1.GetModelResponse"> & {
+  /**
+   * The model, as in ListModels.
+   *
+   * @generated from field: atoma.routing.v1.Model model = 1;
+   */
+  model?: Model | undefined;
+};
+
+/**
+ * Describes the message atoma.routing.v1.GetModelResponse.
+ * Use `create(GetModelResponseSchema)` to create a new message.
+ */
+export const GetModelResponseSchema: GenMessage<GetModelResponse> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 6);
+
+/**
+ * Request of EstimateCost: the request to price, exactly as it would be sent.
+ *
+ * @generated from message atoma.routing.v1.EstimateCostRequest
+ */
+export type EstimateCostRequest = Message<"atoma.routing.v1.EstimateCostRequest"> & {
+  /**
+   * The request.
+   *
+   * @generated from oneof atoma.routing.v1.EstimateCostRequest.request
+   */
+  request: {
+    /**
+     * A chat completion request.
+     *
+     * @generated from field: atoma.routing.v1.ChatCompletionRequest chat_completion = 1;
+     */
+    value: ChatCompletionRequest;
+    case: "chatCompletion";
+  } | {
+    /**
+     * A (legacy) text completion request.
+     *
+     * @generated from field: atoma.routing.v1.CompletionRequest completion = 2;
+     */
+    value: CompletionRequest;
+    case: "completion";
+  } | {
+    /**
+     * An embeddings request.
+     *
+     * @generated from field: atoma.routing.v1.EmbeddingsRequest embeddings = 3;
+     */
+    value: EmbeddingsRequest;
+    case: "embeddings";
+  } | {
+    /**
+     * An image generation request.
+     *
+     * @generated from field: atoma.routing.v1.GenerateImagesRequest generate_images = 4;
+     */
+    value: GenerateImagesRequest;
+    case: "generateImages";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message atoma.routing.v1.EstimateCostRequest.
+ * Use `create(EstimateCostRequestSchema)` to create a new message.
+ */
+export const EstimateCostRequestSchema: GenMessage<EstimateCostRequest> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 7);
+
+/**
+ * Response of EstimateCost. Costs are micro-USD; a request is never charged more than `reserved_micro_usd`.
+ *
+ * @generated from message atoma.routing.v1.EstimateCostResponse
+ */
+export type EstimateCostResponse = Message<"atoma.routing.v1.EstimateCostResponse"> & {
+  /**
+   * The model priced.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * "chat", "completion", "embeddings" or "images".
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * Prompt tokens, counted as the ledger counts them before a node is called.
+   *
+   * @generated from field: int64 prompt_tokens = 3;
+   */
+  promptTokens: bigint;
+
+  /**
+   * Whether `prompt_tokens` is exact (the model has a tokenizer) or an upper bound.
+   *
+   * @generated from field: bool prompt_tokens_exact = 4;
+   */
+  promptTokensExact: boolean;
+
+  /**
+   * Generated tokens the node is allowed per choice (the output cap the node is told).
+   *
+   * @generated from field: int64 max_completion_tokens = 5;
+   */
+  maxCompletionTokens: bigint;
+
+  /**
+   * Generated tokens reserved in all: the cap times the choices.
+   *
+   * @generated from field: int64 reserved_completion_tokens = 6;
+   */
+  reservedCompletionTokens: bigint;
+
+  /**
+   * Images requested.
+   *
+   * @generated from field: int64 images = 7;
+   */
+  images: bigint;
+
+  /**
+   * The cost of the whole estimate at the cheapest candidate's price.
+   *
+   * @generated from field: int64 min_cost_micro_usd = 8;
+   */
+  minCostMicroUsd: bigint;
+
+  /**
+   * The cost of the whole estimate at the dearest candidate's price.
+   *
+   * @generated from field: int64 max_cost_micro_usd = 9;
+   */
+  maxCostMicroUsd: bigint;
+
+  /**
+   * What would be held before the request runs (the highest input and output prices among the candidates).
+   *
+   * @generated from field: int64 reserved_micro_usd = 10;
+   */
+  reservedMicroUsd: bigint;
+
+  /**
+   * Whether the caller's own price for the model replaces the node prices.
+   *
+   * @generated from field: bool user_price = 11;
+   */
+  userPrice: boolean;
+
+  /**
+   * The cost at each candidate node.
+   *
+   * @generated from field: repeated atoma.routing.v1.NodeQuote nodes = 12;
+   */
+  nodes: NodeQuote[];
+};
+
+/**
+ * Describes the message atoma.routing.v1.EstimateCostResponse.
+ * Use `create(EstimateCostResponseSchema)` to create a new message.
+ */
+export const EstimateCostResponseSchema: GenMessage<EstimateCostResponse> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 8);
+
+/**
+ * The cost of a request at one node.
+ *
+ * @generated from message atoma.routing.v1.NodeQuote
+ */
+export type NodeQuote = Message<"atoma.routing.v1.NodeQuote"> & {
+  /**
+   * Node id.
+   *
+   * @generated from field: string node_id = 1;
+   */
+  nodeId: string;
+
+  /**
+   * Whether its last health probe succeeded.
+   *
+   * @generated from field: bool healthy = 2;
+   */
+  healthy: boolean;
+
+  /**
+   * The whole estimate at its price (or the caller's own price), in micro-USD.
+   *
+   * @generated from field: int64 cost_micro_usd = 3;
+   */
+  costMicroUsd: bigint;
+};
+
+/**
+ * Describes the message atoma.routing.v1.NodeQuote.
+ * Use `create(NodeQuoteSchema)` to create a new message.
+ */
+export const NodeQuoteSchema: GenMessage<NodeQuote> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 9);
 
 /**
  * Request of ChatCompletion: OpenAI's chat completion request.
@@ -223,7 +556,7 @@ export type ChatCompletionRequest = Message<"atoma.routing.v1.ChatCompletionRequ
  * Use `create(ChatCompletionRequestSchema)` to create a new message.
  */
 export const ChatCompletionRequestSchema: GenMessage<ChatCompletionRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 3);
+  messageDesc(file_atoma_routing_v1_routing_service, 10);
 
 /**
  * One event of a ChatCompletion stream.
@@ -277,7 +610,7 @@ export type ChatCompletionResponse = Message<"atoma.routing.v1.ChatCompletionRes
  * Use `create(ChatCompletionResponseSchema)` to create a new message.
  */
 export const ChatCompletionResponseSchema: GenMessage<ChatCompletionResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 4);
+  messageDesc(file_atoma_routing_v1_routing_service, 11);
 
 /**
  * Request of Completion: OpenAI's (legacy) text completion request.
@@ -382,7 +715,7 @@ export type CompletionRequest = Message<"atoma.routing.v1.CompletionRequest"> & 
  * Use `create(CompletionRequestSchema)` to create a new message.
  */
 export const CompletionRequestSchema: GenMessage<CompletionRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 5);
+  messageDesc(file_atoma_routing_v1_routing_service, 12);
 
 /**
  * One event of a Completion stream.
@@ -435,7 +768,7 @@ export type CompletionResponse = Message<"atoma.routing.v1.CompletionResponse"> 
  * Use `create(CompletionResponseSchema)` to create a new message.
  */
 export const CompletionResponseSchema: GenMessage<CompletionResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 6);
+  messageDesc(file_atoma_routing_v1_routing_service, 13);
 
 /**
  * Request of Embeddings: OpenAI's embeddings request.
@@ -498,7 +831,7 @@ export type EmbeddingsRequest = Message<"atoma.routing.v1.EmbeddingsRequest"> & 
  * Use `create(EmbeddingsRequestSchema)` to create a new message.
  */
 export const EmbeddingsRequestSchema: GenMessage<EmbeddingsRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 7);
+  messageDesc(file_atoma_routing_v1_routing_service, 14);
 
 /**
  * Response of Embeddings.
@@ -540,7 +873,7 @@ export type EmbeddingsResponse = Message<"atoma.routing.v1.EmbeddingsResponse"> 
  * Use `create(EmbeddingsResponseSchema)` to create a new message.
  */
 export const EmbeddingsResponseSchema: GenMessage<EmbeddingsResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 8);
+  messageDesc(file_atoma_routing_v1_routing_service, 15);
 
 /**
  * Request of GenerateImages: OpenAI's image generation request.
@@ -617,7 +950,7 @@ export type GenerateImagesRequest = Message<"atoma.routing.v1.GenerateImagesRequ
  * Use `create(GenerateImagesRequestSchema)` to create a new message.
  */
 export const GenerateImagesRequestSchema: GenMessage<GenerateImagesRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 9);
+  messageDesc(file_atoma_routing_v1_routing_service, 16);
 
 /**
  * Response of GenerateImages.
@@ -652,7 +985,7 @@ export type GenerateImagesResponse = Message<"atoma.routing.v1.GenerateImagesRes
  * Use `create(GenerateImagesResponseSchema)` to create a new message.
  */
 export const GenerateImagesResponseSchema: GenMessage<GenerateImagesResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 10);
+  messageDesc(file_atoma_routing_v1_routing_service, 17);
 
 /**
  * Request of ListNodes.
@@ -667,7 +1000,7 @@ export type ListNodesRequest = Message<"atoma.routing.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 11);
+  messageDesc(file_atoma_routing_v1_routing_service, 18);
 
 /**
  * Response of ListNodes.
@@ -688,7 +1021,7 @@ export type ListNodesResponse = Message<"atoma.routing.v1.ListNodesResponse"> & 
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 12);
+  messageDesc(file_atoma_routing_v1_routing_service, 19);
 
 /**
  * What this proxy instance knows of one node.
@@ -744,7 +1077,7 @@ export type NodeStatus = Message<"atoma.routing.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 13);
+  messageDesc(file_atoma_routing_v1_routing_service, 20);
 
 /**
  * RoutingService serves OpenAI-style inference through the network of inference nodes.
@@ -808,6 +1141,27 @@ export const RoutingService: GenService<{
     methodKind: "unary";
     input: typeof GenerateImagesRequestSchema;
     output: typeof GenerateImagesResponseSchema;
+  },
+  /**
+   * One model of ListModels, by id (an id may contain slashes: `atoma/sim-chat`); MODEL_NOT_FOUND when no node serves it.
+   *
+   * @generated from rpc atoma.routing.v1.RoutingService.GetModel
+   */
+  getModel: {
+    methodKind: "unary";
+    input: typeof GetModelRequestSchema;
+    output: typeof GetModelResponseSchema;
+  },
+  /**
+   * What a request would cost, without sending it: its estimated prompt tokens, the output it may
+   * produce, and its cost at each candidate node's price (or the caller's own price). Nothing is held.
+   *
+   * @generated from rpc atoma.routing.v1.RoutingService.EstimateCost
+   */
+  estimateCost: {
+    methodKind: "unary";
+    input: typeof EstimateCostRequestSchema;
+    output: typeof EstimateCostResponseSchema;
   },
   /**
    * Lists the nodes known to this proxy instance with their health and load.
