@@ -17,6 +17,7 @@ import blake3
 import orjson
 
 from atoma_proxy.confidential.crypto import blake2b_256
+from atoma_proxy.confidential.signing import node_id_bytes
 
 NVIDIA_GPU_SLOT = 300
 AUTHORITY_DOMAIN = b"atoma-attestation-authority-v1"
@@ -29,9 +30,9 @@ def report_data(rotation_nonce: int, public_key: bytes, device_slot: int) -> byt
     return blake3.blake3(rotation_nonce.to_bytes(8, "little") + public_key + device_slot.to_bytes(2, "little")).digest()
 
 
-def authority_statement(node_small_id: int, data: bytes) -> bytes:
-    """What the attestation authority signs: that `data` came out of node `node_small_id`'s TEE."""
-    return blake2b_256(AUTHORITY_DOMAIN + node_small_id.to_bytes(8, "big") + data)
+def authority_statement(node_id: str, data: bytes) -> bytes:
+    """What the attestation authority signs: that `data` came out of node `node_id`'s TEE."""
+    return blake2b_256(AUTHORITY_DOMAIN + node_id_bytes(node_id) + data)
 
 
 @dataclass(frozen=True)

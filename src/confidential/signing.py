@@ -82,13 +82,26 @@ def verify(verify_key: bytes, message: bytes, signature: bytes) -> None:
         raise SignatureInvalid("the node signature does not verify") from error
 
 
+def node_id_bytes(node_id: str) -> bytes:
+    """A node id inside a signed message: u16 big-endian length, then its UTF-8 bytes."""
+    encoded = node_id.encode()
+    if not 0 < len(encoded) < 2**16:
+        raise ValueError("a node id is 1 to 65535 UTF-8 bytes")
+    return len(encoded).to_bytes(2, "big") + encoded
+
+
+def node_small_id(node_id: str) -> int:
+    """Atoma's numeric node id, derived: the first 8 bytes of blake2b-256(node id) big-endian, top bit cleared."""
+    return int.from_bytes(blake2b_256(node_id.encode())[:8], "big") & (2**63 - 1)
+
+
 def key_registration_message(
-    *, node_small_id: int, rotation_counter: int, rotation_nonce: int, public_key: bytes, evidence: bytes
+    *, node_id: str, rotation_counter: int, rotation_nonce: int, public_key: bytes, evidence: bytes
 ) -> bytes:
-    """What a node signs when it registers a new X25519 key (see docs/confidential.md, "Keys")."""
+    """What a node signs when it registers a new X25519 key (docs/confidential.md section 6)."""
     return blake2b_256(
         REGISTRATION_DOMAIN
-        + node_small_id.to_bytes(8, "big")
+        + node_id_bytes(node_id)
         + rotation_counter.to_bytes(8, "big")
         + rotation_nonce.to_bytes(8, "little")
         + public_key
