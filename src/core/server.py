@@ -13,6 +13,7 @@ from atoma_proxy.config import Settings
 from atoma_proxy.core.accounts import build_account_services
 from atoma_proxy.core.accounts.callers import AdminGate
 from atoma_proxy.core.auth import ApiKeyAuthenticator
+from atoma_proxy.core.confidential.service import RoutingWithConfidential, build_confidential_service
 from atoma_proxy.core.inference import InferenceRelay
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
 from atoma_proxy.core.node_admin_service import NodeAdminService
@@ -72,7 +73,10 @@ class CoreServer:
         self.meter = Meter.from_settings(settings, self.engine, self.registry)
         self._sweeper = LedgerSweeper(session_factory(self.engine), settings.ledger.sweep_interval)
         routing = RoutingService(self.registry, relay, authenticator, self.meter)
-        pb_grpc.add_RoutingServiceServicer_to_server(routing, self._server)
+        self.confidential = build_confidential_service(
+            settings, self.registry, self.nodes.selector, authenticator, self.meter
+        )
+        pb_grpc.add_RoutingServiceServicer_to_server(RoutingWithConfidential(routing, self.confidential), self._server)
         account_service, account_admin_service = build_account_services(
             settings.accounts, session_factory(self.engine), authenticator, self.registry
         )
@@ -113,6 +117,7 @@ class CoreServer:
         """Stop taking RPCs, let in-flight ones finish within the grace period, release everything."""
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self.settings.core.shutdown_grace if grace is None else grace)
+        await self.confidential.aclose()  # unused locks released before the meter closes
         await self.meter.aclose()  # settlements of the requests just cancelled, then its connections
         await self._sweeper.stop()
         if self._rate_limits is not None:
