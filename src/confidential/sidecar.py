@@ -86,14 +86,22 @@ class Registrar:
     """Registers key rotations with every core (RoutingService.RegisterNodeKey)."""
 
     def __init__(self, targets: Sequence[str]) -> None:
+        self._targets = list(targets)
+        self._channels: list[grpc.aio.Channel] = []
+        self._stubs: list[Any] = []
+
+    def _open(self) -> None:
+        """Channels belong to the running loop: opened on first use, inside the server's loop."""
         from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
-        self._channels = [grpc.aio.insecure_channel(t) for t in targets]
-        self._stubs = [pb_grpc.RoutingServiceStub(c) for c in self._channels]
+        if not self._channels:
+            self._channels = [grpc.aio.insecure_channel(t) for t in self._targets]
+            self._stubs = [pb_grpc.RoutingServiceStub(c) for c in self._channels]
 
     async def register(self, node_id: str, rotation: KeyRotation) -> None:
         from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 
+        self._open()
         request = cpb.RegisterNodeKeyRequest(
             node_id=node_id,
             rotation_counter=rotation.rotation_counter,
@@ -115,13 +123,15 @@ class Sidecar:
         self.keys = keys
         self._registrar = registrar
         self._engine = httpx.AsyncClient(base_url=config.engine_url.rstrip("/"), timeout=config.engine_timeout)
-        self._rotating = asyncio.Lock()
+        self._rotating: asyncio.Lock | None = None
         self._timer: asyncio.Task[None] | None = None
 
     # ---- keys ---------------------------------------------------------------------------------
 
     async def rotate(self) -> KeyRotation:
         """A new key, registered with every core, then current. On failure the old key stays."""
+        if self._rotating is None:
+            self._rotating = asyncio.Lock()
         async with self._rotating:
             rotation = self.keys.rotate()
             await self._registrar.register(self.config.node_id, rotation)

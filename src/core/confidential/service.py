@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from atoma_proxy.confidential import envelope, signing
+from atoma_proxy.confidential import envelope, signing, wire
 from atoma_proxy.config import Settings
 from atoma_proxy.core.auth import ApiKeyAuthenticator, Principal
 from atoma_proxy.core.confidential.errors import NoConfidentialNode, NodeAnswerInvalid, StaleNodeKey
@@ -71,37 +71,11 @@ def lock_estimate(kind: RequestKind, units: int) -> Estimate:
     return Estimate(kind, prompt_tokens=units, prompt_exact=False, completion_tokens=units)
 
 
-def envelope_from_proto(message: cpb.ConfidentialEnvelope) -> envelope.ConfidentialRequest:
-    """The envelope, its fields' lengths checked (the same rules as the JSON form)."""
-    document: dict[str, Any] = {
-        "ciphertext": envelope.b64(message.ciphertext),
-        "stack_small_id": message.stack_small_id,
-        "nonce": envelope.b64(message.nonce),
-        "salt": envelope.b64(message.salt),
-        "client_dh_public_key": envelope.b64(message.client_dh_public_key),
-        "node_dh_public_key": envelope.b64(message.node_dh_public_key),
-        "plaintext_body_hash": envelope.b64(message.plaintext_body_hash),
-        "model_name": message.model_name,
-        "stream": message.stream,
-    }
-    if message.HasField("num_compute_units"):
-        document["num_compute_units"] = message.num_compute_units
+def _envelope(message: cpb.ConfidentialEnvelope) -> envelope.ConfidentialRequest:
     try:
-        return envelope.ConfidentialRequest.from_json(document)
+        return wire.envelope_from_proto(message)
     except envelope.EnvelopeError as error:
         raise InvalidRequest(f"Invalid confidential request: {error}.") from None
-
-
-def sealed_proto(response: envelope.ConfidentialResponse) -> cpb.SealedResponse:
-    return cpb.SealedResponse(
-        ciphertext=response.ciphertext,
-        nonce=response.nonce,
-        signature=response.signature,
-        response_hash=response.response_hash,
-        usage_json=signing.canonical_usage(response.usage).decode() if response.usage is not None else "",
-        chunk_index=response.chunk_index or 0,
-        final=True if response.final is None else response.final,
-    )
 
 
 def _verified(
@@ -329,7 +303,7 @@ class ConfidentialService:
         self, message: cpb.ConfidentialEnvelope, context: grpc.aio.ServicerContext, endpoint: str, state: _Relay
     ) -> AsyncIterator[tuple[str, Any]]:
         principal = await self._auth.authenticate(context.invocation_metadata())
-        sealed = envelope_from_proto(message)
+        sealed = _envelope(message)
         if sealed.stream and endpoint not in STREAMABLE:
             raise InvalidRequest(f"/{endpoint} does not stream.", param="stream")
         lock = state.lock = self.locks.take(
@@ -361,7 +335,7 @@ class ConfidentialService:
                     expected += 1
                     if chunk.usage is not None:
                         state.usage = chunk.usage
-                    yield "chunk", sealed_proto(chunk)
+                    yield "chunk", wire.sealed_to_proto(chunk)
                     if chunk.final:
                         final = True
                         break
@@ -375,7 +349,7 @@ class ConfidentialService:
                     chunk=False,
                 )
                 state.usage = answer.usage
-                yield "answer", sealed_proto(answer)
+                yield "answer", wire.sealed_to_proto(answer)
         finally:
             node.in_flight -= 1
         end = common_pb2.StreamEnd(routing=call.routing())
