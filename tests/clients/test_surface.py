@@ -7,6 +7,7 @@ import pytest
 
 import atoma_proxy.clients
 from atoma_proxy.clients import RoutingClient
+from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["RoutingService"]
@@ -18,6 +19,20 @@ MINIMAL_CALLS = {
     "Embeddings": {"model": "m", "input": "hi"},
     "GenerateImages": {"model": "m", "prompt": "a cat"},
     "ListNodes": {},
+    "LockNode": {"model": "m"},
+    "ConfidentialChatCompletion": {"envelope": cpb.ConfidentialEnvelope()},
+    "ConfidentialCompletion": {"envelope": cpb.ConfidentialEnvelope()},
+    "ConfidentialEmbeddings": {"envelope": cpb.ConfidentialEnvelope()},
+    "ConfidentialGenerateImages": {"envelope": cpb.ConfidentialEnvelope()},
+    "RegisterNodeKey": {
+        "node_id": "n",
+        "rotation_counter": 1,
+        "rotation_nonce": 1,
+        "public_key": b"",
+        "evidence": b"",
+        "signature": b"",
+    },
+    "GetNodeAttestation": {"node_id": "n"},
 }
 
 
