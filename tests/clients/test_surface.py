@@ -44,6 +44,7 @@ def test_public_exports_are_deliberate():
     assert atoma_proxy.clients.__all__ == [
         "AccountClient",
         "ApiKey",
+        "AsyncConfidentialClient",
         "AuthenticationError",
         "Balance",
         "ChatChunk",
@@ -53,6 +54,9 @@ def test_public_exports_are_deliberate():
         "CompletionChunk",
         "CompletionEvent",
         "CompletionResult",
+        "ConfidentialClient",
+        "ConfidentialError",
+        "ConfidentialResult",
         "CreatedApiKey",
         "CreditResult",
         "DeadlineExceededError",
