@@ -103,7 +103,7 @@ async def _generate(request: Request, method: Any, message: Any) -> Response:
             raise ApiError(502, "The routing core ended the call without an answer.", code="bad_gateway")
         if first.WhichOneof("event") == "answer":
             answer = first.answer
-            async for _ in call:  # to the end: the status (and the cost) come last
+            while await call.read() is not grpc.aio.EOF:  # to the end: the status (and the cost) come last
                 pass
             headers = routing_headers(await call.initial_metadata(), await call.trailing_metadata())
             return JSONResponse(wire.sealed_to_json(answer, chunk=False), headers=headers)

@@ -4,8 +4,6 @@ exactly the signed usage, and every tampering a clean specific error that charge
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import orjson
@@ -19,7 +17,7 @@ from atoma_proxy.core.ledger.pricing import TokenPrice
 from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 from tests.e2e._ledger import stored_ledger
-from tests.e2e.confidential_stack import (
+from tests.e2e.confidential.stack import (
     CHAT,
     EMBED,
     IMAGE,
@@ -28,20 +26,11 @@ from tests.e2e.confidential_stack import (
     PRICE_IN,
     PRICE_OUT,
     ConfidentialStack,
-    confidential_stack,
 )
-from tests.support.databases import temporary_database_sync
 
 CANARY = "CANARY-7f3a9c-confidential-secret"
 EMAIL = "conf@atoma.test"
 PRICE = TokenPrice(PRICE_IN, PRICE_OUT)
-
-
-@pytest.fixture(scope="module")
-def conf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfidentialStack]:
-    tmp: Path = tmp_path_factory.mktemp("confidential")
-    with temporary_database_sync("sqlite") as database_url, confidential_stack(tmp, database_url) as stack:
-        yield stack
 
 
 def _md(stack: ConfidentialStack) -> tuple[tuple[str, str], ...]:
