@@ -22,7 +22,7 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
@@ -33,6 +33,9 @@ import orjson
 from atoma_proxy.confidential import crypto, envelope, signing, wire
 
 ENDPOINTS = ("chat/completions", "completions", "embeddings", "images/generations")
+NODE_AT_FAULT = frozenset(
+    {"NODE_FAILED", "NODE_TIMEOUT", "NODE_SIGNATURE_INVALID", "NODE_STREAM_INVALID", "ANSWER_INVALID"}
+)
 RETRYABLE = frozenset(
     {
         "STALE_NODE_KEY",
@@ -84,7 +87,9 @@ class ConfidentialResult:
 
 
 class ConfidentialTransport(Protocol):
-    async def lock(self, model: str, endpoint: str, max_num_tokens: int, timeout: float | None) -> LockGrant: ...
+    async def lock(
+        self, model: str, endpoint: str, max_num_tokens: int, timeout: float | None, exclude: Sequence[str] = ()
+    ) -> LockGrant: ...
 
     async def unary(
         self, endpoint: str, request: envelope.ConfidentialRequest, timeout: float | None
@@ -126,8 +131,15 @@ class RestTransport:
             raise self._error(response)
         return orjson.loads(response.content)
 
-    async def lock(self, model: str, endpoint: str, max_num_tokens: int, timeout: float | None) -> LockGrant:
-        body = {"model": model, "endpoint": endpoint, "max_num_tokens": max_num_tokens}
+    async def lock(
+        self, model: str, endpoint: str, max_num_tokens: int, timeout: float | None, exclude: Sequence[str] = ()
+    ) -> LockGrant:
+        body = {
+            "model": model,
+            "endpoint": endpoint,
+            "max_num_tokens": max_num_tokens,
+            "exclude_node_ids": list(exclude),
+        }
         grant = await self._post("/v1/nodes/lock", body, timeout)
         return LockGrant(
             public_key=envelope._unb64(grant, "public_key", 32),
@@ -185,7 +197,9 @@ class GrpcTransport:
     def _error(error: Exception) -> ConfidentialError:
         return ConfidentialError(getattr(error, "reason", None) or type(error).__name__, str(error))
 
-    async def lock(self, model: str, endpoint: str, max_num_tokens: int, timeout: float | None) -> LockGrant:
+    async def lock(
+        self, model: str, endpoint: str, max_num_tokens: int, timeout: float | None, exclude: Sequence[str] = ()
+    ) -> LockGrant:
         from atoma_proxy.clients._errors import RoutingError
         from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 
@@ -197,7 +211,11 @@ class GrpcTransport:
         }
         try:
             grant = await self._client.lock_node(
-                model=model, max_num_tokens=max_num_tokens, endpoint=endpoints[endpoint], timeout=_grpc(timeout)
+                model=model,
+                max_num_tokens=max_num_tokens,
+                endpoint=endpoints[endpoint],
+                exclude_node_ids=exclude,
+                timeout=_grpc(timeout),
             )
         except RoutingError as error:
             raise self._error(error) from None
@@ -331,11 +349,19 @@ class AsyncConfidentialClient:
         return (None if timeout is None or timeout == math.inf else time.monotonic() + timeout), units
 
     async def _seal(
-        self, endpoint: str, body: dict[str, Any], units: int | None, deadline: float | None, *, stream: bool
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        units: int | None,
+        deadline: float | None,
+        avoid: list[str],
+        *,
+        stream: bool,
     ) -> tuple[envelope.ClientSession, LockGrant]:
+        """A fresh lock (avoiding the nodes that failed this call) and a fresh encryption to its key."""
         plaintext = orjson.dumps({**body, "stream": stream})
         units = units or _default_units(endpoint, body, plaintext)
-        grant = await self._transport.lock(body["model"], endpoint, units, _remaining(deadline))
+        grant = await self._transport.lock(body["model"], endpoint, units, _remaining(deadline), avoid)
         session = envelope.seal_request(
             plaintext,
             grant.public_key,
@@ -351,11 +377,12 @@ class AsyncConfidentialClient:
         body = dict(body)
         body.pop("stream", None)
         deadline, units = self._options(body)
-        attempt = 0
+        attempt, grant = 0, None
+        avoid: list[str] = []
         while True:
             attempt += 1
             try:
-                session, grant = await self._seal(endpoint, body, units, deadline, stream=False)
+                session, grant = await self._seal(endpoint, body, units, deadline, avoid, stream=False)
                 answer = await self._transport.unary(endpoint, session.request, _remaining(deadline))
                 try:
                     plaintext = session.open_response(answer)
@@ -365,17 +392,20 @@ class AsyncConfidentialClient:
             except ConfidentialError as error:
                 if not self._retry(error, attempt, deadline):
                     raise
+                if grant is not None and error.reason in NODE_AT_FAULT:
+                    avoid.append(grant.node_id)
 
     async def _stream(self, endpoint: str, body: dict[str, Any]) -> AsyncIterator[Any]:
         body = dict(body)
         body.pop("stream", None)
         deadline, units = self._options(body)
-        attempt = 0
+        attempt, grant = 0, None
+        avoid: list[str] = []
         while True:
             attempt += 1
             delivered = False
             try:
-                session, _ = await self._seal(endpoint, body, units, deadline, stream=True)
+                session, grant = await self._seal(endpoint, body, units, deadline, avoid, stream=True)
                 opener = session.stream_opener()
                 async for chunk in self._transport.stream(endpoint, session.request, _remaining(deadline)):
                     try:
@@ -395,6 +425,8 @@ class AsyncConfidentialClient:
             except ConfidentialError as error:
                 if delivered or not self._retry(error, attempt, deadline):
                     raise
+                if grant is not None and error.reason in NODE_AT_FAULT:
+                    avoid.append(grant.node_id)
 
     def _retry(self, error: ConfidentialError, attempt: int, deadline: float | None) -> bool:
         remaining = _remaining(deadline)

@@ -7,7 +7,7 @@ them directly only to build another client. Keyword-only `timeout` and `metadata
 # ruff: noqa: ASYNC109 - `timeout` is the gRPC deadline sent to the core.
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -36,11 +36,12 @@ class ConfidentialRpcs:
         max_num_tokens: int | None = None,
         lock_timeout: float | None = None,
         endpoint: int | None = None,
+        exclude_node_ids: Sequence[str] = (),
         timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> cpb.LockNodeResponse:
         """LockNode: a node with a valid key for one request (`lock_timeout`: seconds the lock lives)."""
-        request = cpb.LockNodeRequest(model=model)
+        request = cpb.LockNodeRequest(model=model, exclude_node_ids=list(exclude_node_ids))
         if max_num_tokens is not None:
             request.max_num_tokens = max_num_tokens
         if lock_timeout is not None:

@@ -59,6 +59,10 @@ def _lock_request(body: dict[str, Any]) -> cpb.LockNodeRequest:
         if type(timeout) not in (int, float):
             raise invalid_request("`timeout` must be a number of seconds.", param="timeout")
         message.timeout = float(timeout)
+    excluded = body.get("exclude_node_ids", [])
+    if not isinstance(excluded, list) or not all(isinstance(n, str) for n in excluded):
+        raise invalid_request("`exclude_node_ids` must be a list of node ids.", param="exclude_node_ids")
+    message.exclude_node_ids.extend(excluded)
     endpoint = body.get("endpoint")
     if endpoint is not None:
         if endpoint not in ENDPOINTS:
@@ -69,7 +73,7 @@ def _lock_request(body: dict[str, Any]) -> cpb.LockNodeRequest:
 
 @router.post("/v1/nodes/lock")
 async def lock_node(request: Request) -> Response:
-    """Locks a confidential node for one request: `{model, max_num_tokens?, timeout?, endpoint?}`."""
+    """Locks a confidential node for one request: `{model, max_num_tokens?, timeout?, endpoint?, exclude_node_ids?}`."""
     response, headers = await call_unary(
         request, _routing(request).LockNode, _lock_request(await read_json_object(request))
     )

@@ -2,8 +2,8 @@
 
 A relay is: authenticate -> check the envelope's shape -> take the lock -> check the node's key is
 still the one locked -> pass the envelope to the node unchanged -> verify every answer's and chunk's
-signature (and chunk order) -> settle exactly the signed usage. Every failure settles nothing but
-what the node signed, which is nothing before its answer.
+signature (and chunk order) -> settle exactly the signed usage. A failed relay charges nothing (its
+reservation is released); a client that leaves mid-stream is charged the usage the node had signed.
 """
 
 from __future__ import annotations
@@ -209,6 +209,8 @@ class ConfidentialService:
         confidential = [n for n in self._registry.candidates(model) if self.keys.current(n.id) is not None]
         if not confidential:
             raise NoConfidentialNode(f"No node with a valid confidential key serves `{model}` right now.")
+        excluded = set(request.exclude_node_ids)
+        confidential = [n for n in confidential if n.id not in excluded] or confidential
         call = InferenceCall(request_id=new_request_id(None))
         metered = None
         if self._meter is not None:
@@ -293,6 +295,7 @@ class ConfidentialService:
             async for event in self._relay(message, context, endpoint, state):
                 yield event
         except Exception as error:
+            state.usage = None  # a failed relay charges nothing, whatever the node signed before failing
             await self._settle(state, _outcome(error))
             await self._fail(context, error, state.lock.call if state.lock else None)
         finally:

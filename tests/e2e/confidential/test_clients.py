@@ -60,8 +60,8 @@ class RotateAfterFirstLock(RestTransport):
         self.sidecar_url = conf.sidecar_url
         self.locks: list[LockGrant] = []
 
-    async def lock(self, model: str, endpoint: str, max_num_tokens: int, timeout: float | None) -> LockGrant:  # noqa: ASYNC109
-        grant = await super().lock(model, endpoint, max_num_tokens, timeout)
+    async def lock(self, model, endpoint, max_num_tokens, timeout, exclude=()):  # type: ignore[no-untyped-def]  # noqa: ASYNC109
+        grant = await super().lock(model, endpoint, max_num_tokens, timeout, exclude)
         self.locks.append(grant)
         if len(self.locks) == 1:
             async with httpx.AsyncClient() as http:

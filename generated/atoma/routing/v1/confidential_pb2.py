@@ -25,45 +25,45 @@ _sym_db = _symbol_database.Default()
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2 as atoma_dot_routing_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#atoma/routing/v1/confidential.proto\x12\x10\x61toma.routing.v1\x1a\x1d\x61toma/routing/v1/common.proto\"\xe6\x01\n\x0fLockNodeRequest\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12)\n\x0emax_num_tokens\x18\x02 \x01(\x03H\x00R\x0cmaxNumTokens\x88\x01\x01\x12\x1d\n\x07timeout\x18\x03 \x01(\x01H\x01R\x07timeout\x88\x01\x01\x12G\n\x08\x65ndpoint\x18\x04 \x01(\x0e\x32&.atoma.routing.v1.ConfidentialEndpointH\x02R\x08\x65ndpoint\x88\x01\x01\x42\x11\n\x0f_max_num_tokensB\n\n\x08_timeoutB\x0b\n\t_endpoint\"\xae\x02\n\x10LockNodeResponse\x12\x1d\n\npublic_key\x18\x01 \x01(\x0cR\tpublicKey\x12\x17\n\x07node_id\x18\x02 \x01(\tR\x06nodeId\x12\"\n\rnode_small_id\x18\x03 \x01(\x04R\x0bnodeSmallId\x12$\n\x0estack_small_id\x18\x04 \x01(\x04R\x0cstackSmallId\x12\x1d\n\nexpires_at\x18\x05 \x01(\x01R\texpiresAt\x12(\n\x10node_signing_key\x18\x06 \x01(\x0cR\x0enodeSigningKey\x12)\n\x10rotation_counter\x18\x07 \x01(\x04R\x0frotationCounter\x12$\n\x0emax_num_tokens\x18\x08 \x01(\x03R\x0cmaxNumTokens\"\x92\x03\n\x14\x43onfidentialEnvelope\x12\x1e\n\nciphertext\x18\x01 \x01(\x0cR\nciphertext\x12$\n\x0estack_small_id\x18\x02 \x01(\x04R\x0cstackSmallId\x12\x14\n\x05nonce\x18\x03 \x01(\x0cR\x05nonce\x12\x12\n\x04salt\x18\x04 \x01(\x0cR\x04salt\x12/\n\x14\x63lient_dh_public_key\x18\x05 \x01(\x0cR\x11\x63lientDhPublicKey\x12+\n\x12node_dh_public_key\x18\x06 \x01(\x0cR\x0fnodeDhPublicKey\x12.\n\x13plaintext_body_hash\x18\x07 \x01(\x0cR\x11plaintextBodyHash\x12\x16\n\x06stream\x18\x08 \x01(\x08R\x06stream\x12\x1d\n\nmodel_name\x18\t \x01(\tR\tmodelName\x12/\n\x11num_compute_units\x18\n \x01(\x04H\x00R\x0fnumComputeUnits\x88\x01\x01\x42\x14\n\x12_num_compute_units\"\xdf\x01\n\x0eSealedResponse\x12\x1e\n\nciphertext\x18\x01 \x01(\x0cR\nciphertext\x12\x14\n\x05nonce\x18\x02 \x01(\x0cR\x05nonce\x12\x1c\n\tsignature\x18\x03 \x01(\x0cR\tsignature\x12#\n\rresponse_hash\x18\x04 \x01(\x0cR\x0cresponseHash\x12\x1d\n\nusage_json\x18\x05 \x01(\tR\tusageJson\x12\x1f\n\x0b\x63hunk_index\x18\x06 \x01(\rR\nchunkIndex\x12\x14\n\x05\x66inal\x18\x07 \x01(\x08R\x05\x66inal\"g\n!ConfidentialChatCompletionRequest\x12\x42\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32&.atoma.routing.v1.ConfidentialEnvelopeR\x08\x65nvelope\"\xd4\x01\n\"ConfidentialChatCompletionResponse\x12:\n\x06\x61nswer\x18\x01 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseH\x00R\x06\x61nswer\x12\x38\n\x05\x63hunk\x18\x02 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseH\x00R\x05\x63hunk\x12/\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1b.atoma.routing.v1.StreamEndH\x00R\x03\x65ndB\x07\n\x05\x65vent\"c\n\x1d\x43onfidentialCompletionRequest\x12\x42\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32&.atoma.routing.v1.ConfidentialEnvelopeR\x08\x65nvelope\"\xd0\x01\n\x1e\x43onfidentialCompletionResponse\x12:\n\x06\x61nswer\x18\x01 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseH\x00R\x06\x61nswer\x12\x38\n\x05\x63hunk\x18\x02 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseH\x00R\x05\x63hunk\x12/\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1b.atoma.routing.v1.StreamEndH\x00R\x03\x65ndB\x07\n\x05\x65vent\"c\n\x1d\x43onfidentialEmbeddingsRequest\x12\x42\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32&.atoma.routing.v1.ConfidentialEnvelopeR\x08\x65nvelope\"\xb9\x01\n\x1e\x43onfidentialEmbeddingsResponse\x12\x38\n\x06\x61nswer\x18\x01 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseR\x06\x61nswer\x12\x37\n\x07routing\x18\x02 \x01(\x0b\x32\x1d.atoma.routing.v1.RoutingInfoR\x07routing\x12$\n\x0e\x63ost_micro_usd\x18\x03 \x01(\x03R\x0c\x63ostMicroUsd\"g\n!ConfidentialGenerateImagesRequest\x12\x42\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32&.atoma.routing.v1.ConfidentialEnvelopeR\x08\x65nvelope\"\xbd\x01\n\"ConfidentialGenerateImagesResponse\x12\x38\n\x06\x61nswer\x18\x01 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseR\x06\x61nswer\x12\x37\n\x07routing\x18\x02 \x01(\x0b\x32\x1d.atoma.routing.v1.RoutingInfoR\x07routing\x12$\n\x0e\x63ost_micro_usd\x18\x03 \x01(\x03R\x0c\x63ostMicroUsd\"\xdc\x01\n\x16RegisterNodeKeyRequest\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\x12)\n\x10rotation_counter\x18\x02 \x01(\x04R\x0frotationCounter\x12%\n\x0erotation_nonce\x18\x03 \x01(\x04R\rrotationNonce\x12\x1d\n\npublic_key\x18\x04 \x01(\x0cR\tpublicKey\x12\x1a\n\x08\x65vidence\x18\x05 \x01(\x0cR\x08\x65vidence\x12\x1c\n\tsignature\x18\x06 \x01(\x0cR\tsignature\"e\n\x17RegisterNodeKeyResponse\x12)\n\x10rotation_counter\x18\x01 \x01(\x04R\x0frotationCounter\x12\x1f\n\x0bvalid_until\x18\x02 \x01(\x01R\nvalidUntil\"4\n\x19GetNodeAttestationRequest\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\"\xa9\x02\n\x1aGetNodeAttestationResponse\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\x12)\n\x10rotation_counter\x18\x02 \x01(\x04R\x0frotationCounter\x12%\n\x0erotation_nonce\x18\x03 \x01(\x04R\rrotationNonce\x12\x1d\n\npublic_key\x18\x04 \x01(\x0cR\tpublicKey\x12\x1a\n\x08\x65vidence\x18\x05 \x01(\x0cR\x08\x65vidence\x12\x1a\n\x08verified\x18\x06 \x01(\x08R\x08verified\x12\x1f\n\x0bvalid_until\x18\x07 \x01(\x01R\nvalidUntil\x12(\n\x10node_signing_key\x18\x08 \x01(\x0cR\x0enodeSigningKey*\xe4\x01\n\x14\x43onfidentialEndpoint\x12%\n!CONFIDENTIAL_ENDPOINT_UNSPECIFIED\x10\x00\x12*\n&CONFIDENTIAL_ENDPOINT_CHAT_COMPLETIONS\x10\x01\x12%\n!CONFIDENTIAL_ENDPOINT_COMPLETIONS\x10\x02\x12$\n CONFIDENTIAL_ENDPOINT_EMBEDDINGS\x10\x03\x12,\n(CONFIDENTIAL_ENDPOINT_IMAGES_GENERATIONS\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#atoma/routing/v1/confidential.proto\x12\x10\x61toma.routing.v1\x1a\x1d\x61toma/routing/v1/common.proto\"\x90\x02\n\x0fLockNodeRequest\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12)\n\x0emax_num_tokens\x18\x02 \x01(\x03H\x00R\x0cmaxNumTokens\x88\x01\x01\x12\x1d\n\x07timeout\x18\x03 \x01(\x01H\x01R\x07timeout\x88\x01\x01\x12G\n\x08\x65ndpoint\x18\x04 \x01(\x0e\x32&.atoma.routing.v1.ConfidentialEndpointH\x02R\x08\x65ndpoint\x88\x01\x01\x12(\n\x10\x65xclude_node_ids\x18\x05 \x03(\tR\x0e\x65xcludeNodeIdsB\x11\n\x0f_max_num_tokensB\n\n\x08_timeoutB\x0b\n\t_endpoint\"\xae\x02\n\x10LockNodeResponse\x12\x1d\n\npublic_key\x18\x01 \x01(\x0cR\tpublicKey\x12\x17\n\x07node_id\x18\x02 \x01(\tR\x06nodeId\x12\"\n\rnode_small_id\x18\x03 \x01(\x04R\x0bnodeSmallId\x12$\n\x0estack_small_id\x18\x04 \x01(\x04R\x0cstackSmallId\x12\x1d\n\nexpires_at\x18\x05 \x01(\x01R\texpiresAt\x12(\n\x10node_signing_key\x18\x06 \x01(\x0cR\x0enodeSigningKey\x12)\n\x10rotation_counter\x18\x07 \x01(\x04R\x0frotationCounter\x12$\n\x0emax_num_tokens\x18\x08 \x01(\x03R\x0cmaxNumTokens\"\x92\x03\n\x14\x43onfidentialEnvelope\x12\x1e\n\nciphertext\x18\x01 \x01(\x0cR\nciphertext\x12$\n\x0estack_small_id\x18\x02 \x01(\x04R\x0cstackSmallId\x12\x14\n\x05nonce\x18\x03 \x01(\x0cR\x05nonce\x12\x12\n\x04salt\x18\x04 \x01(\x0cR\x04salt\x12/\n\x14\x63lient_dh_public_key\x18\x05 \x01(\x0cR\x11\x63lientDhPublicKey\x12+\n\x12node_dh_public_key\x18\x06 \x01(\x0cR\x0fnodeDhPublicKey\x12.\n\x13plaintext_body_hash\x18\x07 \x01(\x0cR\x11plaintextBodyHash\x12\x16\n\x06stream\x18\x08 \x01(\x08R\x06stream\x12\x1d\n\nmodel_name\x18\t \x01(\tR\tmodelName\x12/\n\x11num_compute_units\x18\n \x01(\x04H\x00R\x0fnumComputeUnits\x88\x01\x01\x42\x14\n\x12_num_compute_units\"\xdf\x01\n\x0eSealedResponse\x12\x1e\n\nciphertext\x18\x01 \x01(\x0cR\nciphertext\x12\x14\n\x05nonce\x18\x02 \x01(\x0cR\x05nonce\x12\x1c\n\tsignature\x18\x03 \x01(\x0cR\tsignature\x12#\n\rresponse_hash\x18\x04 \x01(\x0cR\x0cresponseHash\x12\x1d\n\nusage_json\x18\x05 \x01(\tR\tusageJson\x12\x1f\n\x0b\x63hunk_index\x18\x06 \x01(\rR\nchunkIndex\x12\x14\n\x05\x66inal\x18\x07 \x01(\x08R\x05\x66inal\"g\n!ConfidentialChatCompletionRequest\x12\x42\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32&.atoma.routing.v1.ConfidentialEnvelopeR\x08\x65nvelope\"\xd4\x01\n\"ConfidentialChatCompletionResponse\x12:\n\x06\x61nswer\x18\x01 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseH\x00R\x06\x61nswer\x12\x38\n\x05\x63hunk\x18\x02 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseH\x00R\x05\x63hunk\x12/\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1b.atoma.routing.v1.StreamEndH\x00R\x03\x65ndB\x07\n\x05\x65vent\"c\n\x1d\x43onfidentialCompletionRequest\x12\x42\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32&.atoma.routing.v1.ConfidentialEnvelopeR\x08\x65nvelope\"\xd0\x01\n\x1e\x43onfidentialCompletionResponse\x12:\n\x06\x61nswer\x18\x01 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseH\x00R\x06\x61nswer\x12\x38\n\x05\x63hunk\x18\x02 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseH\x00R\x05\x63hunk\x12/\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1b.atoma.routing.v1.StreamEndH\x00R\x03\x65ndB\x07\n\x05\x65vent\"c\n\x1d\x43onfidentialEmbeddingsRequest\x12\x42\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32&.atoma.routing.v1.ConfidentialEnvelopeR\x08\x65nvelope\"\xb9\x01\n\x1e\x43onfidentialEmbeddingsResponse\x12\x38\n\x06\x61nswer\x18\x01 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseR\x06\x61nswer\x12\x37\n\x07routing\x18\x02 \x01(\x0b\x32\x1d.atoma.routing.v1.RoutingInfoR\x07routing\x12$\n\x0e\x63ost_micro_usd\x18\x03 \x01(\x03R\x0c\x63ostMicroUsd\"g\n!ConfidentialGenerateImagesRequest\x12\x42\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32&.atoma.routing.v1.ConfidentialEnvelopeR\x08\x65nvelope\"\xbd\x01\n\"ConfidentialGenerateImagesResponse\x12\x38\n\x06\x61nswer\x18\x01 \x01(\x0b\x32 .atoma.routing.v1.SealedResponseR\x06\x61nswer\x12\x37\n\x07routing\x18\x02 \x01(\x0b\x32\x1d.atoma.routing.v1.RoutingInfoR\x07routing\x12$\n\x0e\x63ost_micro_usd\x18\x03 \x01(\x03R\x0c\x63ostMicroUsd\"\xdc\x01\n\x16RegisterNodeKeyRequest\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\x12)\n\x10rotation_counter\x18\x02 \x01(\x04R\x0frotationCounter\x12%\n\x0erotation_nonce\x18\x03 \x01(\x04R\rrotationNonce\x12\x1d\n\npublic_key\x18\x04 \x01(\x0cR\tpublicKey\x12\x1a\n\x08\x65vidence\x18\x05 \x01(\x0cR\x08\x65vidence\x12\x1c\n\tsignature\x18\x06 \x01(\x0cR\tsignature\"e\n\x17RegisterNodeKeyResponse\x12)\n\x10rotation_counter\x18\x01 \x01(\x04R\x0frotationCounter\x12\x1f\n\x0bvalid_until\x18\x02 \x01(\x01R\nvalidUntil\"4\n\x19GetNodeAttestationRequest\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\"\xa9\x02\n\x1aGetNodeAttestationResponse\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\x12)\n\x10rotation_counter\x18\x02 \x01(\x04R\x0frotationCounter\x12%\n\x0erotation_nonce\x18\x03 \x01(\x04R\rrotationNonce\x12\x1d\n\npublic_key\x18\x04 \x01(\x0cR\tpublicKey\x12\x1a\n\x08\x65vidence\x18\x05 \x01(\x0cR\x08\x65vidence\x12\x1a\n\x08verified\x18\x06 \x01(\x08R\x08verified\x12\x1f\n\x0bvalid_until\x18\x07 \x01(\x01R\nvalidUntil\x12(\n\x10node_signing_key\x18\x08 \x01(\x0cR\x0enodeSigningKey*\xe4\x01\n\x14\x43onfidentialEndpoint\x12%\n!CONFIDENTIAL_ENDPOINT_UNSPECIFIED\x10\x00\x12*\n&CONFIDENTIAL_ENDPOINT_CHAT_COMPLETIONS\x10\x01\x12%\n!CONFIDENTIAL_ENDPOINT_COMPLETIONS\x10\x02\x12$\n CONFIDENTIAL_ENDPOINT_EMBEDDINGS\x10\x03\x12,\n(CONFIDENTIAL_ENDPOINT_IMAGES_GENERATIONS\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atoma.routing.v1.confidential_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONFIDENTIALENDPOINT']._serialized_start=3156
-  _globals['_CONFIDENTIALENDPOINT']._serialized_end=3384
+  _globals['_CONFIDENTIALENDPOINT']._serialized_start=3198
+  _globals['_CONFIDENTIALENDPOINT']._serialized_end=3426
   _globals['_LOCKNODEREQUEST']._serialized_start=89
-  _globals['_LOCKNODEREQUEST']._serialized_end=319
-  _globals['_LOCKNODERESPONSE']._serialized_start=322
-  _globals['_LOCKNODERESPONSE']._serialized_end=624
-  _globals['_CONFIDENTIALENVELOPE']._serialized_start=627
-  _globals['_CONFIDENTIALENVELOPE']._serialized_end=1029
-  _globals['_SEALEDRESPONSE']._serialized_start=1032
-  _globals['_SEALEDRESPONSE']._serialized_end=1255
-  _globals['_CONFIDENTIALCHATCOMPLETIONREQUEST']._serialized_start=1257
-  _globals['_CONFIDENTIALCHATCOMPLETIONREQUEST']._serialized_end=1360
-  _globals['_CONFIDENTIALCHATCOMPLETIONRESPONSE']._serialized_start=1363
-  _globals['_CONFIDENTIALCHATCOMPLETIONRESPONSE']._serialized_end=1575
-  _globals['_CONFIDENTIALCOMPLETIONREQUEST']._serialized_start=1577
-  _globals['_CONFIDENTIALCOMPLETIONREQUEST']._serialized_end=1676
-  _globals['_CONFIDENTIALCOMPLETIONRESPONSE']._serialized_start=1679
-  _globals['_CONFIDENTIALCOMPLETIONRESPONSE']._serialized_end=1887
-  _globals['_CONFIDENTIALEMBEDDINGSREQUEST']._serialized_start=1889
-  _globals['_CONFIDENTIALEMBEDDINGSREQUEST']._serialized_end=1988
-  _globals['_CONFIDENTIALEMBEDDINGSRESPONSE']._serialized_start=1991
-  _globals['_CONFIDENTIALEMBEDDINGSRESPONSE']._serialized_end=2176
-  _globals['_CONFIDENTIALGENERATEIMAGESREQUEST']._serialized_start=2178
-  _globals['_CONFIDENTIALGENERATEIMAGESREQUEST']._serialized_end=2281
-  _globals['_CONFIDENTIALGENERATEIMAGESRESPONSE']._serialized_start=2284
-  _globals['_CONFIDENTIALGENERATEIMAGESRESPONSE']._serialized_end=2473
-  _globals['_REGISTERNODEKEYREQUEST']._serialized_start=2476
-  _globals['_REGISTERNODEKEYREQUEST']._serialized_end=2696
-  _globals['_REGISTERNODEKEYRESPONSE']._serialized_start=2698
-  _globals['_REGISTERNODEKEYRESPONSE']._serialized_end=2799
-  _globals['_GETNODEATTESTATIONREQUEST']._serialized_start=2801
-  _globals['_GETNODEATTESTATIONREQUEST']._serialized_end=2853
-  _globals['_GETNODEATTESTATIONRESPONSE']._serialized_start=2856
-  _globals['_GETNODEATTESTATIONRESPONSE']._serialized_end=3153
+  _globals['_LOCKNODEREQUEST']._serialized_end=361
+  _globals['_LOCKNODERESPONSE']._serialized_start=364
+  _globals['_LOCKNODERESPONSE']._serialized_end=666
+  _globals['_CONFIDENTIALENVELOPE']._serialized_start=669
+  _globals['_CONFIDENTIALENVELOPE']._serialized_end=1071
+  _globals['_SEALEDRESPONSE']._serialized_start=1074
+  _globals['_SEALEDRESPONSE']._serialized_end=1297
+  _globals['_CONFIDENTIALCHATCOMPLETIONREQUEST']._serialized_start=1299
+  _globals['_CONFIDENTIALCHATCOMPLETIONREQUEST']._serialized_end=1402
+  _globals['_CONFIDENTIALCHATCOMPLETIONRESPONSE']._serialized_start=1405
+  _globals['_CONFIDENTIALCHATCOMPLETIONRESPONSE']._serialized_end=1617
+  _globals['_CONFIDENTIALCOMPLETIONREQUEST']._serialized_start=1619
+  _globals['_CONFIDENTIALCOMPLETIONREQUEST']._serialized_end=1718
+  _globals['_CONFIDENTIALCOMPLETIONRESPONSE']._serialized_start=1721
+  _globals['_CONFIDENTIALCOMPLETIONRESPONSE']._serialized_end=1929
+  _globals['_CONFIDENTIALEMBEDDINGSREQUEST']._serialized_start=1931
+  _globals['_CONFIDENTIALEMBEDDINGSREQUEST']._serialized_end=2030
+  _globals['_CONFIDENTIALEMBEDDINGSRESPONSE']._serialized_start=2033
+  _globals['_CONFIDENTIALEMBEDDINGSRESPONSE']._serialized_end=2218
+  _globals['_CONFIDENTIALGENERATEIMAGESREQUEST']._serialized_start=2220
+  _globals['_CONFIDENTIALGENERATEIMAGESREQUEST']._serialized_end=2323
+  _globals['_CONFIDENTIALGENERATEIMAGESRESPONSE']._serialized_start=2326
+  _globals['_CONFIDENTIALGENERATEIMAGESRESPONSE']._serialized_end=2515
+  _globals['_REGISTERNODEKEYREQUEST']._serialized_start=2518
+  _globals['_REGISTERNODEKEYREQUEST']._serialized_end=2738
+  _globals['_REGISTERNODEKEYRESPONSE']._serialized_start=2740
+  _globals['_REGISTERNODEKEYRESPONSE']._serialized_end=2841
+  _globals['_GETNODEATTESTATIONREQUEST']._serialized_start=2843
+  _globals['_GETNODEATTESTATIONREQUEST']._serialized_end=2895
+  _globals['_GETNODEATTESTATIONRESPONSE']._serialized_start=2898
+  _globals['_GETNODEATTESTATIONRESPONSE']._serialized_end=3195
 # @@protoc_insertion_point(module_scope)

@@ -1,8 +1,9 @@
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -21,16 +22,18 @@ CONFIDENTIAL_ENDPOINT_EMBEDDINGS: ConfidentialEndpoint
 CONFIDENTIAL_ENDPOINT_IMAGES_GENERATIONS: ConfidentialEndpoint
 
 class LockNodeRequest(_message.Message):
-    __slots__ = ("model", "max_num_tokens", "timeout", "endpoint")
+    __slots__ = ("model", "max_num_tokens", "timeout", "endpoint", "exclude_node_ids")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_NODE_IDS_FIELD_NUMBER: _ClassVar[int]
     model: str
     max_num_tokens: int
     timeout: float
     endpoint: ConfidentialEndpoint
-    def __init__(self, model: _Optional[str] = ..., max_num_tokens: _Optional[int] = ..., timeout: _Optional[float] = ..., endpoint: _Optional[_Union[ConfidentialEndpoint, str]] = ...) -> None: ...
+    exclude_node_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., max_num_tokens: _Optional[int] = ..., timeout: _Optional[float] = ..., endpoint: _Optional[_Union[ConfidentialEndpoint, str]] = ..., exclude_node_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LockNodeResponse(_message.Message):
     __slots__ = ("public_key", "node_id", "node_small_id", "stack_small_id", "expires_at", "node_signing_key", "rotation_counter", "max_num_tokens")
