@@ -3,6 +3,8 @@ nowhere in the proxy's database, its logs (DEBUG level), or the sidecar's logs."
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 from pathlib import Path
 
 from atoma_proxy.clients import AsyncConfidentialClient
@@ -19,9 +21,16 @@ async def test_the_canary_is_nowhere_outside_the_engine(conf: ConfidentialStack)
         assert result.data["choices"]  # the canary did travel, through the proxy, to the engine
         async for _ in client.chat_completion(model=CHAT, messages=[{"role": "user", "content": CANARY.decode()}]):
             pass
-    database = Path(conf.database_url.removeprefix("sqlite:///").removeprefix("sqlite+aiosqlite:///"))
-    stores = [p for p in database.parent.glob(database.name + "*")]  # the file and its -wal / -shm
-    assert database in stores
+    if conf.database_url.startswith("sqlite"):
+        database = Path(conf.database_url.removeprefix("sqlite:///"))
+        stores = list(database.parent.glob(database.name + "*"))  # the file and its -wal / -shm
+        assert database in stores
+    else:  # every row of every table, as pg_dump writes it
+        command = ["pg_dump", "--data-only", conf.database_url]
+        dump = await asyncio.to_thread(subprocess.run, command, capture_output=True, check=True)
+        assert b"COPY public.reservations" in dump.stdout
+        stores = [conf.logs / "pg_dump.sql"]
+        stores[0].write_bytes(dump.stdout)
     logs = [conf.logs / "proxy.log", conf.logs / "sidecar.log"]
     assert all(log.stat().st_size > 0 for log in logs)
     for path in [*stores, *logs]:
