@@ -349,6 +349,11 @@ class StreamSealer:
     base_nonce: bytes
     _next: int = 0
 
+    @property
+    def sealed(self) -> int:
+        """Chunks sealed so far, the final one included."""
+        return self._next
+
     def seal_chunk(self, body: bytes, usage: Mapping[str, int] | None = None) -> ConfidentialResponse:
         if body == STREAM_END:
             raise ValueError("a chunk cannot be the end marker; call seal_final")

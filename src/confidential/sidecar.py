@@ -299,7 +299,7 @@ class Sidecar:
             yield _sse({"error": {"code": "ENGINE_FAILED", "message": "the engine stream broke"}})
             return
         yield _sse(sealer.seal_final(usage).to_json())
-        log.info("confidential %s stream sealed (%d chunks)", endpoint, sealer._next)
+        log.info("confidential %s stream sealed (%d chunks)", endpoint, sealer.sealed)
 
 
 def _sse(document: Any) -> bytes:

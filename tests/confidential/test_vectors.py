@@ -159,3 +159,37 @@ def test_canonical_usage_refuses_what_has_no_canonical_form():
     for bad in ({"prompt_tokens": 1.0}, {"prompt_tokens": -1}, {"prompt_tokens": True}, {"prompt_tokens": "1"}):
         with pytest.raises(ValueError):
             signing.canonical_usage(bad)
+
+
+def test_atoma_style_request_built_with_cryptography_alone_round_trips():
+    """Atoma's client rules with pyca/cryptography only (no code of ours): our node opens the request,
+    and its answer decrypts with the same rules (same key, the answer's own nonce)."""
+    import os
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    node_private = crypto.new_private_key()
+    client = X25519PrivateKey.generate()
+    shared = client.exchange(X25519PublicKey.from_public_bytes(crypto.public_key(node_private)))
+    salt, nonce = os.urandom(16), os.urandom(12)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"").derive(shared)
+    body = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+    document = {
+        "ciphertext": base64.b64encode(AESGCM(key).encrypt(nonce, body, None)).decode(),
+        "stack_small_id": 1,
+        "nonce": base64.b64encode(nonce).decode(),
+        "salt": base64.b64encode(salt).decode(),
+        "client_dh_public_key": base64.b64encode(client.public_key().public_bytes_raw()).decode(),
+        "node_dh_public_key": base64.b64encode(crypto.public_key(node_private)).decode(),
+        "plaintext_body_hash": base64.b64encode(hashlib.blake2b(body, digest_size=32).digest()).decode(),
+        "model_name": "m",
+    }
+    opened, node = envelope.open_request(
+        envelope.ConfidentialRequest.from_json(document), node_private, SigningKey.generate()
+    )
+    assert opened == body
+    answer = node.seal_response(b'{"choices":[]}', {"prompt_tokens": 1}).to_json()
+    plain = AESGCM(key).decrypt(_b64(answer["nonce"]), _b64(answer["ciphertext"]), None)
+    assert plain == b'{"choices":[]}'
+    assert _b64(answer["response_hash"]) == hashlib.blake2b(plain, digest_size=32).digest()
