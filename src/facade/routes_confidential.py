@@ -41,7 +41,9 @@ ENDPOINTS = {
 
 
 def _routing(request: Request) -> Any:
-    return request.app.state.core.routing
+    """Always the first core connection: a lock lives in the memory of the core process that granted it, and
+    with several core workers on one port each connection may reach another one."""
+    return request.app.state.core.routing_stubs[0]
 
 
 def _lock_request(body: dict[str, Any]) -> cpb.LockNodeRequest:

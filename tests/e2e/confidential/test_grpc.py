@@ -269,3 +269,35 @@ async def test_attestation_is_served_and_bound_to_the_key(conf, stub) -> None:  
     )
     # release the lock now rather than waiting for its expiry (nothing else uses it)
     _ = lock
+
+
+async def test_plaintext_for_another_model_than_routed_is_refused_by_the_node(conf, stub) -> None:  # type: ignore[no-untyped-def]
+    # priced and routed as CHAT, but asking the engine for another model: the node refuses, nothing is charged
+    lock = await _lock(stub, conf)
+    body = {**_chat_body(), "model": "conf/plain-only"}
+    session = envelope.seal_request(
+        orjson.dumps(body), lock.public_key, stack_small_id=lock.stack_small_id, model_name=CHAT
+    )
+    await _expect_error(conf, stub, session.request, "INVALID_PLAINTEXT", grpc.StatusCode.INVALID_ARGUMENT)
+
+
+async def test_more_units_than_locked_is_a_lock_mismatch(conf, stub) -> None:  # type: ignore[no-untyped-def]
+    lock = await _lock(stub, conf, max_num_tokens=16)
+    request = dataclasses.replace(_seal(lock, _chat_body()).request, num_compute_units=17)
+    await _expect_error(conf, stub, request, "LOCK_MISMATCH", grpc.StatusCode.INVALID_ARGUMENT, released=0)
+    embeddings_lock = await _lock(stub, conf, model=EMBED, endpoint=cpb.CONFIDENTIAL_ENDPOINT_EMBEDDINGS)
+    wrong_endpoint = _seal(embeddings_lock, {"model": EMBED, "input": "x"}).request
+    await _expect_error(conf, stub, wrong_endpoint, "LOCK_MISMATCH", grpc.StatusCode.INVALID_ARGUMENT, released=0)
+
+
+async def test_plain_requests_pass_through_the_sidecar(conf) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    async with httpx.AsyncClient(base_url=conf.facade_url) as http:
+        answer = await http.post(
+            "/v1/chat/completions",
+            json={"model": CHAT, "messages": [{"role": "user", "content": "plain"}], "max_tokens": 2},
+            headers={"authorization": f"Bearer {conf.api_key}"},
+        )
+    assert answer.status_code == 200 and answer.headers["x-atoma-node"] == NODE_ID
+    assert answer.json()["usage"]["completion_tokens"] == 2

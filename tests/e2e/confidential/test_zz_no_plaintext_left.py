@@ -31,7 +31,8 @@ async def test_the_canary_is_nowhere_outside_the_engine(conf: ConfidentialStack)
         assert b"COPY public.reservations" in dump.stdout
         stores = [conf.logs / "pg_dump.sql"]
         stores[0].write_bytes(dump.stdout)
-    logs = [conf.logs / "proxy.log", conf.logs / "sidecar.log"]
+    logs = [conf.logs / "proxy.log", *conf.logs.glob("sidecar*.log")]
+    assert len(logs) == 4
     assert all(log.stat().st_size > 0 for log in logs)
     for path in [*stores, *logs]:
         assert CANARY not in path.read_bytes(), f"{path} holds plaintext"
