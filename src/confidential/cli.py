@@ -25,6 +25,7 @@ def add_confidential_node_arguments(parser: argparse.ArgumentParser) -> None:
     add("--host", default="127.0.0.1", help="Listen host (default 127.0.0.1).")
     add("--port", type=int, default=3000, help="Listen port (default 3000).")
     add("--rotate-every", type=float, default=3600.0, help="Seconds between key rotations (default 3600).")
+    add("--refresh-every", type=float, default=10.0, help="Seconds between re-registrations of the key (default 10).")
     add("--admin-token-file", type=Path, help="File holding the Bearer token of POST /v1/rotate-key.")
     add("--print-public-key", action="store_true", help="Print the node's Ed25519 public key (base64) and exit.")
 
@@ -60,6 +61,7 @@ def run_confidential_node(args: argparse.Namespace) -> None:
         engine_url=args.engine_url,
         core_targets=args.core,
         rotate_every=args.rotate_every,
+        refresh_every=args.refresh_every,
         admin_token=admin_token,
     )
     sidecar = Sidecar(config, NodeKeys(args.node_id, identity, attester), Registrar(args.core))

@@ -54,6 +54,7 @@ class SidecarConfig:
     engine_url: str
     core_targets: Sequence[str]
     rotate_every: float = 3600.0
+    refresh_every: float = 10.0
     admin_token: str | None = None
     engine_timeout: float = 600.0
 
@@ -128,7 +129,7 @@ class Sidecar:
 
     # ---- keys ---------------------------------------------------------------------------------
 
-    async def rotate(self) -> KeyRotation:
+    async def rotate(self) -> KeyRotation:  # also on demand: POST /v1/rotate-key
         """A new key, registered with every core, then current. On failure the old key stays."""
         if self._rotating is None:
             self._rotating = asyncio.Lock()
@@ -140,16 +141,24 @@ class Sidecar:
             return rotation
 
     async def _rotate_forever(self) -> None:
-        delay = 0.0
+        """Rotates every `rotate_every` seconds; in between, re-sends the current registration every
+        `refresh_every` seconds, so a core that restarted (and forgot the key) learns it again."""
+        next_rotation = 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(delay)
+            current = self.keys.current
             try:
-                await self.rotate()
-                delay = self.config.rotate_every
+                if current is None or loop.time() >= next_rotation:
+                    await self.rotate()
+                    next_rotation = loop.time() + self.config.rotate_every
+                else:
+                    await self._registrar.register(self.config.node_id, current)
+                delay = min(self.config.refresh_every, max(0.0, next_rotation - loop.time()))
             except (grpc.RpcError, OSError) as error:
                 code = error.code() if isinstance(error, grpc.aio.AioRpcError) else error
                 log.warning("key registration failed (%s); retrying", code)
-                delay = min(self.config.rotate_every, 1.0)
+                delay = min(self.config.refresh_every, 1.0)
+            await asyncio.sleep(delay)
 
     async def start(self) -> None:
         self._timer = asyncio.create_task(self._rotate_forever(), name="confidential-key-rotation")

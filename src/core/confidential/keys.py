@@ -122,6 +122,12 @@ class KeyRegistry:
         except signing.SignatureInvalid:
             raise KeyRegistrationRefused("The registration's signature does not verify.") from None
         last = self._keys.get(node_id)
+        if (
+            last is not None
+            and rotation_counter == last.rotation_counter
+            and (public_key, rotation_nonce, evidence) == (last.public_key, last.rotation_nonce, last.evidence)
+        ):
+            return last  # the node refreshing its registration (a restarted core learns it again): no change
         if last is not None and rotation_counter <= last.rotation_counter:
             raise KeyRegistrationRefused(
                 f"Rotation {rotation_counter} is not above the registered {last.rotation_counter}.",

@@ -119,3 +119,13 @@ def test_the_sidecar_accepts_only_its_current_and_pending_keys(setup) -> None:  
     assert keys.private_key_for(second.public_key) == second.private_key
     keys.registered(second)
     assert keys.private_key_for(first.public_key) is None  # stale now
+
+
+def test_a_repeated_registration_is_an_idempotent_refresh(setup) -> None:  # type: ignore[no-untyped-def]
+    registry, keys, _, _, clock = setup
+    rotation = keys.rotate()
+    first = _register(registry, rotation)
+    clock.now += 30
+    assert _register(registry, rotation) is first  # same key, validity not extended by a replay
+    clock.now += 31
+    assert registry.current("n1") is None
