@@ -26,11 +26,13 @@ from atoma_proxy.core.confidential.errors import (
 )
 from atoma_proxy.core.confidential.keys import NodeKey
 from atoma_proxy.core.inference import InferenceCall
-from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome
+from atoma_proxy.core.ledger import Meter, MeteredRequest
 from atoma_proxy.core.nodes.registry import Node
 
 log = logging.getLogger(__name__)
 
+# The usage record of a lock that expired unused (the sweeper's, after a crash, is Outcome.EXPIRED).
+LOCK_EXPIRED_OUTCOME = "lock_expired"
 _FORGET_USED_AFTER = 600.0  # seconds a used lock's id is remembered, to say LOCK_ALREADY_USED
 
 
@@ -102,7 +104,7 @@ class LockTable:
             return
         lock.state = "expired"
         if self._meter is not None and lock.metered is not None:
-            await self._meter.settle(lock.metered, lock.call, Outcome.EXPIRED)
+            await self._meter.settle(lock.metered, lock.call, LOCK_EXPIRED_OUTCOME)
         log.info("lock %d on node %s expired unused", lock_id, lock.node.id)
         asyncio.get_running_loop().call_later(_FORGET_USED_AFTER, self._locks.pop, lock_id, None)
 

@@ -27,7 +27,7 @@ from atoma_proxy.core.errors import InternalError, InvalidRequest, NodeFailed, N
 from atoma_proxy.core.inference import InferenceCall, new_request_id, usage_proto
 from atoma_proxy.core.ledger import Estimate, Meter, Outcome, RequestKind
 from atoma_proxy.core.nodes.registry import NodeRegistry
-from atoma_proxy.core.nodes.selection import NodeSelector, SelectionRequest
+from atoma_proxy.core.nodes.selection import NodeSelector, SelectionRequest, eligible_nodes
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
@@ -211,6 +211,7 @@ class ConfidentialService:
             raise NoConfidentialNode(f"No node with a valid confidential key serves `{model}` right now.")
         excluded = set(request.exclude_node_ids)
         confidential = [n for n in confidential if n.id not in excluded] or confidential
+        eligible_nodes(model, confidential, SelectionRequest())  # none healthy: refused before anything is held
         call = InferenceCall(request_id=new_request_id(None))
         metered = None
         if self._meter is not None:

@@ -236,6 +236,8 @@ async def test_expired_lock_is_refused_and_its_reservation_released(conf, stub) 
         conf, stub, _seal(lock, _chat_body()).request, "LOCK_EXPIRED", grpc.StatusCode.FAILED_PRECONDITION, released=0
     )
     assert (await _charged(conf))[:2] == before[:2]
+    records = (await stored_ledger(conf.database_url, EMAIL)).records
+    assert "lock_expired" in {r.outcome for r in records}
 
 
 async def test_stale_node_key_after_rotation(conf, stub) -> None:  # type: ignore[no-untyped-def]
