@@ -303,3 +303,36 @@ async def test_plain_requests_pass_through_the_sidecar(conf) -> None:  # type: i
         )
     assert answer.status_code == 200 and answer.headers["x-atoma-node"] == NODE_ID
     assert answer.json()["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "reason"),
+    [
+        ({"max_num_tokens": 0}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
+        ({"timeout": 0.0}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
+        ({"timeout": 301.0}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
+        ({"endpoint": cpb.CONFIDENTIAL_ENDPOINT_UNSPECIFIED}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
+        ({"model": "conf/plain-only"}, grpc.StatusCode.UNAVAILABLE, "NO_CONFIDENTIAL_NODE"),
+        ({"model": "conf/nobody"}, grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND"),
+    ],
+)
+async def test_bad_locks_are_refused_and_hold_nothing(conf, stub, fields, code, reason) -> None:  # type: ignore[no-untyped-def]
+    before = await _charged(conf)
+    request = cpb.LockNodeRequest(**{"model": CHAT, **fields})
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LockNode(request, metadata=_md(conf))
+    assert (raised.value.code(), _reason(raised.value)) == (code, reason)
+    assert (await _charged(conf))[2] <= before[2]
+
+
+async def test_confidential_rpcs_need_an_api_key(conf, stub) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LockNode(cpb.LockNodeRequest(model=CHAT))
+    assert _reason(raised.value) == "MISSING_API_KEY"
+    lock = await _lock(stub, conf)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in stub.ConfidentialChatCompletion(
+            cpb.ConfidentialChatCompletionRequest(envelope=wire.envelope_to_proto(_seal(lock, _chat_body()).request))
+        ):
+            pass
+    assert _reason(raised.value) == "MISSING_API_KEY"
