@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The TypeScript client (README "TypeScript client"): its npm packages, protoc-gen-es among them, pinned by package-lock.json.
+TS_CLIENT := src/clients/typescript
+NPM_STAMP := $(TS_CLIENT)/node_modules/.installed-stamp
 
 .PHONY: install run test lint protos check-protos bench clean
 
@@ -12,7 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NPM_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
+	touch $(NPM_STAMP)
+
+install: $(STAMP) $(NPM_STAMP)
 
 ## run: the proxy on embedded defaults (SQLite, three simulated nodes); prints the API key.
 run: install
@@ -26,14 +33,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy src
+	cd $(TS_CLIENT) && node_modules/.bin/tsc -p . --noEmit
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	@if git rev-parse -q --verify main >/dev/null 2>&1 && git cat-file -e main:protos 2>/dev/null; then \
 		$(BIN)/buf breaking --against '.git#branch=main,subdir=.'; fi
 
-## protos: regenerate generated/ from protos/ (pb2, pyi, grpc).
+## protos: regenerate generated/ from protos/ (pb2, pyi, grpc; TypeScript in generated/ts).
 protos: install
-	rm -rf generated/atoma/routing/v1/*_pb2*.py* generated/atoma/accounts/v1/*_pb2*.py*
+	rm -rf generated/atoma/routing/v1/*_pb2*.py* generated/atoma/accounts/v1/*_pb2*.py* generated/ts
 	$(BIN)/buf generate
 
 ## check-protos: fail when generated/ is not what `make protos` would write.

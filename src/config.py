@@ -7,10 +7,11 @@ sections, e.g. `ATOMA_DATABASE__URL=postgresql://...` or `ATOMA_FACADE__PORT=909
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +20,9 @@ from pydantic_settings import (
 )
 
 CONFIG_ENV = "ATOMA_CONFIG"
+MIB = 1024 * 1024
+# A node's answer travels whole in one gRPC message of at most 64 MiB (the core's and the facade's limit).
+NODE_RESPONSE_CEILING = 64 * MIB - 64 * 1024
 
 
 class NodeConfig(BaseModel):
@@ -85,6 +89,18 @@ class CoreSettings(BaseModel):
     node_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to a node.")
     node_read_timeout: float = Field(300.0, gt=0, description="Seconds a node may stay silent mid-response.")
     node_max_connections: int = Field(1024, ge=1, description="Pooled keep-alive connections to nodes, in all.")
+    node_max_event_bytes: int = Field(
+        4 * MIB,
+        ge=1024,
+        le=32 * MIB,
+        description="Longest SSE event a node may send; past it, NODE_FAILED.",
+    )
+    node_max_response_bytes: int = Field(
+        60 * MIB,
+        ge=1024,
+        le=NODE_RESPONSE_CEILING,
+        description="Longest answer (body bytes) a node may send; past it, NODE_FAILED. Below the 64 MiB gRPC message.",
+    )
     health_interval: float = Field(5.0, gt=0, description="Seconds between health probes of each node.")
     health_timeout: float = Field(2.0, gt=0, description="Seconds a health probe may take.")
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight RPCs get to finish on shutdown.")
@@ -109,6 +125,14 @@ class FacadeSettings(BaseModel):
     )
     workers: int = Field(
         1, ge=1, le=64, description="Processes of `atoma-proxy facade`, all on `host:port` (SO_REUSEPORT)."
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers; past it: 408 and the connection closed.",
+    )
+    body_timeout: float = Field(
+        60.0, gt=0, description="Seconds a client has to send a request's body after its headers; past it: 408."
     )
 
 
@@ -166,6 +190,26 @@ class AccountsSettings(BaseModel):
     admin_token: SecretStr | None = Field(
         None, min_length=16, description="Bearer token of AccountAdminService; unset disables the admin API."
     )
+    auth_attempts_per_address: int = Field(
+        120, ge=0, description="Register/Login/RefreshToken calls per minute from one client address; 0: no limit."
+    )
+    auth_attempts_per_email: int = Field(
+        10, ge=0, description="Register/Login calls per minute for one email; 0: no limit."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Peers (IPs or networks) whose `x-atoma-client-address` metadata names the client: the facades.",
+    )
+    hash_queue: int = Field(
+        16, ge=0, description="Password hashes that may wait for one of the 4 hashing slots; past it: 429 at once."
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
+        return value
 
 
 class ConfidentialSettings(BaseModel):

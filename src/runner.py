@@ -42,13 +42,14 @@ class FacadeServer:
 
     def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         from atoma_proxy.facade.app import create_app
+        from atoma_proxy.facade.http_protocol import facade_protocol
 
         config = uvicorn.Config(
             create_app(settings),
             host=settings.facade.host,
             port=settings.facade.port,
             loop="none",
-            http="httptools",
+            http=facade_protocol(settings.facade),
             log_level="warning",
             access_log=False,
             lifespan="on",

@@ -28,6 +28,15 @@ from __future__ import annotations
 import grpc
 
 ERROR_DOMAIN = "atoma.network"
+# Client text quoted in an error message is cut to this many characters: a message travels in gRPC
+# trailers (8 KiB at most, or the client sees RESOURCE_EXHAUSTED, which SDKs retry), and echoing a
+# 10,000-character name helps nobody.
+QUOTE_LIMIT = 64
+
+
+def excerpt(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text` for quoting in a message: whole when short, else its first `limit` characters and "..."."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 class ProxyError(Exception):
@@ -100,7 +109,7 @@ class ModelNotFound(ProxyError):
     reason = "MODEL_NOT_FOUND"
 
     def __init__(self, model: str) -> None:
-        super().__init__(f"The model `{model}` does not exist or is not served.", metadata={"param": "model"})
+        super().__init__(f"The model `{excerpt(model)}` does not exist or is not served.", metadata={"param": "model"})
 
 
 class NoNodeAvailable(ProxyError):

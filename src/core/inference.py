@@ -14,11 +14,16 @@ ends the client's stream with a clean error and `chunks_received` says what was 
 
 Every attempt updates what the proxy knows of its node: in-flight counts, the circuit breaker
 (breaker.py) and the passive measurements the score uses (stats.py).
+
+Limits. With metering on, `call.limits` is what was reserved (node_limits.py): a node's usage is
+checked before it is recorded (implausible usage is a node failure, retried like one), and a
+stream is cut at the output cap, ending cleanly for the client and as a failure for the node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
@@ -31,6 +36,8 @@ import grpc
 import orjson
 
 from atoma_proxy.core.errors import ModelNotFound, NodeFailed, NodeRejectedRequest, NodeTimeout, NoNodeAvailable
+from atoma_proxy.core.node_limits import ImplausibleUsage, Overproduction, RequestLimits, StreamCap, check_usage
+from atoma_proxy.core.nodes.answers import answer_object, check_stream_error
 from atoma_proxy.core.nodes.breaker import Dispatch
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.scoring import latency_estimates
@@ -43,6 +50,8 @@ from atoma_proxy.core.nodes.selection import (
 from atoma_proxy.core.nodes.transport import NodeTransport, NodeUnreachable
 from atoma_proxy.core.ratelimit.context import extra_initial_metadata
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
+
+log = logging.getLogger(__name__)
 
 _DONE = b"[DONE]"
 _USAGE_KEY = b'"usage"'
@@ -75,6 +84,8 @@ class InferenceCall:
     tried: list[Node] = field(default_factory=list)
     # Set by the ledger when a stack pays for the request: only the stack's node may serve it.
     pinned_node_id: str | None = None
+    # What the ledger reserved for: the node is held to it (node_limits); None when metering is off.
+    limits: RequestLimits | None = None
 
     def routing(self) -> common_pb2.RoutingInfo:
         return common_pb2.RoutingInfo(
@@ -238,10 +249,8 @@ class InferenceRelay:
             attempt = _Attempt(node, model, self._clock)
             try:
                 raw = await self._transport.post(node, path, payload, request_id=call.request_id)
-                if _USAGE_KEY in raw:
-                    parsed = orjson.loads(raw)
-                    usage = parsed.get("usage") if isinstance(parsed, dict) else None
-                    call.usage = usage if isinstance(usage, dict) else None
+                parsed = answer_object(node, raw)  # garbage is a node failure
+                call.usage = _checked_usage(attempt, call.limits, parsed.get("usage"))
                 self._record_unary(attempt, model, call.usage)
                 return raw
             except NodeRejectedRequest:
@@ -309,6 +318,8 @@ class InferenceRelay:
         last_token_at = 0.0
         tokens = 0
         done = False
+        cap = StreamCap(call.limits) if call.limits is not None else None
+        overproduced = False
         try:
             batches = self._transport.stream(node, path, payload, request_id=call.request_id)
             async with aclosing(batches):
@@ -324,9 +335,19 @@ class InferenceRelay:
                         if data == _DONE:
                             done = True
                             break
-                        usage_only = _carries_usage(data) and self._take_usage(call, data)
+                        chunk = answer_object(node, data, "a chunk")  # garbage is a node failure
+                        check_stream_error(node, chunk)
+                        usage_only = _carries_usage(data) and self._take_usage(call, attempt, chunk)
                         if usage_only and not client_wants_usage:
                             continue
+                        if cap is not None and not usage_only and cap.exceeded_by(data):
+                            # Past the cap the node was told: the client gets a clean end instead.
+                            overproduced = done = True
+                            call.usage = cap.usage()
+                            chat = path.endswith("/chat/completions")
+                            out += held + cap.closing(data, chat=chat, with_usage=client_wants_usage)
+                            held.clear()
+                            break
                         if not usage_only and not _carries_no_token(data):
                             last_token_at = self._clock()
                             tokens += 1
@@ -351,12 +372,18 @@ class InferenceRelay:
             if first_token_at is not None and tokens > 1:
                 tpot = (last_token_at - first_token_at) / (tokens - 1)
             completion = int((call.usage or {}).get("completion_tokens") or 0) or tokens or None
-            attempt.succeeded(ttft=ttft, tpot=tpot, output_tokens=completion)
+            if overproduced:  # a clean end for the client, a failure of the node
+                attempt.stats.overproduced += 1
+                attempt.failed(NodeFailed(f"Node {node.id} generated past the output cap it was told."))
+                log.warning("node %s generated past the output cap of request %s", node.id, call.request_id)
+            else:
+                attempt.succeeded(ttft=ttft, tpot=tpot, output_tokens=completion)
         except NodeRejectedRequest:
             attempt.rejected()
             raise
         except RETRYABLE as error:
             attempt.failed(error)
+            call.usage = None  # a failed node's claim is not what was delivered: the delivered chunks are
             raise
         finally:
             attempt.abandoned()  # no-op once an outcome was recorded: the client left, or a bug
@@ -381,14 +408,25 @@ class InferenceRelay:
             raise NodeTimeout(f"Node {node.id} sent no token within {budget:.1f} s.") from None
 
     @staticmethod
-    def _take_usage(call: InferenceCall, data: bytes) -> bool:
+    def _take_usage(call: InferenceCall, attempt: _Attempt, chunk: dict[str, Any]) -> bool:
         """Record usage from a chunk; True when the chunk is the usage-only chunk."""
-        parsed = orjson.loads(data)
-        usage = parsed.get("usage") if isinstance(parsed, dict) else None
-        if not isinstance(usage, dict):
+        usage = _checked_usage(attempt, call.limits, chunk.get("usage"))
+        if usage is None:
             return False
         call.usage = usage
-        return not parsed.get("choices")
+        return not chunk.get("choices")
+
+
+def _checked_usage(attempt: _Attempt, limits: RequestLimits | None, usage: Any) -> dict[str, Any] | None:
+    """The node's usage when the request could have produced it; otherwise the node failed (node_limits)."""
+    try:
+        return check_usage(usage, limits)
+    except ImplausibleUsage as error:
+        if isinstance(error, Overproduction):
+            attempt.stats.overproduced += 1
+        else:
+            attempt.stats.implausible_usage += 1
+        raise NodeFailed(f"Node {attempt.node.id} reported implausible usage: {error}.") from None
 
 
 def _carries_usage(data: bytes) -> bool:

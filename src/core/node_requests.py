@@ -20,10 +20,11 @@ from typing import Any
 import orjson
 
 from atoma_proxy.core.errors import InvalidRequest
+from atoma_proxy.core.json_depth import MAX_JSON_DEPTH, too_deep
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
-__all__ = ["chat_completion_body", "completion_body", "embeddings_body", "images_body"]
+__all__ = ["chat_completion_body", "completion_body", "embeddings_body", "images_body", "put_output_cap"]
 
 
 def chat_completion_body(req: pb.ChatCompletionRequest) -> dict[str, Any]:
@@ -110,6 +111,20 @@ def images_body(req: pb.GenerateImagesRequest) -> dict[str, Any]:
     return _merge_extra(body, req.extra_json, "extra_json", _IMAGES_GOVERNED)
 
 
+def put_output_cap(body: dict[str, Any], cap: int, *, chat: bool) -> None:
+    """Tell the node the output cap the proxy reserved for, in every cap field of the route's API.
+
+    Chat reads `max_completion_tokens` and, older servers, `max_tokens`: both get the cap. Legacy
+    completions define only `max_tokens`: it gets the cap, and a `max_completion_tokens` from
+    extra_json is removed, so no node can honour a cap other than the one that was reserved.
+    """
+    body["max_tokens"] = cap
+    if chat:
+        body["max_completion_tokens"] = cap
+    else:
+        body.pop("max_completion_tokens", None)
+
+
 def _put_stream(body: dict[str, Any], req: pb.ChatCompletionRequest | pb.CompletionRequest) -> None:
     # OpenAI-compatible servers reject stream_options on a non-streaming request.
     if req.stream:
@@ -175,6 +190,8 @@ def _merge_extra(
         raise InvalidRequest(f"`{param}` is not valid JSON: {error}", param=param) from None
     if type(extra) is not dict:
         raise InvalidRequest(f"`{param}` must be a JSON object.", param=param)
+    if too_deep(extra):
+        raise InvalidRequest(f"`{param}` nests deeper than {MAX_JSON_DEPTH} levels.", param=param)
     if not governed.isdisjoint(extra):
         shadowed = sorted(governed.intersection(extra))
         raise InvalidRequest(f"`{param}` must not set {', '.join(shadowed)}: use the typed fields.", param=param)

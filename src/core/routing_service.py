@@ -109,9 +109,16 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         model: str,
         body: dict[str, Any],
     ) -> MeteredRequest | None:
+        """Reserve, then hold the node to what was reserved: the output cap in the body, the limits on the call."""
         if self._meter is None:
             return None
-        return await self._meter.reserve(principal, call, kind, model, body, deadline=context.time_remaining())
+        metered = await self._meter.reserve(principal, call, kind, model, body, deadline=context.time_remaining())
+        if metered is not None and kind is not RequestKind.IMAGES:
+            estimate = metered.estimate
+            if kind is not RequestKind.EMBEDDINGS:
+                node_requests.put_output_cap(body, estimate.output_cap, chat=kind is RequestKind.CHAT)
+            call.limits = estimate.limits()
+        return metered
 
     async def _settle(self, metered: MeteredRequest | None, call: InferenceCall | None, outcome: str) -> int:
         if self._meter is None or metered is None:
@@ -229,6 +236,8 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
                         yield response(chunks=common_pb2.Chunks(chunks=[chunk.decode() for chunk in batch]))
             else:
                 raw = await self._relay.unary(call, request.model, path, body)
+                if self._meter is not None and metered is not None and "completion_tokens" not in (call.usage or {}):
+                    metered.generated = self._meter.count_generated(request.model, raw)  # the node said nothing
                 # The routing facts go in the trailing metadata only: an initial send costs a round of its own.
                 yield response(completion=raw.decode())
             end = call.end()

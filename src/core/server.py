@@ -12,10 +12,12 @@ from grpc_reflection.v1alpha import reflection
 from atoma_proxy.config import Settings
 from atoma_proxy.core.accounts import build_account_services
 from atoma_proxy.core.accounts.callers import AdminGate
+from atoma_proxy.core.accounts.throttle import auth_throttle_from_settings
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.confidential.service import RoutingWithConfidential, build_confidential_service
 from atoma_proxy.core.inference import InferenceRelay
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
+from atoma_proxy.core.malformed import MalformedRequestInterceptor
 from atoma_proxy.core.node_admin_service import NodeAdminService
 from atoma_proxy.core.nodes.runtime import NodeRuntime
 from atoma_proxy.core.nodes.transport import HttpNodeTransport, NodeTransport
@@ -58,8 +60,12 @@ class CoreServer:
         )
         limiter = rate_limiter_from_settings(settings.rate_limits)  # None when no limit is configured
         self._rate_limits = RateLimitInterceptor(limiter, authenticator) if limiter is not None else None
+        # Outermost first: a request that is not valid protobuf is refused before anything else runs.
+        interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestInterceptor()]
+        if self._rate_limits is not None:
+            interceptors.append(self._rate_limits)
         self._server = grpc.aio.server(
-            interceptors=[self._rate_limits] if self._rate_limits is not None else None,
+            interceptors=interceptors,
             maximum_concurrent_rpcs=settings.core.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),
@@ -77,8 +83,9 @@ class CoreServer:
             settings, self.registry, self.nodes.selector, authenticator, self.meter
         )
         pb_grpc.add_RoutingServiceServicer_to_server(RoutingWithConfidential(routing, self.confidential), self._server)
+        self._auth_throttle = auth_throttle_from_settings(settings.accounts, settings.rate_limits)
         account_service, account_admin_service = build_account_services(
-            settings.accounts, session_factory(self.engine), authenticator, self.registry
+            settings.accounts, session_factory(self.engine), authenticator, self.registry, throttle=self._auth_throttle
         )
         accounts_grpc.add_AccountServiceServicer_to_server(account_service, self._server)
         account_admin_grpc.add_AccountAdminServiceServicer_to_server(account_admin_service, self._server)
@@ -122,6 +129,7 @@ class CoreServer:
         await self._sweeper.stop()
         if self._rate_limits is not None:
             await self._rate_limits.aclose()
+        await self._auth_throttle.aclose()
         await self.nodes.stop()
         await self.transport.aclose()
         await self._api_keys.aclose()

@@ -12,6 +12,10 @@ from grpc_status import rpc_status
 
 from atoma_proxy.core.errors import ERROR_DOMAIN, ProxyError
 
+# A status message travels twice in the trailers (grpc-message and the Status detail) and gRPC refuses
+# trailers over 8 KiB: a longer message would reach the client as RESOURCE_EXHAUSTED instead.
+_MAX_MESSAGE = 1024
+
 
 class _Status(grpc.Status):
     def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[tuple[str, str | bytes], ...]):
@@ -33,6 +37,7 @@ def to_grpc_status(
         extra.append(retry_info(error.retry_after))
     if error.quota_violations:
         extra.append(quota_failure(error.quota_violations))
+    message_text = error.message if len(error.message) <= _MAX_MESSAGE else error.message[:_MAX_MESSAGE] + "..."
     packed = []
     for detail_message in (
         error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata),
@@ -41,7 +46,7 @@ def to_grpc_status(
         detail = any_pb2.Any()
         detail.Pack(detail_message)
         packed.append(detail)
-    status = rpc_status.to_status(status_pb2.Status(code=error.code.value[0], message=error.message, details=packed))
+    status = rpc_status.to_status(status_pb2.Status(code=error.code.value[0], message=message_text, details=packed))
     return _Status(status.code, status.details, (*status.trailing_metadata, *trailing))
 
 

@@ -10,11 +10,15 @@ from atoma_proxy.core.errors import InvalidRequest
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
 _MAX_N = 128
+# Model ids are short names (`meta-llama/Llama-3.3-70B-Instruct`); longer is a mistake or a probe.
+MAX_MODEL_LENGTH = 256
 
 
 def _require_model(model: str) -> None:
     if not model:
         raise InvalidRequest("You must provide a model parameter.", param="model")
+    if len(model) > MAX_MODEL_LENGTH:
+        raise InvalidRequest(f"`model` is too long: at most {MAX_MODEL_LENGTH} characters.", param="model")
 
 
 def _check_positive(request, field: str) -> None:  # type: ignore[no-untyped-def]

@@ -132,7 +132,7 @@ def from_rpc_error(error: grpc.aio.AioRpcError, headers: Mapping[str, str] | Non
     if status is None:
         message = _TRANSPORT_MESSAGES.get(code) or error.details() or code.name
         return ApiError(HTTP_STATUS_BY_CODE.get(code, 500), message, code=code.name.lower(), headers=headers)
-    reason, param = _error_info(status)
+    reason, param, info = _error_info(status)
     headers = {**(headers or {}), **_retry_headers(status)}
     http_status = HTTP_STATUS_BY_CODE.get(code, 500)
     special = _SPECIAL_REASONS.get(reason or "")
@@ -140,7 +140,11 @@ def from_rpc_error(error: grpc.aio.AioRpcError, headers: Mapping[str, str] | Non
         http_status, kind, openai_code = special
         return ApiError(http_status, status.message, type=kind, param=param, code=openai_code, headers=headers)
     openai_code = reason.lower() if reason else code.name.lower()
-    return ApiError(http_status, status.message, param=param, code=openai_code, headers=headers)
+    node_type: str | None = None
+    if reason == "NODE_REJECTED_REQUEST":  # the node's own OpenAI type and code, checked by the core
+        node_type = info.get("node_error_type") or None
+        openai_code = info.get("node_error_code") or openai_code
+    return ApiError(http_status, status.message, type=node_type, param=param, code=openai_code, headers=headers)
 
 
 def _rich_status(trailing: grpc.aio.Metadata | None) -> status_pb2.Status | None:
@@ -157,13 +161,13 @@ def _rich_status(trailing: grpc.aio.Metadata | None) -> status_pb2.Status | None
     return None
 
 
-def _error_info(status: status_pb2.Status) -> tuple[str | None, str | None]:
+def _error_info(status: status_pb2.Status) -> tuple[str | None, str | None, Mapping[str, str]]:
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason or None, info.metadata.get("param") or None
-    return None, None
+            return info.reason or None, info.metadata.get("param") or None, info.metadata
+    return None, None, {}
 
 
 def _retry_headers(status: status_pb2.Status) -> dict[str, str]:

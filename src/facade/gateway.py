@@ -23,8 +23,10 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 
+from atoma_proxy.core.errors import excerpt
 from atoma_proxy.facade.body import read_json_object
-from atoma_proxy.facade.errors import invalid_request
+from atoma_proxy.facade.errors import ApiError, invalid_request
+from atoma_proxy.facade.proto_json_errors import parse_error
 from atoma_proxy.facade.relay import call_unary
 
 __all__ = ["add_gateway_routes", "http_rules"]
@@ -116,7 +118,7 @@ def _endpoint(
             try:
                 json_format.ParseDict(await read_json_object(request), target)
             except json_format.ParseError as error:
-                raise invalid_request(f"Invalid request body: {error}", param=body if body != "*" else None) from None
+                raise parse_error(error, target.DESCRIPTOR) from None
         for param, field_path in variables.items():
             _set_field(message, field_path, request.path_params[param])
         if body != "*":
@@ -135,7 +137,7 @@ def _field_message(message: Any, field_path: str) -> Any:
     for name in field_path.split("."):
         field = message.DESCRIPTOR.fields_by_name.get(name)
         if field is None or field.message_type is None or field.is_repeated:
-            raise invalid_request(f"Unknown parameter `{field_path}`.", param=field_path)
+            raise _unknown(field_path)
         message = getattr(message, name)
     return message
 
@@ -147,7 +149,7 @@ def _set_field(message: Any, field_path: str, value: str) -> None:
         message = _field_message(message, parent)
     field = message.DESCRIPTOR.fields_by_name.get(leaf)
     if field is None or field.message_type is not None:
-        raise invalid_request(f"Unknown parameter `{field_path}`.", param=field_path)
+        raise _unknown(field_path)
     try:
         converted = _scalar(field, value)
         if field.is_repeated:
@@ -155,7 +157,16 @@ def _set_field(message: Any, field_path: str, value: str) -> None:
         else:
             setattr(message, leaf, converted)
     except (ValueError, TypeError, KeyError):
-        raise invalid_request(f"Invalid value for `{field_path}`: {value!r}.", param=field_path) from None
+        raise invalid_request(
+            f"Invalid value for `{excerpt(field_path)}`: {excerpt(value)!r}.",
+            param=excerpt(field_path),
+            code="invalid_value",
+        ) from None
+
+
+def _unknown(field_path: str) -> ApiError:
+    name = excerpt(field_path)
+    return invalid_request(f"Unknown parameter: `{name}`.", param=name, code="unknown_parameter")
 
 
 def _scalar(field: FieldDescriptor, value: str) -> Any:

@@ -28,7 +28,10 @@ __all__ = ["call_options", "call_unary", "relay_inference"]
 def call_options(request: Request) -> dict[str, Any]:
     """`metadata` and `timeout` keyword arguments for a stub call made for this request."""
     metadata: Metadata
-    metadata, timeout = call_metadata(request.scope["headers"], request.app.state.settings.facade.request_timeout)
+    client = request.scope.get("client")
+    metadata, timeout = call_metadata(
+        request.scope["headers"], request.app.state.settings.facade.request_timeout, client[0] if client else None
+    )
     return {"metadata": metadata, "timeout": timeout}
 
 

@@ -3,12 +3,14 @@
 One `SimConfig` describes one node: its models, its speed (time to first token, tokens per second,
 concurrency) and its faults (injected errors, hangs, dropped connections). The speed and fault
 fields (`RUNTIME_FIELDS`) can also be changed while the node runs, through `POST /sim/config`,
-so chaos tests can break a node mid-test; `apply_runtime_update` validates such changes.
+so chaos tests can break a node mid-test; `apply_runtime_update` validates such changes. The
+hostile behaviours (`HOSTILE_FIELDS`, see hostile.py) are changeable the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 DEFAULT_PORT = 8100
 
 # Fields that POST /sim/config may change on a running node.
-RUNTIME_FIELDS = (
+RUNTIME_FIELDS: tuple[str, ...] = (
     "error_rate",
     "error_status",
     "hang_rate",
@@ -26,6 +28,15 @@ RUNTIME_FIELDS = (
     "tokens_per_second",
     "max_concurrency",
 )
+# Metering misbehaviours (README "Node simulator"), also changeable while the node runs.
+METERING_FAULT_FIELDS = ("overproduce_tokens", "omit_usage", "fake_usage", "completions_max_tokens_only")
+RUNTIME_FIELDS += METERING_FAULT_FIELDS
+# Hostile-node misbehaviours (see hostile.py), live-changeable too; the string ones take one of their modes.
+HOSTILE_FIELDS = ("metrics_lie", "garbage", "garbage_after_tokens", "oversize_bytes")
+MODES = {
+    "metrics_lie": ("", "negative", "nan", "-inf", "huge"),
+    "garbage": ("", "not_json", "html", "non_utf8", "usage_type"),
+}
 
 
 @dataclass
@@ -48,9 +59,18 @@ class SimConfig:
     seed: int = 0  # seed of the fault draws
     api_key: str | None = None  # when set, /v1 requests need `Authorization: Bearer <key>`
     embedding_dimensions: int = 16
+    overproduce_tokens: int = 0  # tokens generated per choice past the request's cap (ignoring it)
+    omit_usage: bool = False  # replies without `usage`, streamed or not, even when asked
+    fake_usage: dict[str, Any] | None = None  # keys that replace the reported usage's, e.g. {"completion_tokens": -1}
+    completions_max_tokens_only: bool = False  # /v1/completions ignores `max_completion_tokens`, as OpenAI's API
+    # Hostile node (hostile.py): lie in /metrics, answer garbage, or send more than a proxy accepts.
+    metrics_lie: str = ""  # negative | nan | -inf | huge: the requests waiting that /metrics reports
+    garbage: str = ""  # not_json | html | non_utf8 | usage_type: the answer (or one streamed event)
+    garbage_after_tokens: int = 0  # streaming: good tokens sent before the garbage or the endless event
+    oversize_bytes: int = 0  # > 0: an answer of this many bytes; streamed, one event that never ends
 
     def __post_init__(self) -> None:
-        _check_fields({name: getattr(self, name) for name in RUNTIME_FIELDS})
+        _check_fields({name: getattr(self, name) for name in (*RUNTIME_FIELDS, *HOSTILE_FIELDS)})
         if self.reply_tokens < 0:
             raise ValueError("reply_tokens must be >= 0")
         if self.embedding_dimensions < 1:
@@ -63,7 +83,7 @@ class SimConfig:
 
     def runtime_view(self) -> dict[str, Any]:
         """The live-changeable fields, as GET/POST /sim/config report them."""
-        return {name: getattr(self, name) for name in RUNTIME_FIELDS}
+        return {name: getattr(self, name) for name in (*RUNTIME_FIELDS, *HOSTILE_FIELDS)}
 
 
 def _number(name: str, value: Any, *, integer: bool) -> float:
@@ -78,9 +98,17 @@ def _check_fields(values: dict[str, Any]) -> dict[str, Any]:
     """Validate runtime-field values; returns them normalised (ints as int)."""
     checked: dict[str, Any] = {}
     for name, value in values.items():
-        if name not in RUNTIME_FIELDS:
+        if name in MODES:
+            if value not in MODES[name]:
+                raise ValueError(f"{name} must be one of {', '.join(repr(m) for m in MODES[name])}")
+            checked[name] = value
+            continue
+        if name not in RUNTIME_FIELDS and name not in HOSTILE_FIELDS:
             raise ValueError(f"unknown or read-only field: {name}")
-        integer = name in ("error_status", "drop_after_tokens", "max_concurrency")
+        if name in METERING_FAULT_FIELDS:
+            checked[name] = _check_metering_fault(name, value)
+            continue
+        integer = name in ("error_status", "drop_after_tokens", "max_concurrency", *HOSTILE_FIELDS)
         number = _number(name, value, integer=integer)
         number = int(number) if integer else float(number)
         if name.endswith("_rate") and not 0 <= number <= 1:
@@ -91,6 +119,18 @@ def _check_fields(values: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{name} must be >= 0")
         checked[name] = number
     return checked
+
+
+def _check_metering_fault(name: str, value: Any) -> Any:
+    if name == "overproduce_tokens":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("overproduce_tokens must be an integer >= 0")
+    elif name == "fake_usage":
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("fake_usage must be a JSON object or null")
+    elif not isinstance(value, bool):
+        raise ValueError(f"{name} must be a boolean")
+    return value
 
 
 def apply_runtime_update(config: SimConfig, update: Any) -> None:
@@ -130,6 +170,21 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=d.seed, help="Seed of the fault draws (default 0).")
     add("--api-key", default=None, help="Require `Authorization: Bearer <key>` on /v1 requests.")
     add("--embedding-dimensions", type=int, default=d.embedding_dimensions, help="Default embedding size (16).")
+    add("--overproduce-tokens", type=int, default=0, help="Tokens generated past the request's cap (default 0).")
+    add("--omit-usage", action="store_true", help="Never report `usage`.")
+    add("--fake-usage", type=_json_object, default=None, help="JSON object replacing usage keys.")
+    add("--completions-max-tokens-only", action="store_true", help="Completions ignore `max_completion_tokens`.")
+    add("--metrics-lie", choices=MODES["metrics_lie"], default=d.metrics_lie, help="Lie about waiting requests.")
+    add("--garbage", choices=MODES["garbage"], default=d.garbage, help="Answer garbage with status 200.")
+    add("--garbage-after-tokens", type=int, default=d.garbage_after_tokens, help="Streaming: tokens before it.")
+    add("--oversize-bytes", type=int, default=d.oversize_bytes, help="Answer this many bytes (streams: one event).")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
 
 
 def config_from_args(ns: argparse.Namespace) -> SimConfig:
@@ -152,4 +207,12 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         seed=ns.seed,
         api_key=ns.api_key,
         embedding_dimensions=getattr(ns, "embedding_dimensions", d.embedding_dimensions),
+        overproduce_tokens=getattr(ns, "overproduce_tokens", d.overproduce_tokens),
+        omit_usage=getattr(ns, "omit_usage", d.omit_usage),
+        fake_usage=getattr(ns, "fake_usage", d.fake_usage),
+        completions_max_tokens_only=getattr(ns, "completions_max_tokens_only", d.completions_max_tokens_only),
+        metrics_lie=getattr(ns, "metrics_lie", d.metrics_lie),
+        garbage=getattr(ns, "garbage", d.garbage),
+        garbage_after_tokens=getattr(ns, "garbage_after_tokens", d.garbage_after_tokens),
+        oversize_bytes=getattr(ns, "oversize_bytes", d.oversize_bytes),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -50,6 +51,14 @@ class Job:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class UsageFault:
+    """A node that misreports usage: none at all (`omit`), or with keys replaced by any JSON values."""
+
+    omit: bool = False
+    replace: dict[str, Any] | None = None
+
+
 class TextJob(Job):
     """A chat.completion or text_completion reply with n choices of `steps` tokens each."""
 
@@ -63,8 +72,10 @@ class TextJob(Job):
         finish_reason: str,
         stream: bool,
         include_usage: bool,
+        usage_fault: UsageFault | None = None,
     ) -> None:
         self.chat = chat
+        self.usage_fault = usage_fault
         self.model = model
         self.prompt_tokens = prompt_tokens
         self.choices = choices
@@ -79,12 +90,17 @@ class TextJob(Job):
         if stream:
             self._prepare_stream()
 
-    def usage(self) -> dict[str, int]:
-        return {
+    def usage(self) -> dict[str, Any] | None:
+        """The usage the node reports: the truth, unless it misreports (None: it reports none)."""
+        usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
+        fault = self.usage_fault
+        if fault is None:
+            return usage
+        return None if fault.omit else {**usage, **(fault.replace or {})}
 
     def render(self) -> bytes:
         if self.chat:
@@ -110,6 +126,8 @@ class TextJob(Job):
             "choices": choices,
             "usage": self.usage(),
         }
+        if body["usage"] is None:
+            del body["usage"]
         return orjson.dumps(body)
 
     # Streaming -----------------------------------------------------------------------------------
@@ -170,8 +188,9 @@ class TextJob(Job):
             else:
                 choice = {"index": index, "text": "", "logprobs": None, "finish_reason": self.finish_reason}
             parts.append(self._chunk([choice]))
-        if self.include_usage:
-            usage_chunk = self._head + b',"choices":[],"usage":' + orjson.dumps(self.usage()) + b"}\n\n"
+        usage = self.usage() if self.include_usage else None
+        if usage is not None:
+            usage_chunk = self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
             parts.append(usage_chunk)
         parts.append(DONE)
         return b"".join(parts)

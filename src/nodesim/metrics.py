@@ -10,7 +10,7 @@ running / max_concurrency, or 1% per running request (capped at 100%) when unlim
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -21,7 +21,7 @@ TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
 
 # model -> [running, waiting]
-LoadSource = Callable[[], tuple[dict[str, list[int]], float]]
+LoadSource = Callable[[], tuple[Mapping[str, Sequence[float]], float]]
 
 
 class _LoadCollector(Collector):

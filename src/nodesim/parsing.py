@@ -6,6 +6,8 @@ flags); every other field is accepted and ignored, as a tolerant inference serve
 Reply length: a reply naturally has `reply_tokens` tokens ("stop"). A cap (`max_completion_tokens`,
 else `max_tokens`) below that cuts it ("length"). vLLM's `ignore_eos: true` generates exactly the
 cap, which benchmarks use to fix output length. A capped reply is a prefix of the uncapped one.
+Misbehaviours (`SimConfig`): `overproduce_tokens` past the cap, a completions route that reads only
+`max_tokens`, and usage omitted or replaced (`UsageFault`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from atoma_proxy.nodesim.asgi import RequestError
 from atoma_proxy.nodesim.config import SimConfig
-from atoma_proxy.nodesim.jobs import TextJob
+from atoma_proxy.nodesim.jobs import TextJob, UsageFault
 from atoma_proxy.nodesim.text import chat_prompt_tokens, generate_pieces, generation_seed, prompt_tokens
 
 MAX_CHOICES = 128
@@ -68,17 +70,28 @@ def _stream_flags(payload: dict[str, Any]) -> tuple[bool, bool]:
     return stream, stream and optional_bool(options, "include_usage")
 
 
-def reply_length(payload: dict[str, Any], config: SimConfig) -> tuple[int, str]:
+def reply_length(payload: dict[str, Any], config: SimConfig, *, completions: bool = False) -> tuple[int, str]:
     """(tokens per choice, finish_reason) under the rule in the module docstring."""
     cap_tokens = optional_int(payload, "max_tokens", None, 1, 2**31)
     cap_completion = optional_int(payload, "max_completion_tokens", None, 1, 2**31)
     cap = cap_completion if cap_completion is not None else cap_tokens
+    if completions and config.completions_max_tokens_only:
+        cap = cap_tokens
     natural = config.reply_tokens
     if cap is None:
         return min(natural, MAX_GENERATED_TOKENS), "stop"
+    if config.overproduce_tokens:
+        return min(cap + config.overproduce_tokens, MAX_GENERATED_TOKENS), "length"
     if optional_bool(payload, "ignore_eos") or cap < natural:
         return min(cap, MAX_GENERATED_TOKENS), "length"
     return natural, "stop"
+
+
+def usage_fault(config: SimConfig) -> UsageFault | None:
+    """How the node misreports usage, if it does (`omit_usage`, `fake_usage`)."""
+    if config.omit_usage:
+        return UsageFault(omit=True)
+    return UsageFault(replace=config.fake_usage) if config.fake_usage else None
 
 
 def _check_budget(choices: int, steps: int) -> None:
@@ -119,6 +132,7 @@ def parse_chat(payload: dict[str, Any], config: SimConfig) -> TextJob:
         finish_reason=finish_reason,
         stream=stream,
         include_usage=include_usage,
+        usage_fault=usage_fault(config),
     )
 
 
@@ -149,7 +163,7 @@ def parse_completion(payload: dict[str, Any], config: SimConfig) -> TextJob:
     assert n is not None
     if len(prompts) * n > MAX_CHOICES:
         raise RequestError(400, f"At most {MAX_CHOICES} choices (prompts x n) per request.", param="n")
-    steps, finish_reason = reply_length(payload, config)
+    steps, finish_reason = reply_length(payload, config, completions=True)
     _check_budget(len(prompts) * n, steps)
     stream, include_usage = _stream_flags(payload)
     seed = payload.get("seed")
@@ -163,4 +177,5 @@ def parse_completion(payload: dict[str, Any], config: SimConfig) -> TextJob:
         finish_reason=finish_reason,
         stream=stream,
         include_usage=include_usage,
+        usage_fault=usage_fault(config),
     )

@@ -39,6 +39,7 @@ from atoma_proxy.nodesim.asgi import (
     server_transport,
     wait_disconnect,
 )
+from atoma_proxy.nodesim.hostile import is_hostile, serve_hostile
 from atoma_proxy.nodesim.jobs import Job
 from atoma_proxy.nodesim.state import Fault, SimState
 
@@ -85,6 +86,9 @@ class InferenceEndpoint:
         if fault is Fault.ERROR:
             state.stats.errors_injected += 1
             await send_error(send, injected_error(state.config.error_status))
+            return
+        if is_hostile(state.config):
+            await serve_hostile(state.config, job, receive, send)
             return
         await Generation(state, job, fault, scope, receive, send).run()
 

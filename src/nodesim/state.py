@@ -9,10 +9,12 @@ import enum
 import hmac
 import random
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from atoma_proxy.nodesim.config import SimConfig, apply_runtime_update
+from atoma_proxy.nodesim.hostile import lied_waiting
 from atoma_proxy.nodesim.limiter import FifoLimiter
 from atoma_proxy.nodesim.metrics import SimMetrics
 
@@ -49,9 +51,12 @@ class SimState:
         self.metrics = SimMetrics(config.all_models, self._load_snapshot)
         self._expected_auth = f"Bearer {config.api_key}".encode() if config.api_key is not None else None
 
-    def _load_snapshot(self) -> tuple[dict[str, list[int]], float]:
+    def _load_snapshot(self) -> tuple[Mapping[str, Sequence[float]], float]:
         running, limit = self.limiter.running, self.limiter.limit
         usage = running / limit if limit > 0 else 0.01 * running
+        lie = lied_waiting(self.config)
+        if lie is not None:
+            return {model: [load[0], lie[0]] for model, load in self.load.items()}, lie[1]
         return self.load, min(1.0, usage)
 
     def authorized(self, authorization: bytes | None) -> bool:

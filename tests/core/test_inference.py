@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 import pytest
 
 from atoma_proxy.core.errors import NodeFailed
 from atoma_proxy.core.inference import InferenceCall, InferenceRelay
+from atoma_proxy.core.node_limits import RequestLimits
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
-from atoma_proxy.core.nodes.selection import LeastInFlightSelector
+from atoma_proxy.core.nodes.selection import LeastInFlightSelector, SelectionRequest
 
 CONTENT = b'{"choices":[{"index":0,"delta":{"content":" hi"}}],"usage":null}'
 USAGE = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}'
@@ -115,3 +116,78 @@ async def test_unary_records_usage() -> None:
     await relay.unary(call, "m", "/v1/embeddings", {"input": ["x"]})
     assert call.usage == {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}
     assert call.node is node and call.attempts == 1
+
+
+def _limits(cap: int) -> RequestLimits:
+    return RequestLimits(output_cap=cap, choices=1, prompt_tokens=3)
+
+
+async def test_a_stream_past_the_output_cap_is_cut_cleanly_and_counts_as_a_node_failure() -> None:
+    """Issue 10.2: a node streaming 1,000 tokens for a cap of 5 delivers 5, then a clean `length` end."""
+    transport = ScriptedTransport([CONTENT] * 1000 + [USAGE, b"[DONE]"])
+    relay, node = _relay(transport)
+    call = InferenceCall(request_id="r", limits=_limits(5))
+    chunks = await _run(relay, call, True)
+    assert chunks[:5] == [CONTENT] * 5 and len(chunks) == 7
+    finish, usage = orjson.loads(chunks[5]), orjson.loads(chunks[6])
+    assert finish["choices"] == [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}]
+    assert usage["usage"] == call.usage == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    assert transport.closed and node.in_flight == 0  # the node's stream was released
+    stats = node.model_stats("m")
+    assert (stats.overproduced, stats.failures, stats.successes) == (1, 1, 0)
+
+
+async def test_a_stream_within_its_cap_is_relayed_whole() -> None:
+    relay, node = _relay(ScriptedTransport([CONTENT] * 5 + [USAGE, b"[DONE]"]))
+    call = InferenceCall(request_id="r", limits=_limits(5))
+    assert await _run(relay, call, False) == [CONTENT] * 5
+    assert (node.model_stats("m").successes, node.model_stats("m").overproduced) == (1, 0)
+
+
+class PerNodeAnswers(ScriptedTransport):
+    """A transport that answers each node with its own body."""
+
+    def __init__(self, answers: dict[str, bytes]) -> None:
+        super().__init__([])
+        self.answers = answers
+
+    async def post(self, node: Node, path: str, body: bytes, *, request_id: str) -> bytes:
+        return self.answers[node.id]
+
+
+async def test_implausible_usage_fails_over_before_anything_is_delivered() -> None:
+    """Issue 10.4: usage beyond what the request could produce is the node's failure, and another node answers."""
+    liar, honest = Node("liar", "http://l", frozenset({"m"}), 1, 1), Node("honest", "http://h", frozenset({"m"}), 9, 9)
+    answers = {
+        "liar": b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4611686018427387904}}',
+        "honest": b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}',
+    }
+    relay = InferenceRelay(NodeRegistry([liar, honest]), CheapestFirst(), PerNodeAnswers(answers))
+    call = InferenceCall(request_id="r", limits=_limits(5))
+    assert await relay.unary(call, "m", "/v1/chat/completions", {}) == answers["honest"]
+    assert call.node is honest and call.attempts == 2
+    assert call.usage == {"prompt_tokens": 3, "completion_tokens": 5}
+    stats = liar.model_stats("m")
+    assert (stats.failures, stats.overproduced) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "usage", [b'"many"', b'{"prompt_tokens":-1}', b'{"completion_tokens":2.5}', b'{"total_tokens":true}']
+)
+async def test_garbage_usage_values_are_a_node_failure_never_believed(usage: bytes) -> None:
+    body = b'{"choices":[],"usage":' + usage + b"}"
+    relay, node = _relay(PerNodeAnswers({"n": body}))
+    with pytest.raises(NodeFailed, match="implausible usage"):
+        await relay.unary(InferenceCall(request_id="r", limits=_limits(5)), "m", "/v1/chat/completions", {})
+    assert node.model_stats("m").implausible_usage == 3  # each of the three attempts on the only node
+    streamed = ScriptedTransport([CONTENT, b'{"choices":[],"usage":' + usage + b"}", b"[DONE]"])
+    relay, node = _relay(streamed)
+    with pytest.raises(NodeFailed, match="implausible usage"):
+        await _run(relay, InferenceCall(request_id="r", limits=_limits(5)), True)
+    assert node.model_stats("m").failures >= 1 and node.in_flight == 0
+
+
+class CheapestFirst:
+    def select(self, model: str, candidates: Sequence[Node], request: SelectionRequest | None = None) -> Node:
+        tried = request.tried if request else ()
+        return min((n for n in candidates if n not in tried), key=lambda n: n.price)

@@ -166,3 +166,20 @@ def test_extra_json_cannot_override_governed_fields(key: str) -> None:
     with pytest.raises(InvalidRequest, match=key) as caught:
         node_requests.chat_completion_body(request)
     assert caught.value.metadata == {"param": "extra_json"}
+
+
+def test_the_output_cap_replaces_every_cap_field_of_the_route() -> None:
+    """Issue 10.1: the node sees exactly the reserved cap; legacy completions only in `max_tokens`."""
+    chat = node_requests.chat_completion_body(
+        pb.ChatCompletionRequest(model="m", max_tokens=5000, max_completion_tokens=9)
+    )
+    node_requests.put_output_cap(chat, 9, chat=True)
+    assert (chat["max_tokens"], chat["max_completion_tokens"]) == (9, 9)
+    legacy = node_requests.completion_body(
+        pb.CompletionRequest(model="m", prompt=["hi"], max_tokens=5000, extra_json='{"max_completion_tokens": 1}')
+    )
+    node_requests.put_output_cap(legacy, 1, chat=False)
+    assert legacy["max_tokens"] == 1 and "max_completion_tokens" not in legacy
+    uncapped = node_requests.completion_body(pb.CompletionRequest(model="m", prompt=["hi"]))
+    node_requests.put_output_cap(uncapped, 4096, chat=False)
+    assert uncapped["max_tokens"] == 4096

@@ -79,6 +79,24 @@ CORE_ERRORS = [
         "server_error",
         "node_timeout",
     ),
+    (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "NODE_REJECTED_REQUEST",
+        {"node_status": "400", "node_error_type": "BadRequestError", "node_error_code": "context_length_exceeded"},
+        openai.BadRequestError,
+        400,
+        "BadRequestError",
+        "context_length_exceeded",
+    ),
+    (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "NODE_REJECTED_REQUEST",
+        {"node_status": "400"},
+        openai.BadRequestError,
+        400,
+        "invalid_request_error",
+        "node_rejected_request",
+    ),
 ]
 
 

@@ -222,8 +222,8 @@ async def test_body_star_is_the_json_body(echo_http: httpx.AsyncClient) -> None:
         ("GET", "/v1/echo/a?flag=maybe", None, "flag"),
         ("GET", "/v1/echo/a?nope=1", None, "nope"),
         ("GET", "/v1/echo/a?filter=1", None, "filter"),
-        ("POST", "/v1/echo", {"nope": 1}, None),
-        ("POST", "/v1/echo", {"count": "x"}, None),
+        ("POST", "/v1/echo", {"nope": 1}, "nope"),
+        ("POST", "/v1/echo", {"count": "x"}, "count"),
     ],
 )
 async def test_bad_parameters_are_400(

@@ -19,6 +19,7 @@ from atoma_proxy.core.accounts.logins import Logins
 from atoma_proxy.core.accounts.passwords import MAX_PASSWORD_LENGTH
 from atoma_proxy.core.accounts.profiles import Profiles
 from atoma_proxy.core.accounts.rpc import rpc
+from atoma_proxy.core.accounts.throttle import AuthThrottle
 from atoma_proxy.core.errors import FeatureDisabled, Unauthenticated
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2_grpc as pb_grpc
@@ -37,8 +38,13 @@ class AccountService(pb_grpc.AccountServiceServicer):
         profiles: Profiles,
         api_keys: ApiKeys,
         billing: Billing,
+        throttle: AuthThrottle | None = None,
     ) -> None:
-        """`logins` and `callers` are None when no `accounts.jwt_secret` is configured: every RPC is refused."""
+        """`logins` and `callers` are None when no `accounts.jwt_secret` is configured: every RPC is refused.
+
+        `throttle` limits Register, Login and RefreshToken per client address and email (none: unlimited).
+        """
+        self._throttle = throttle
         self._logins = logins
         self._callers = callers
         self._profiles = profiles
@@ -50,6 +56,12 @@ class AccountService(pb_grpc.AccountServiceServicer):
             raise _disabled()
         return self._logins
 
+    async def _throttled(self, context: Context, email: str | None = None) -> None:
+        """Count one sign-in attempt of this caller's address (and email); RATE_LIMITED past the limits."""
+        if self._throttle is not None:
+            address = self._throttle.proxies.client_address(context.peer(), context.invocation_metadata())
+            await self._throttle.check(address, email)
+
     async def _caller(self, context: Context, *, allow_api_key: bool) -> Caller:
         if self._callers is None:
             raise _disabled()
@@ -59,7 +71,9 @@ class AccountService(pb_grpc.AccountServiceServicer):
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         logins = self._enabled_logins()
         email = validation.normalize_email(request.email)
-        user = await logins.register(email, validation.check_password(request.password))
+        password = validation.check_password(request.password)
+        await self._throttled(context, email)
+        user = await logins.register(email, password)
         return pb.RegisterResponse(user=translate.user(user, has_password=True))
 
     @rpc
@@ -67,6 +81,7 @@ class AccountService(pb_grpc.AccountServiceServicer):
         logins = self._enabled_logins()
         email = validation.normalize_email(request.email)
         password = validation.check_required(request.password, "password")
+        await self._throttled(context, email)
         if len(password) > MAX_PASSWORD_LENGTH:  # no account has one this long: spare the hash
             raise Unauthenticated("Incorrect email or password.", reason="INVALID_CREDENTIALS")
         grant = await logins.login(email, password)
@@ -75,7 +90,9 @@ class AccountService(pb_grpc.AccountServiceServicer):
     @rpc
     async def RefreshToken(self, request: pb.RefreshTokenRequest, context: Context) -> pb.RefreshTokenResponse:
         logins = self._enabled_logins()
-        grant = await logins.refresh(validation.check_required(request.refresh_token, "refresh_token"))
+        refresh_token = validation.check_required(request.refresh_token, "refresh_token")
+        await self._throttled(context)
+        grant = await logins.refresh(refresh_token)
         return translate.refresh_response(grant)
 
     @rpc

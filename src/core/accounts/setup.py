@@ -15,6 +15,7 @@ from atoma_proxy.core.accounts.callers import AdminGate, CallerAuthenticator
 from atoma_proxy.core.accounts.logins import Logins
 from atoma_proxy.core.accounts.passwords import PasswordHasher
 from atoma_proxy.core.accounts.profiles import Profiles
+from atoma_proxy.core.accounts.throttle import AuthThrottle
 from atoma_proxy.core.accounts.tokens import AccessTokenCodec, Clock
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.nodes.registry import NodeRegistry
@@ -30,15 +31,23 @@ def build_account_services(
     *,
     hasher: PasswordHasher | None = None,
     clock: Clock = time.time,
+    throttle: AuthThrottle | None = None,
 ) -> tuple[AccountService, AccountAdminService]:
-    """The servicers; `api_keys` must be the authenticator the RoutingService uses (one key cache)."""
+    """The servicers; `api_keys` must be the authenticator the RoutingService uses (one key cache).
+
+    `throttle` limits the sign-in RPCs (the server passes `auth_throttle_from_settings`; none: unlimited).
+    """
     billing = Billing(sessions, registry)
     logins: Logins | None = None
     callers: CallerAuthenticator | None = None
     if settings.jwt_secret is not None:
         codec = AccessTokenCodec(settings.jwt_secret.get_secret_value(), settings.access_token_minutes, clock)
         logins = Logins(
-            sessions, hasher or PasswordHasher(), codec, refresh_token_days=settings.refresh_token_days, clock=clock
+            sessions,
+            hasher or PasswordHasher(max_waiting=settings.hash_queue),
+            codec,
+            refresh_token_days=settings.refresh_token_days,
+            clock=clock,
         )
         callers = CallerAuthenticator(codec, logins.session_active, api_keys)
     account_service = AccountService(
@@ -47,6 +56,7 @@ def build_account_services(
         profiles=Profiles(sessions),
         api_keys=ApiKeys(sessions, api_keys),
         billing=billing,
+        throttle=throttle,
     )
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
     return account_service, AccountAdminService(AdminGate(admin_token), billing)

@@ -6,6 +6,7 @@ import re
 from datetime import date
 
 from atoma_proxy.core.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from atoma_proxy.core.emails import canonical_email
 from atoma_proxy.core.errors import InvalidRequest
 
 __all__ = [
@@ -32,8 +33,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def normalize_email(email: str) -> str:
-    """The stored form of an email address: trimmed and lower case; InvalidRequest if it is not one."""
-    normalized = email.strip().lower()
+    """The stored form of an email address (`canonical_email`); InvalidRequest if it is not one."""
+    if len(email) > 4 * _MAX_EMAIL_LENGTH:  # NFKC may lengthen a string: refuse the absurd before it
+        raise InvalidRequest("`email` must be an email address.", param="email")
+    normalized = canonical_email(email)
     if len(normalized) > _MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(normalized) or _CONTROL.search(normalized):
         raise InvalidRequest("`email` must be an email address.", param="email")
     return normalized

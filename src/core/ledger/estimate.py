@@ -4,9 +4,11 @@
     amount = max_cost(estimate, highest_price(...), price_per_image)
 
 Prompt tokens come from the model's `PromptCounter` (exact, or a conservative bound: see
-`token_counting`). Output tokens are the request's cap, `max_completion_tokens`, else
-`max_tokens`, else `ledger.default_max_completion_tokens`, times `n` (and, for completions, times
-the number of prompts). Embeddings have no output. Images cost `n * price_per_image`.
+`token_counting`). Output tokens are the request's output cap times `n` (and, for completions,
+times the number of prompts). The cap is the smallest of the caps the client gave
+(`max_completion_tokens`, `max_tokens`), else `ledger.default_max_completion_tokens`; the node is
+told exactly that cap (`node_requests.put_output_cap`) and held to it (`node_limits`). Embeddings
+have no output. Images cost `n * price_per_image`.
 
 The body is the node-ready JSON (`node_requests`), so the estimate sees exactly what the node will
 (extra fields included), and `n` and the caps cannot differ between what is priced and what runs.
@@ -20,6 +22,7 @@ from typing import Any
 
 from atoma_proxy.core.ledger.pricing import TokenPrice, token_cost
 from atoma_proxy.core.ledger.token_counting import PromptCounter
+from atoma_proxy.core.node_limits import RequestLimits
 
 __all__ = [
     "Estimate",
@@ -29,6 +32,7 @@ __all__ = [
     "estimate_embeddings",
     "estimate_images",
     "max_cost",
+    "output_cap",
 ]
 
 
@@ -48,19 +52,27 @@ class Estimate:
     prompt_exact: bool
     completion_tokens: int = 0
     images: int = 0
+    output_cap: int = 0  # generated tokens per choice (completion_tokens = output_cap * choices)
+    choices: int = 1
 
     @property
     def tokens(self) -> int:
         """Prompt plus output tokens: the compute units a stack must hold for the request."""
         return self.prompt_tokens + self.completion_tokens
 
+    def limits(self) -> RequestLimits:
+        """What the node may produce and claim for this request (see `node_limits`)."""
+        return RequestLimits(self.output_cap, self.choices, self.prompt_tokens)
 
-def _output_cap(body: dict[str, Any], default: int) -> int:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return default
+
+def output_cap(body: dict[str, Any], default: int) -> int:
+    """The output cap per choice: the smallest cap the client gave, else `default`."""
+    caps = [
+        value
+        for value in (body.get("max_completion_tokens"), body.get("max_tokens"))
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0
+    ]
+    return min(caps, default=default)
 
 
 def _count(body: dict[str, Any], name: str) -> int:
@@ -78,11 +90,14 @@ def _items(value: Any) -> list[str | list[int]]:
 
 
 def estimate_chat(body: dict[str, Any], counter: PromptCounter, *, default_max_completion_tokens: int) -> Estimate:
+    cap, choices = output_cap(body, default_max_completion_tokens), _count(body, "n")
     return Estimate(
         RequestKind.CHAT,
         prompt_tokens=counter.chat(body),
         prompt_exact=counter.exact,
-        completion_tokens=_output_cap(body, default_max_completion_tokens) * _count(body, "n"),
+        completion_tokens=cap * choices,
+        output_cap=cap,
+        choices=choices,
     )
 
 
@@ -90,11 +105,14 @@ def estimate_completion(
     body: dict[str, Any], counter: PromptCounter, *, default_max_completion_tokens: int
 ) -> Estimate:
     prompts = _items(body.get("prompt"))
+    cap, choices = output_cap(body, default_max_completion_tokens), _count(body, "n") * max(len(prompts), 1)
     return Estimate(
         RequestKind.COMPLETION,
         prompt_tokens=sum(counter.item(p) for p in prompts),
         prompt_exact=counter.exact,
-        completion_tokens=_output_cap(body, default_max_completion_tokens) * _count(body, "n") * max(len(prompts), 1),
+        completion_tokens=cap * choices,
+        output_cap=cap,
+        choices=choices,
     )
 
 

@@ -15,15 +15,18 @@ pinned to the stack's node. Per-user price overrides and stacks are cached for
 caller's cancellation cannot interrupt (a client that leaves must not skip its settlement); the
 server drains those tasks at shutdown. What a request used:
 
-* it succeeded and the node reported usage: the node's usage;
+* it succeeded and the node reported usage the request could have produced (`node_limits`):
+  the node's usage;
 * otherwise (the client left, the node failed mid-stream, or no usage came): the completion
   tokens are the generated chunks relayed (one token each, as vLLM and SGLang stream; see
-  `carries_generated_text`), the prompt tokens the exact count when the model has a tokenizer,
-  else the node's usage if seen, else the estimate's bound; nothing at all when nothing was
-  generated (a non-streamed request that did not complete has produced nothing the proxy saw);
+  `carries_generated_text`), or for a non-streamed answer its text counted (`count_generated`),
+  the prompt tokens the exact count when the model has a tokenizer, else the node's usage if
+  seen, else the estimate's bound; nothing at all when nothing was generated (a non-streamed
+  request that did not complete has produced nothing the proxy saw);
 * images: `n * price_per_image` of the serving node, when the node answered.
 
-The charge is at the serving node's price (or the override), and never more than was reserved.
+Completion tokens are never counted past the reserved output cap; the charge is at the serving
+node's price (or the override), and never more than was reserved.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import socket
 import time
 import uuid
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -73,6 +76,7 @@ from atoma_proxy.core.ledger.reservations import (
 )
 from atoma_proxy.core.ledger.stacks import load_usable_stacks
 from atoma_proxy.core.ledger.token_counting import Tokenizers
+from atoma_proxy.core.node_limits import ImplausibleUsage, carries_generated_text, check_usage
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.persistence.database import session_factory
 from atoma_proxy.core.persistence.models import utcnow
@@ -83,18 +87,6 @@ log = logging.getLogger(__name__)
 
 _SETTLE_ATTEMPTS = 4
 _MAX_CACHED_USERS = 100_000
-# A chunk that carries generated text: a non-empty `"content"`, `"text"`, `"reasoning_content"` or
-# `"reasoning"` string, or tool calls. One compiled search: it runs on every streamed chunk.
-_GENERATED = re.compile(rb'"(?:content|text|reasoning_content|reasoning)": ?"[^"]|"tool_calls"')
-
-
-def carries_generated_text(chunk: bytes) -> bool:
-    """Whether a streamed chunk carries a generated token (non-empty text, or tool-call arguments).
-
-    The framing chunks around a reply (the role chunk with empty content, the finish chunk with an
-    empty delta, the usage chunk) carry none. A byte test, no JSON parsing: it runs on every chunk.
-    """
-    return _GENERATED.search(chunk) is not None
 
 
 @dataclass
@@ -156,9 +148,25 @@ def _node_price(node: Node) -> TokenPrice:
     return TokenPrice(node.input_price_per_million, node.output_price_per_million)
 
 
-def _tokens(usage: dict[str, Any], name: str) -> int | None:
-    value = usage.get(name)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+def _believed_usage(usage: Any, estimate: Estimate) -> dict[str, int]:
+    """The node's usage when the request could have produced it (see `node_limits`), else none at all."""
+    try:
+        return check_usage(usage, estimate.limits()) or {}
+    except ImplausibleUsage:
+        return {}
+
+
+def _generated_texts(choice: Any) -> list[str]:
+    """The generated text of one choice of a non-streamed answer: its text, content, reasoning and tool calls."""
+    if not isinstance(choice, dict):
+        return []
+    texts = [choice.get("text")]
+    message = choice.get("message")
+    if isinstance(message, dict):
+        texts += [message.get("content"), message.get("reasoning_content"), message.get("reasoning")]
+        if message.get("tool_calls"):
+            texts.append(orjson.dumps(message["tool_calls"]).decode())
+    return [text for text in texts if isinstance(text, str) and text]
 
 
 def new_instance_id() -> str:
@@ -281,6 +289,19 @@ class Meter:
             self._terms.forget(principal.user_id)  # its stacks are used up: stop trying them
         return MeteredRequest(hold, estimate, override, self._clock())
 
+    def count_generated(self, model: str, answer: bytes) -> int:
+        """Generated tokens of a non-streamed answer that reported no usage: its choices' text, counted
+        by the model's tokenizer, else bounded by its UTF-8 bytes (`token_counting`)."""
+        try:
+            parsed = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            return 0
+        choices = parsed.get("choices") if isinstance(parsed, dict) else None
+        if not isinstance(choices, list):
+            return 0
+        counter = self._tokenizers.for_model(model)
+        return sum(counter.generated(text) for choice in choices for text in _generated_texts(choice))
+
     def charge(self, metered: MeteredRequest, call: InferenceCall, outcome: str) -> Charge:
         """What the request used and costs (see the module docstring), before the cap of its hold."""
         latency_ms = int((self._clock() - metered.started) * 1000)
@@ -291,14 +312,15 @@ class Meter:
         if estimate.kind is RequestKind.IMAGES:
             cost = estimate.images * self._image_price(node) if outcome == Outcome.OK else 0
             return Charge(outcome, node.id, cost=cost, latency_ms=latency_ms)
-        usage = call.usage if isinstance(call.usage, dict) else None
-        reported_prompt = _tokens(usage, "prompt_tokens") if usage else None
-        reported_completion = _tokens(usage, "completion_tokens") if usage else None
+        usage = _believed_usage(call.usage, estimate)
+        reported_prompt = usage.get("prompt_tokens")
+        reported_completion = usage.get("completion_tokens")
         if estimate.kind is RequestKind.EMBEDDINGS:
             completion = 0
             produced = outcome == Outcome.OK
         else:
             completion = reported_completion if reported_completion is not None else metered.generated
+            completion = min(completion, estimate.completion_tokens)  # never more than was reserved
             produced = outcome == Outcome.OK or completion > 0
         if not produced:
             return Charge(outcome, node.id, latency_ms=latency_ms)

@@ -17,7 +17,9 @@ Three counters, chosen per model by the `[[tokenizers]]` configuration:
   anything else a template renders (tool definitions, tool calls, non-text parts other than
   images) counts at one token per byte. Not exact.
 
-A token-id array (completions and embeddings) counts its length under every counter.
+A token-id array (completions and embeddings) counts its length under every counter. The same
+counters count a non-streamed answer's generated text when its node reported no usage
+(`generated`): exactly, or by the byte bound.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class PromptCounter(Protocol):
         """Tokens of one completions prompt or embeddings input."""
         ...
 
+    def generated(self, text: str) -> int:
+        """Tokens of generated text (no special tokens)."""
+        ...
+
 
 class SimWordsCounter:
     """The node simulator's tokenizer: exact for simulated nodes."""
@@ -82,6 +88,9 @@ class SimWordsCounter:
 
     def item(self, item: str | list[int]) -> int:
         return sim_text.prompt_tokens(item)
+
+    def generated(self, text: str) -> int:
+        return sim_text.count_tokens(text)
 
 
 class HuggingFaceCounter:
@@ -116,6 +125,9 @@ class HuggingFaceCounter:
     def item(self, item: str | list[int]) -> int:
         return self._text(item) + self._special if isinstance(item, str) else len(item)
 
+    def generated(self, text: str) -> int:
+        return self._text(text)
+
 
 class ByteBoundCounter:
     """An upper bound without a tokenizer (see the module docstring)."""
@@ -141,6 +153,9 @@ class ByteBoundCounter:
 
     def item(self, item: str | list[int]) -> int:
         return len(item.encode()) + BOUND_PROMPT_OVERHEAD if isinstance(item, str) else len(item)
+
+    def generated(self, text: str) -> int:
+        return len(text.encode())
 
 
 def _texts(content: Any) -> Iterable[str]:

@@ -12,6 +12,8 @@ Connections are kept alive and reused LIFO per origin; one the server closed is 
 connection (the node sees the disconnect and stops generating). Timeouts: `connect_timeout` to
 open a connection (and to wait for a free one when `max_connections` are busy), `read_timeout` of
 silence while a response is awaited or read. TLS for https origins uses the default context.
+A body longer than `max_response_bytes` (its Content-Length, or the bytes read so far) raises
+ResponseTooLarge, and its connection is closed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["ConnectFailed", "ConnectionBroken", "Http1Client", "Response", "ResponseTimeout"]
+__all__ = ["ConnectFailed", "ConnectionBroken", "Http1Client", "Response", "ResponseTimeout", "ResponseTooLarge"]
 
 _HIGH_WATER = 1 << 20  # body bytes buffered before the socket stops being read
 
@@ -37,6 +39,10 @@ class ConnectFailed(OSError):
 
 class ConnectionBroken(OSError):
     """The connection failed or closed before the response was complete, or the response was malformed."""
+
+
+class ResponseTooLarge(ConnectionBroken):
+    """The response body is longer than the client's `max_response_bytes`."""
 
 
 class ResponseTimeout(TimeoutError):
@@ -228,12 +234,26 @@ class Response:
         self.headers = connection.headers
 
     async def pieces(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, one piece per socket read."""
+        """The body as it arrives, one piece per socket read; ResponseTooLarge past the client's limit."""
         connection = self._connection
         assert connection is not None, "released"
         timeout = self._client.read_timeout
+        limit = self._client.max_response_bytes
+        if limit is not None and self.content_length() > limit:
+            raise ResponseTooLarge(f"the node announced a body of more than {limit} bytes")
+        size = 0
         while (piece := await connection.next_piece(timeout)) is not None:
+            size += len(piece)
+            if limit is not None and size > limit:
+                raise ResponseTooLarge(f"the node sent a body of more than {limit} bytes")
             yield piece
+
+    def content_length(self) -> int:
+        """The announced Content-Length, 0 when there is none (or it is not a number)."""
+        for name, value in self.headers:
+            if name == b"content-length":
+                return int(value) if value.isdigit() else 0
+        return 0
 
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body, or its first `limit` bytes (the rest is not read)."""
@@ -262,9 +282,11 @@ class Http1Client:
         read_timeout: float,
         max_connections: int,
         keepalive_expiry: float = 30.0,
+        max_response_bytes: int | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.max_response_bytes = max_response_bytes
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._origins: dict[str, _Origin] = {}

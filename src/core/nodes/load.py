@@ -16,12 +16,18 @@ Samples are matched to a model by their `model_name` label; a node whose labels 
 models (served under another name) reports node-wide values. TTFT and TPOT are means over the
 last scrape interval (the difference of the cumulative `_sum` and `_count` between two scrapes),
 so they follow the node's current state instead of its lifetime average.
+
+A node's /metrics is its own claim, and a low number buys it traffic: values that cannot be true
+are dropped (NaN, infinities, negative counts, sums or means, counters that went backwards while
+the count grew) and the rest is clamped to a plausible range (`PLAUSIBLE`): a queue of at most
+100,000, a KV-cache usage of 0..1, a mean TTFT of 1 ms to 10 min, a TPOT of 0.1 ms to 1 min.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -29,7 +35,7 @@ from atoma_proxy.core.nodes.prometheus import Sample, parse_metrics_text
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.stats import ModelLoad
 
-__all__ = ["MetricsScraper", "ModelLoad", "model_loads"]
+__all__ = ["PLAUSIBLE", "MetricsScraper", "ModelLoad", "model_loads", "plausible"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,15 @@ TPOT = (
     "sglang:inter_token_latency_seconds",
 )
 _MODEL_LABEL = "model_name"
+MAX_QUEUE = 100_000.0
+# (lowest, highest) believable value of each fact; outside it, NaN or infinite: see the module docstring.
+PLAUSIBLE = {
+    "running": (0.0, MAX_QUEUE),
+    "waiting": (0.0, MAX_QUEUE),
+    "kv_cache_usage": (0.0, 1.0),
+    "ttft": (0.001, 600.0),
+    "tpot": (0.0001, 60.0),
+}
 # A node without /metrics is asked again only every this many rounds.
 _RETRY_ROUNDS = 10
 
@@ -60,14 +75,22 @@ def model_loads(samples: Sequence[Sample], models: frozenset[str], previous: His
     loads: dict[str, ModelLoad] = {}
     for model in models:
         load = ModelLoad(
-            running=_gauge(by_name, RUNNING, model, sum),
-            waiting=_gauge(by_name, WAITING, model, sum),
-            kv_cache_usage=_gauge(by_name, KV_CACHE, model, max),
-            ttft=_histogram_mean(by_name, TTFT, model, previous),
-            tpot=_histogram_mean(by_name, TPOT, model, previous),
+            running=plausible("running", _gauge(by_name, RUNNING, model, sum)),
+            waiting=plausible("waiting", _gauge(by_name, WAITING, model, sum)),
+            kv_cache_usage=plausible("kv_cache_usage", _gauge(by_name, KV_CACHE, model, max)),
+            ttft=plausible("ttft", _histogram_mean(by_name, TTFT, model, previous)),
+            tpot=plausible("tpot", _histogram_mean(by_name, TPOT, model, previous)),
         )
         loads[model] = load
     return loads
+
+
+def plausible(fact: str, value: float | None) -> float | None:
+    """`value` clamped to the fact's plausible range; None when it is NaN, infinite or negative."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return None
+    low, high = PLAUSIBLE[fact]
+    return min(max(value, low), high)
 
 
 def _for_model(samples: list[Sample], model: str) -> list[Sample]:
@@ -87,8 +110,10 @@ def _gauge(
     by_name: dict[str, list[Sample]], names: Sequence[str], model: str, combine: Callable[[list[float]], float]
 ) -> float | None:
     _, samples = _first_family(by_name, names)
-    values = [s.value for s in _for_model(samples, model) if s.value == s.value]  # NaN != NaN
-    return combine(values) if values else None
+    values = [s.value for s in _for_model(samples, model)]
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        return None  # one lying series taints the sum: the fact is unknown
+    return combine(values)
 
 
 def _histogram_mean(
@@ -101,15 +126,18 @@ def _histogram_mean(
     total_sum = sum(s.value for s in _for_model(sums, model))
     total_count = sum(s.value for s in _for_model(counts, model))
     key = (family, model)
+    if not (math.isfinite(total_sum) and math.isfinite(total_count) and total_sum >= 0 and total_count >= 0):
+        previous.pop(key, None)
+        return None
     before = previous.get(key)
     previous[key] = (total_sum, total_count)
     if before is not None and total_count >= before[1]:
         delta_sum, delta_count = total_sum - before[0], total_count - before[1]
     else:  # first scrape, or the node restarted and its counters began again
         delta_sum, delta_count = total_sum, total_count
-    if delta_count <= 0:
+    if delta_count <= 0 or delta_sum < 0:
         return None
-    return max(0.0, delta_sum / delta_count)
+    return delta_sum / delta_count
 
 
 MetricsFetcher = Callable[[Node], Awaitable[str | None]]

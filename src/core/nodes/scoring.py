@@ -27,14 +27,20 @@
 
 Each factor is dimensionless except the first, so the weights read as "how many times worse":
 twice the price at a = 0.5 weighs like 41% more latency.
+
+Every input is bounded before use (load.PLAUSIBLE for what a node reports, whatever its source),
+and the score itself is finite and in [0, MAX_SCORE]: a node cannot report its way to a negative
+or NaN score, which would win every draw.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from atoma_proxy.core.nodes.load import plausible
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.core.nodes.stats import ModelLoad
 
@@ -43,6 +49,7 @@ __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
     "DEFAULT_TPOT",
     "DEFAULT_TTFT",
+    "MAX_SCORE",
     "NodeScore",
     "latency_estimates",
     "score_nodes",
@@ -55,6 +62,10 @@ CONCURRENCY_SCALE = 16.0
 _KV_WEIGHT = 0.9
 _MAX_ERROR_RATE = 0.9
 _PRICE_EPSILON = 0.05
+MAX_SCORE = 1e12  # the worst score; NaN or overflow gets it
+_MAX_OUTPUT_TOKENS = 1e6
+_MAX_SECONDS = 86_400.0
+_MAX_EXPONENT = 100.0  # price_ratio ** weight as exp(weight * log(ratio)), kept from overflowing
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,8 @@ def _peers(model: str, nodes: Sequence[Node]) -> _Peers:
         if stats.output_tokens.value is not None:
             outputs.append(stats.output_tokens.value)
     output_tokens = statistics.fmean(outputs) if outputs else DEFAULT_OUTPUT_TOKENS
+    if not 0 <= output_tokens <= _MAX_OUTPUT_TOKENS:  # NaN too
+        output_tokens = DEFAULT_OUTPUT_TOKENS
     return _Peers(_median(ttfts), _median(tpots), output_tokens)
 
 
@@ -105,26 +118,34 @@ def latency_estimates(node: Node, model: str, peers: Sequence[Node], now: float)
 
 def _estimates(node: Node, model: str, peers: _Peers, now: float) -> tuple[float, float]:
     reported = node.load.get(model)
-    ttft_fallback = reported.ttft if reported is not None and reported.ttft is not None else peers.ttft
-    tpot_fallback = reported.tpot if reported is not None and reported.tpot is not None else peers.tpot
+    ttft_fallback = plausible("ttft", reported.ttft) if reported is not None else None
+    tpot_fallback = plausible("tpot", reported.tpot) if reported is not None else None
+    ttft_fallback = ttft_fallback if ttft_fallback is not None else peers.ttft
+    tpot_fallback = tpot_fallback if tpot_fallback is not None else peers.tpot
     stats = node.stats.get(model)
     if stats is not None:
         ttft = stats.ttft.estimate(now, ttft_fallback)
         tpot = stats.tpot.estimate(now, tpot_fallback)
     else:
         ttft, tpot = ttft_fallback, tpot_fallback
-    return (DEFAULT_TTFT if ttft is None else ttft), (DEFAULT_TPOT if tpot is None else tpot)
+    return _seconds(ttft, DEFAULT_TTFT), _seconds(tpot, DEFAULT_TPOT)
+
+
+def _seconds(value: float | None, default: float) -> float:
+    """A latency estimate, `default` when there is none or it is not a finite, non-negative number."""
+    return value if value is not None and 0 <= value <= _MAX_SECONDS else default
 
 
 def _kv_now(reported: ModelLoad | None, in_flight: int) -> float:
     """KV-cache usage carried forward from the last scrape to the requests running now."""
     if reported is None:
         return 0.0
-    kv = reported.kv_cache_usage or 0.0
-    if reported.kv_per_request is not None:
-        others = max(0.0, (reported.running or 0.0) - reported.in_flight_at_scrape)
-        kv = reported.kv_per_request * (others + in_flight)
-    return min(max(kv, 0.0), 1.0)
+    kv = plausible("kv_cache_usage", reported.kv_cache_usage) or 0.0
+    per_request = reported.kv_per_request
+    if per_request is not None and math.isfinite(per_request) and per_request >= 0:
+        others = max(0.0, (plausible("running", reported.running) or 0.0) - reported.in_flight_at_scrape)
+        kv = per_request * (others + max(in_flight, 0))
+    return min(max(kv, 0.0), 1.0) if kv == kv else 0.0
 
 
 def score_nodes(model: str, nodes: Sequence[Node], *, price_weight: float, now: float) -> list[NodeScore]:
@@ -141,17 +162,19 @@ def score_nodes(model: str, nodes: Sequence[Node], *, price_weight: float, now: 
         if stats is not None:
             ttft = max(ttft, stats.longest_wait(now))
         reported = node.load.get(model)
-        waiting = (reported.waiting or 0.0) if reported is not None else 0.0
+        waiting = (plausible("waiting", reported.waiting) or 0.0) if reported is not None else 0.0
         kv = _kv_now(reported, stats.in_flight if stats is not None else 0)
         errors = min(stats.error_rate(now), _MAX_ERROR_RATE) if stats is not None else 0.0
-        load = 1.0 + (node.in_flight + waiting) / CONCURRENCY_SCALE
+        errors = errors if errors >= 0 else 0.0  # NaN too
+        load = 1.0 + (max(node.in_flight, 0) + waiting) / CONCURRENCY_SCALE
         price_ratio = (node.price + epsilon) / cheapest
         score = (
             (ttft + peers.output_tokens * tpot)
             * load
-            * price_ratio**price_weight
+            * math.exp(min(price_weight * math.log(price_ratio), _MAX_EXPONENT))
             / (1.0 - _KV_WEIGHT * kv * kv)
             / (1.0 - errors) ** 2
         )
+        score = min(score, MAX_SCORE) if score >= 0 else MAX_SCORE  # NaN compares false
         scores.append(NodeScore(node, score, ttft, tpot, load, kv, errors, price_ratio))
     return scores

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from atoma_proxy.core.errors import InvalidRequest, NodeFailed, NoNodeAvailable
+from atoma_proxy.core.errors import InvalidRequest, NodeFailed, NoNodeAvailable, excerpt
 from atoma_proxy.core.nodes.breaker import CircuitState
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.core.nodes.scoring import NodeScore, score_nodes
@@ -69,7 +69,8 @@ def parse_strategy(name: str | None) -> str | None:
     normalized = name.strip().lower()
     if normalized not in STRATEGIES:
         raise InvalidRequest(
-            f"Unknown routing strategy `{name}`; use one of: {', '.join(STRATEGIES)}.", param=STRATEGY_METADATA_KEY
+            f"Unknown routing strategy `{excerpt(name)}`; use one of: {', '.join(STRATEGIES)}.",
+            param=STRATEGY_METADATA_KEY,
         )
     return normalized
 

@@ -81,6 +81,9 @@ class ModelStats:
         self._waiting: dict[int, float] = {}  # attempt key -> when it started waiting for its first token
         self.successes = 0
         self.failures = 0
+        # Misbehaviours, each also a failure: generated past the cap it was told, usage it could not have produced.
+        self.overproduced = 0
+        self.implausible_usage = 0
         self._errors = 0.0
         self._outcomes = 0.0
         self._decayed_at = 0.0

@@ -13,18 +13,19 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 import httpx
-import orjson
 
 from atoma_proxy.config import CoreSettings
-from atoma_proxy.core.errors import NodeFailed, NodeRejectedRequest, NodeTimeout, ProxyError
+from atoma_proxy.core.errors import NodeFailed, NodeTimeout, ProxyError
 from atoma_proxy.core.nodes.http1 import ConnectFailed, Http1Client, Response
+from atoma_proxy.core.nodes.node_errors import node_error
 from atoma_proxy.core.nodes.registry import Node
-from atoma_proxy.core.nodes.sse import iter_sse_batches
+from atoma_proxy.core.nodes.sse import EventTooLarge, iter_sse_batches
 
 _JSON = "application/json"
 _MAX_ERROR_BODY = 64 * 1024
 _DONE = b"[DONE]"
 _DRAIN_GRACE = 1.0
+MAX_METRICS_BYTES = 4 * 1024 * 1024
 
 
 class NodeTransport(Protocol):
@@ -63,7 +64,9 @@ class HttpNodeTransport:
             connect_timeout=settings.node_connect_timeout,
             read_timeout=settings.node_read_timeout,
             max_connections=settings.node_max_connections,
+            max_response_bytes=settings.node_max_response_bytes,
         )
+        self._max_event_bytes = settings.node_max_event_bytes
         self._client = httpx.AsyncClient(timeout=settings.health_timeout, follow_redirects=False)
         self._node_headers: dict[tuple[str | None, str], bytes] = {}
 
@@ -89,7 +92,7 @@ class HttpNodeTransport:
                 detail = b""
             finally:
                 response.release()
-            raise _status_error(node, response.status, detail)
+            raise node_error(node, response.status, detail)
         return response
 
     async def post(self, node: Node, path: str, body: bytes, *, request_id: str) -> bytes:
@@ -104,13 +107,15 @@ class HttpNodeTransport:
     async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[list[bytes]]:
         response = await self._post(node, path, body, request_id, "text/event-stream")
         try:
-            events = iter_sse_batches(response.pieces())
+            events = iter_sse_batches(response.pieces(), self._max_event_bytes)
             async for batch in events:
                 if _DONE in batch:
                     await _drain(events)
                 yield batch
         except (OSError, TimeoutError) as error:
             raise _transport_error(node, error) from error
+        except EventTooLarge as error:
+            raise NodeFailed(f"Node {node.id} failed: {error}.") from error
         finally:
             response.release()
 
@@ -123,10 +128,17 @@ class HttpNodeTransport:
 
     async def fetch_metrics(self, node: Node) -> str | None:
         try:
-            response = await self._client.get(node.url + "/metrics", timeout=self._health_timeout)
+            async with self._client.stream("GET", node.url + "/metrics", timeout=self._health_timeout) as response:
+                if not response.is_success:
+                    return None
+                body = bytearray()
+                async for piece in response.aiter_bytes():
+                    body += piece
+                    if len(body) > MAX_METRICS_BYTES:
+                        return None  # no exporter needs this much: a node flooding the scraper
         except httpx.HTTPError:
             return None
-        return response.text if response.is_success else None
+        return body.decode("utf-8", "replace")
 
     def open_connections(self) -> int:
         """Connections to nodes held by the hot path (idle and in use)."""
@@ -144,7 +156,7 @@ async def _drain(events: AsyncIterator[list[bytes]]) -> None:
     connection, and the next stream pays a new TCP handshake. A node that keeps the body open
     after [DONE] gets a short grace, then the connection is dropped.
     """
-    with contextlib.suppress(TimeoutError, OSError):
+    with contextlib.suppress(TimeoutError, OSError, EventTooLarge):
         async with asyncio.timeout(_DRAIN_GRACE):
             async for _ in events:
                 pass
@@ -156,27 +168,3 @@ def _transport_error(node: Node, exc: BaseException) -> ProxyError:
     if isinstance(exc, ConnectFailed):
         return NodeUnreachable(f"Node {node.id} is unreachable: {exc}".rstrip(": "))
     return NodeFailed(f"Node {node.id} failed: {exc}".rstrip(": "))
-
-
-def _status_error(node: Node, status: int, body: bytes) -> ProxyError:
-    """Keep the node's own message: a client needs to know why its request was refused."""
-    message = _error_message(body) or f"HTTP {status}"
-    if status in (408, 429) or status >= 500:
-        return NodeFailed(f"Node {node.id} answered {status}: {message}", metadata={"node_status": str(status)})
-    return NodeRejectedRequest(message, metadata={"node_status": str(status)})
-
-
-def _error_message(body: bytes) -> str:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace").strip()[:500]
-    if isinstance(parsed, dict):
-        error = parsed.get("error", parsed)
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(error, str):
-            return error
-        if isinstance(parsed.get("detail"), str):
-            return parsed["detail"]
-    return body.decode("utf-8", "replace").strip()[:500]

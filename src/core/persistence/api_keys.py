@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from atoma_proxy.core.emails import canonical_email
 from atoma_proxy.core.persistence.models import ApiKey, User, utcnow
 
 __all__ = [
@@ -81,15 +82,18 @@ class UserRepository:
         return await self.session.get(User, user_id)
 
     async def get_by_email(self, email: str) -> User | None:
+        """The user with this email, in its canonical form (`canonical_email`)."""
+        email = canonical_email(email)
         return (await self.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
 
     async def get_or_create_by_email(self, email: str) -> User:
-        """The user with this email (compared exactly), created if there is none.
+        """The user with this email (in its canonical form, `canonical_email`), created if there is none.
 
         Safe against concurrent callers: the insert is `INSERT ... ON CONFLICT (email) DO NOTHING`, so a
         racing transaction that inserted the same email first makes ours wait for it and then do
         nothing, and the SELECT that follows (READ COMMITTED) sees its row.
         """
+        email = canonical_email(email)
         user = await self.get_by_email(email)
         if user is not None:
             return user

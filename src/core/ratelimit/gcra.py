@@ -32,7 +32,7 @@ PERIOD_US = 60_000_000.0
 _SLACK_US = 0.5
 
 Kind = Literal["requests", "tokens"]
-Scope = Literal["API key", "user"]
+Scope = Literal["API key", "user", "client address", "email"]
 
 
 @dataclass(frozen=True, slots=True)

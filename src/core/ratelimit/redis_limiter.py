@@ -28,7 +28,7 @@ from atoma_proxy.core.ratelimit.admission import Admission, refusal, too_large
 from atoma_proxy.core.ratelimit.gcra import Bucket, Decision, buckets_for, state
 from atoma_proxy.core.ratelimit.policy import LimitPolicy
 
-__all__ = ["RedisRateLimiter"]
+__all__ = ["ADMIT_SCRIPT", "RedisRateLimiter", "decision_from_reply"]
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class RedisRateLimiter:
             )
         except (RedisError, OSError) as failure:
             return self._without_redis(failure)
-        decision = _decision(buckets, reply)
+        decision = decision_from_reply(buckets, reply)
         if not decision.admitted:
             raise refusal(decision, estimated_tokens)
         token_buckets = [b for b in buckets if b.kind == "tokens"]
@@ -273,7 +273,8 @@ class _Corrections:
         self.applied: asyncio.Future[None] = loop.create_future()
 
 
-def _decision(buckets: Sequence[Bucket], reply: bytes) -> Decision:
+def decision_from_reply(buckets: Sequence[Bucket], reply: bytes) -> Decision:
+    """The Decision of an ADMIT_SCRIPT reply for `buckets` (its KEYS, in order)."""
     blocking, retry, *until_full = reply.split()
     index = int(blocking)
     return Decision(

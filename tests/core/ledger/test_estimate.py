@@ -138,15 +138,23 @@ def test_models_without_a_tokenizer_get_the_bound_and_missing_files_fail_at_star
         TokenizerConfig(model="m")
 
 
-def test_the_output_cap_prefers_max_completion_tokens_then_max_tokens_then_the_default() -> None:
+def test_the_output_cap_is_the_smallest_cap_the_client_gave_else_the_default() -> None:
     counter = SimWordsCounter()
     base = {"messages": [{"role": "user", "content": "hi"}]}
     both = {**base, "max_completion_tokens": 9, "max_tokens": 5, "n": 2}
-    assert estimate_chat(both, counter, default_max_completion_tokens=CAP).completion_tokens == 18
+    estimate = estimate_chat(both, counter, default_max_completion_tokens=CAP)
+    assert (estimate.output_cap, estimate.choices, estimate.completion_tokens) == (5, 2, 10)
+    smaller_first = {**base, "max_completion_tokens": 3, "max_tokens": 5}
+    assert estimate_chat(smaller_first, counter, default_max_completion_tokens=CAP).completion_tokens == 3
     assert estimate_chat({**base, "max_tokens": 5}, counter, default_max_completion_tokens=CAP).completion_tokens == 5
     assert estimate_chat(base, counter, default_max_completion_tokens=77).completion_tokens == 77
     body = {"prompt": ["a", "b", "c"], "n": 2}
     assert estimate_completion(body, counter, default_max_completion_tokens=10).completion_tokens == 60
+    # Legacy completions: a `max_completion_tokens` (from extra_json) counts too, the smallest wins.
+    legacy = {"prompt": "hi", "max_tokens": 5000, "max_completion_tokens": 1}
+    estimate = estimate_completion(legacy, counter, default_max_completion_tokens=CAP)
+    assert (estimate.output_cap, estimate.completion_tokens) == (1, 1)
+    assert estimate.limits().max_completion_tokens == 1
 
 
 def test_images_cost_n_times_the_price_per_image() -> None:

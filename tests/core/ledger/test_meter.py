@@ -162,7 +162,7 @@ async def test_charges_follow_the_documented_rules(make_meter: MakeMeter) -> Non
     from atoma_proxy.core.ledger import Estimate, Hold, MeteredRequest, TokenPrice
 
     def metered(kind: RequestKind, *, exact: bool = True, stack: bool = False, override: TokenPrice | None = None):  # type: ignore[no-untyped-def]
-        estimate = Estimate(kind, prompt_tokens=50, prompt_exact=exact, completion_tokens=100, images=3)
+        estimate = Estimate(kind, prompt_tokens=50, prompt_exact=exact, completion_tokens=100, images=3, output_cap=100)
         hold = Hold("r", 1, None, MODEL, 0 if stack else 10**6, 7 if stack else None, 150 if stack else 0)
         return MeteredRequest(hold, estimate, override, started=0.0)
 
@@ -313,3 +313,57 @@ async def test_a_duplicate_request_id_in_a_group_fails_only_its_own_caller(
 
     assert len({call.request_id for call in calls}) == 6  # the second of each pair got a fresh id
     assert await _balance(sessions, principal.user_id) == Balance(10_000, 0, 6 * 74, 10_000 - 6 * 74)
+
+
+async def test_a_non_streamed_answer_without_usage_is_charged_for_its_counted_text(make_meter: MakeMeter) -> None:
+    """Issue 10.3: the generated text is counted (tokenizer, else its UTF-8 bytes), at most the reservation."""
+    meter = make_meter()
+    chat = b'{"choices":[{"index":0,"message":{"role":"assistant","content":" one two three"}}]}'
+    assert meter.count_generated(MODEL, chat) == 3  # the simulator's tokenizer: exact
+    completions = b'{"choices":[{"index":0,"text":" a b"},{"index":1,"text":" c"}]}'
+    assert meter.count_generated(MODEL, completions) == 3
+    tools = b'{"choices":[{"message":{"content":null,"tool_calls":[{"function":{"arguments":"{}"}}]}}]}'
+    assert meter.count_generated("no-tokenizer", tools) == len(b'[{"function":{"arguments":"{}"}}]')
+    assert meter.count_generated("no-tokenizer", chat) == len(" one two three")  # the byte bound
+    assert meter.count_generated(MODEL, b"not json") == meter.count_generated(MODEL, b"[]") == 0
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": 8, "completion_tokens": 2**62},
+        {"prompt_tokens": -8, "completion_tokens": 4},
+        {"prompt_tokens": "8", "completion_tokens": 4},
+        {"prompt_tokens": 8, "completion_tokens": 4.0},
+        {"prompt_tokens": True, "completion_tokens": 4},
+    ],
+)
+async def test_absurd_usage_is_never_charged_what_was_delivered_is(
+    make_meter: MakeMeter, sessions: Sessions, new_user: NewUser, usage: dict[str, Any]
+) -> None:
+    """Issue 10.4: the charge falls back to the tokens counted (capped at the reservation), and settles."""
+    registry = _registry()
+    meter = make_meter(registry)
+    principal = await _funded(sessions, new_user, 1_000)
+    call = InferenceCall(request_id=f"absurd-{principal.user_id}")
+    metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    assert metered is not None
+    _served(call, registry, "cheap", usage)
+    metered.generated = 4
+    assert await meter.settle(metered, call, Outcome.NODE_FAILED) == 8 * 1 + 4 * 2
+    metered_more = await meter.reserve(
+        principal,
+        InferenceCall(request_id=f"more-{principal.user_id}"),
+        RequestKind.CHAT,
+        MODEL,
+        dict(BODY),
+        deadline=30,
+    )
+    assert metered_more is not None
+    more = InferenceCall(request_id=metered_more.hold.request_id)
+    _served(more, registry, "cheap")
+    metered_more.generated = 500  # counted past the cap of 10: charged the cap
+    assert await meter.settle(metered_more, more, Outcome.OK) == 8 * 1 + 10 * 2
+    async with sessions() as session:
+        records = await list_usage(session, principal.user_id)
+    assert sorted(r.completion_tokens for r in records) == [4, 10]

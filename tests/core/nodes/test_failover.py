@@ -7,6 +7,7 @@ import itertools
 import random
 import time
 
+import orjson
 import pytest
 
 from atoma_proxy.core.errors import InvalidRequest, NodeFailed, NodeRejectedRequest, NodeTimeout
@@ -262,3 +263,63 @@ async def test_while_every_node_is_ejected_requests_fail_fast_as_node_failures()
         await relay.unary(InferenceCall(request_id="r2"), "m", "/p", BODY)
     assert transport.calls == []  # not called while ejected
     assert fast.value.retry_after == pytest.approx(1.0)
+
+
+GARBAGE = [
+    b"this is not json",
+    b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>",
+    b'{"choices":[{"message":{"content":"\xff\xfe"}}]}',  # not UTF-8
+    b'["a", "list"]',
+    b'{"choices":[],"usage":"a lot"}',
+    b'{"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":"5"}}',
+]
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+async def test_a_garbage_answer_is_a_node_failure_that_fails_over(garbage: bytes) -> None:
+    transport = ScriptedTransport(posts={"a": [garbage], "b": [REPLY]})
+    relay, nodes = _relay(transport, "a", "b")
+    call = InferenceCall(request_id="r")
+    assert await relay.unary(call, "m", "/v1/chat/completions", BODY) == REPLY
+    assert transport.calls == ["a", "b"] and call.usage == orjson.loads(REPLY)["usage"]
+    assert nodes["a"].model_stats("m").failures == 1  # the breaker and the error rate count it
+    alone, _ = _relay(ScriptedTransport(posts={"a": [garbage]}), "a")
+    lonely = InferenceCall(request_id="r2")
+    with pytest.raises(NodeFailed, match=r"Node a (sent|reported implausible usage)"):
+        await alone.unary(lonely, "m", "/v1/chat/completions", BODY)
+    assert lonely.usage is None
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+async def test_garbage_before_the_first_token_fails_over_invisibly(garbage: bytes) -> None:
+    transport = ScriptedTransport(streams={"a": [[ROLE, garbage, TOKEN, DONE]], "b": [[ROLE, TOKEN, USAGE, DONE]]})
+    relay, nodes = _relay(transport, "a", "b")
+    call = InferenceCall(request_id="r")
+    assert await _stream(relay, call) == [ROLE, TOKEN, USAGE]
+    assert transport.calls == ["a", "b"] and nodes["a"].model_stats("m").failures == 1
+
+
+async def test_garbage_mid_stream_ends_it_as_a_node_failure_charged_by_what_was_delivered() -> None:
+    claimed = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":900,"total_tokens":903}}'
+    transport = ScriptedTransport(streams={"a": [[ROLE, TOKEN, claimed, b"<html>oops</html>", TOKEN, DONE]]})
+    relay, nodes = _relay(transport, "a", "b")
+    call = InferenceCall(request_id="r")
+    received: list[bytes] = []
+    with pytest.raises(NodeFailed, match="not JSON"):
+        async for batch in relay.stream(call, "m", "/p", dict(BODY), client_wants_usage=False):
+            received.extend(batch)
+    assert received == [ROLE, TOKEN]
+    assert call.chunks_received == 2 and call.usage is None  # the failed node's usage claim is not trusted
+    assert nodes["a"].model_stats("m").failures == 1 and transport.calls == ["a"]
+
+
+async def test_a_node_error_event_is_a_node_failure_with_its_message_sanitized() -> None:
+    error_event = b'{"error":{"message":"engine died: db password=hunter2","type":"InternalServerError","code":500}}'
+    transport = ScriptedTransport(streams={"a": [[ROLE, error_event]], "b": [[ROLE, TOKEN, DONE]]})
+    relay, nodes = _relay(transport, "a", "b")
+    assert await _stream(relay, InferenceCall(request_id="r")) == [ROLE, TOKEN]  # before a token: failed over
+    assert nodes["a"].model_stats("m").failures == 1
+    alone, _ = _relay(ScriptedTransport(streams={"a": [[ROLE, TOKEN, error_event]]}), "a")
+    with pytest.raises(NodeFailed) as caught:
+        await _stream(alone, InferenceCall(request_id="r2"))
+    assert caught.value.message == "Node a failed mid-stream: engine died: db password=[redacted]"

@@ -8,7 +8,13 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from atoma_proxy.core.nodes.http1 import ConnectFailed, ConnectionBroken, Http1Client, ResponseTimeout
+from atoma_proxy.core.nodes.http1 import (
+    ConnectFailed,
+    ConnectionBroken,
+    Http1Client,
+    ResponseTimeout,
+    ResponseTooLarge,
+)
 from tests.support.processes import free_port
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
@@ -261,3 +267,41 @@ async def test_waiting_for_a_free_connection_times_out() -> None:
 async def test_only_http_urls(url: str) -> None:
     with pytest.raises(ValueError):
         await post(client(), url)
+
+
+async def test_a_body_past_the_response_limit_is_too_large_and_closes_the_connection() -> None:
+    async def endless(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(200):  # 200 KiB, twice the limit, and no end
+            writer.write(b"400\r\n" + b"x" * 1024 + b"\r\n")
+        await writer.drain()
+        await reader.read()
+
+    http = Http1Client(connect_timeout=5.0, read_timeout=5.0, max_connections=8, max_response_bytes=100_000)
+    async with serve(endless) as (_, url):
+        response = await http.post(url, "/", b"", b"")
+        received = 0
+        with pytest.raises(ResponseTooLarge):
+            async for piece in response.pieces():
+                received += len(piece)
+        response.release()
+        assert received <= 100_000
+        await until(lambda: http.connections() == 0)
+    await http.aclose()
+
+
+async def test_an_announced_body_past_the_response_limit_is_refused_before_reading() -> None:
+    async def announced(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 70000000\r\n\r\n" + b"x" * 1000)
+        await writer.drain()
+        await reader.read()
+
+    http = Http1Client(connect_timeout=5.0, read_timeout=5.0, max_connections=8, max_response_bytes=100_000)
+    async with serve(announced) as (_, url):
+        response = await http.post(url, "/", b"", b"")
+        with pytest.raises(ResponseTooLarge, match="announced"):
+            await response.read()
+        response.release()
+    await http.aclose()
