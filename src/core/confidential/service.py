@@ -68,7 +68,7 @@ def lock_estimate(kind: RequestKind, units: int) -> Estimate:
         return Estimate(kind, prompt_tokens=0, prompt_exact=True, images=units)
     if kind is RequestKind.EMBEDDINGS:
         return Estimate(kind, prompt_tokens=units, prompt_exact=False)
-    return Estimate(kind, prompt_tokens=units, prompt_exact=False, completion_tokens=units)
+    return Estimate(kind, prompt_tokens=units, prompt_exact=False, completion_tokens=units, output_cap=units)
 
 
 def _envelope(message: cpb.ConfidentialEnvelope) -> envelope.ConfidentialRequest:
