@@ -176,6 +176,7 @@ class ConfidentialService:
         except Exception as error:
             await self._fail(context, error, None)
             raise
+        context.set_trailing_metadata(lock.call.metadata())  # x-request-id, and x-ratelimit-* when limits apply
         return cpb.LockNodeResponse(
             public_key=lock.key.public_key,
             node_id=lock.node.id,
