@@ -82,3 +82,17 @@ async def test_rest_tampered_hash_is_a_specific_error_and_charges_nothing(conf: 
 async def test_rest_malformed_envelope_is_refused_before_the_core(http) -> None:  # type: ignore[no-untyped-def]
     refused = await http.post("/v1/confidential/chat/completions", json={"ciphertext": "AAAA"})
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_confidential_request"
+
+
+async def test_rest_serves_the_attestation(conf: ConfidentialStack, http) -> None:  # type: ignore[no-untyped-def]
+    from atoma_proxy.confidential import attestation
+
+    served = await http.get("/v1/nodes/secure/attestation")
+    assert served.status_code == 200, served.text
+    document = served.json()
+    evidence = attestation.AuthorityEvidence.decode(base64.b64decode(document["evidence"]))
+    key = base64.b64decode(document["public_key"])
+    assert evidence.report_data == attestation.report_data(int(document["rotation_nonce"]), key, 300)
+    assert document["verified"] is True
+    missing = await http.get("/v1/nodes/nobody/attestation")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "node_not_found"
