@@ -23,7 +23,16 @@ from atoma_proxy.core.confidential.errors import NoConfidentialNode, NodeAnswerI
 from atoma_proxy.core.confidential.keys import AuthorityVerifier, KeyRegistry, RejectAll, decode_key
 from atoma_proxy.core.confidential.locks import Lock, LockTable
 from atoma_proxy.core.confidential.node_client import ConfidentialNodeClient
-from atoma_proxy.core.errors import InternalError, InvalidRequest, NodeFailed, NotFound, ProxyError
+from atoma_proxy.core.errors import (
+    InternalError,
+    InvalidRequest,
+    ModelNotFound,
+    NodeFailed,
+    NodeTimeout,
+    NoNodeAvailable,
+    NotFound,
+    ProxyError,
+)
 from atoma_proxy.core.inference import InferenceCall, new_request_id, usage_proto
 from atoma_proxy.core.ledger import Estimate, Meter, Outcome, RequestKind
 from atoma_proxy.core.nodes.registry import NodeRegistry
@@ -211,8 +220,12 @@ class ConfidentialService:
         if not confidential:
             raise NoConfidentialNode(f"No node with a valid confidential key serves `{model}` right now.")
         excluded = set(request.exclude_node_ids)
-        confidential = [n for n in confidential if n.id not in excluded] or confidential
-        eligible_nodes(model, confidential, SelectionRequest())  # none healthy: refused before anything is held
+        preferred = [n for n in confidential if n.id not in excluded]
+        try:  # the nodes the client did not exclude, when one of them can serve now
+            eligible_nodes(model, preferred, SelectionRequest())
+            confidential = preferred
+        except (NoNodeAvailable, NodeFailed, ModelNotFound):
+            eligible_nodes(model, confidential, SelectionRequest())  # none can: refused before anything is held
         call = InferenceCall(request_id=new_request_id(None))
         metered = None
         if self._meter is not None:
@@ -326,6 +339,7 @@ class ConfidentialService:
         document = sealed.to_json()
         document.setdefault("num_compute_units", lock.max_num_tokens)
         node.in_flight += 1
+        dispatch, verdict = node.breaker.dispatch(), None  # the node's answers feed its circuit breaker
         try:
             if sealed.stream:
                 expected, final = 0, False
@@ -355,8 +369,18 @@ class ConfidentialService:
                 )
                 state.usage = answer.usage
                 yield "answer", wire.sealed_to_proto(answer)
+            verdict = True
+        except (NodeFailed, NodeTimeout, NodeAnswerInvalid):
+            verdict = False
+            raise
         finally:
             node.in_flight -= 1
+            if verdict is True:
+                node.breaker.record_success(dispatch)
+            elif verdict is False:
+                node.breaker.record_failure(dispatch)
+            else:  # the client left, or the request itself was refused: no verdict on the node
+                node.breaker.record_abandoned(dispatch)
         end = common_pb2.StreamEnd(routing=call.routing())
         end.cost_micro_usd = await self._settle(state, Outcome.OK)
         if state.usage and "prompt_tokens" in state.usage:
