@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -18,6 +18,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from atoma_proxy.core.limits import MAX_OUTPUT_TOKENS, MAX_PRICE_MICRO_USD
 
 CONFIG_ENV = "ATOMA_CONFIG"
 MIB = 1024 * 1024
@@ -31,13 +33,25 @@ class NodeConfig(BaseModel):
     id: str = Field(description="Unique node identifier, shown in x-atoma-node.")
     url: str = Field(description="Base URL of the node's OpenAI-compatible API, without /v1.")
     models: list[str] = Field(min_length=1, description="Models the node serves.")
-    input_price_per_million: int = Field(0, ge=0, description="Micro-USD per million prompt tokens.")
-    output_price_per_million: int = Field(0, ge=0, description="Micro-USD per million generated tokens.")
-    price_per_image: int = Field(0, ge=0, description="Micro-USD per generated image.")
+    input_price_per_million: int = Field(
+        0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per million prompt tokens."
+    )
+    output_price_per_million: int = Field(
+        0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per million generated tokens."
+    )
+    price_per_image: int = Field(0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per generated image.")
     api_key: str | None = Field(None, description="Bearer key the node expects, if any.")
     confidential_signing_key: str | None = Field(
         None, description="Base64 Ed25519 public key of the node's confidential sidecar (docs/confidential.md)."
     )
+    protocol: Literal["openai", "atoma"] = Field(
+        "openai",
+        description='`atoma`: requests signed with the proxy\'s Sui key, answers verified (README "Sui").',
+    )
+    sui_address: str | None = Field(
+        None, description="The node's Sui address: with `atoma`, its answers must be signed by it."
+    )
+    node_small_id: int | None = Field(None, ge=0, description="The node's small id in the Atoma contract.")
 
 
 class TokenizerConfig(BaseModel):
@@ -61,7 +75,7 @@ class LedgerSettings(BaseModel):
 
     enabled: bool = Field(True, description="Reserve before and settle after every request; false meters nothing.")
     default_max_completion_tokens: int = Field(
-        4096, ge=1, description="Output tokens reserved per choice when a request sets no max_tokens."
+        4096, ge=1, le=MAX_OUTPUT_TOKENS, description="Output tokens reserved per choice when a request sets no cap."
     )
     reservation_margin: float = Field(
         30.0, gt=0, description="Seconds a reservation outlives its request's deadline before the sweeper frees it."
@@ -73,6 +87,9 @@ class LedgerSettings(BaseModel):
     price_cache_ttl: float = Field(
         5.0, ge=0, description="Seconds a user's price overrides and stacks are cached by each core."
     )
+    image_models: list[str] = Field(
+        default_factory=list, description="Models that generate images: paid per image, never sold as stacks."
+    )
 
 
 class DatabaseSettings(BaseModel):
@@ -81,6 +98,17 @@ class DatabaseSettings(BaseModel):
         description="SQLAlchemy URL: sqlite:///path (embedded) or postgresql://user@host/db (psycopg).",
     )
     pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+    connect_timeout: int = Field(
+        2, ge=2, le=60, description="Seconds to connect to PostgreSQL before the database counts as unavailable."
+    )
+    pool_timeout: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a request waits for a pooled connection before the database counts as unavailable.",
+    )
+    statement_timeout: float = Field(
+        5.0, gt=0, description="Seconds the request path waits for the database (key check, reservation) before 503."
+    )
 
 
 class CoreSettings(BaseModel):
@@ -226,6 +254,42 @@ class ConfidentialSettings(BaseModel):
     max_request_seconds: float = Field(600.0, gt=0, description="Seconds a confidential request may run.")
 
 
+class SuiSettings(BaseModel):
+    """The proxy as a Sui/Atoma network citizen (README "Sui"); names follow Atoma's `[atoma_sui]`."""
+
+    http_rpc_node_addr: str | None = Field(
+        None, description="Sui GraphQL endpoint, e.g. https://graphql.testnet.sui.io/graphql; unset: no chain."
+    )
+    sui_keystore_path: str | None = Field(
+        None, description="Sui keystore (JSON array of keystrings) holding the proxy's key; unset: no signing."
+    )
+    sui_config_path: str | None = Field(
+        None, description="Sui client.yaml whose active_address names the proxy's key in the keystore."
+    )
+    address: str | None = Field(None, description="The proxy's address in the keystore (wins over client.yaml).")
+    atoma_package_id: str | None = Field(None, description="Atoma contract package id.")
+    atoma_db: str | None = Field(None, description="Atoma database (AtomaDb) object id.")
+    usdc_package_id: str | None = Field(None, description="USDC package id (coin type <id>::usdc::USDC).")
+    request_timeout: float = Field(
+        300.0, gt=0, description="Seconds an RPC to the Sui node may take (Atoma's `{ secs, nanos }` form accepted)."
+    )
+    limit: int = Field(50, ge=1, description="Events per page when reading the chain (Sui GraphQL serves 50 at most).")
+    cursor_path: str | None = Field(None, description="Unused: the event cursor is kept in the database.")
+    chain_stacks: bool = Field(
+        False,
+        description="BuyStack buys on chain (acquire_new_stack_entry); needs the keystore, RPC, package ids, atoma_db.",
+    )
+    gas_budget: int = Field(50_000_000, ge=1, description="MIST a stack purchase may spend on gas.")
+
+    @field_validator("request_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """Atoma writes durations as serde's `{ secs = 300, nanos = 0 }`."""
+        if isinstance(value, dict) and set(value) <= {"secs", "nanos"}:
+            return float(value.get("secs", 0)) + float(value.get("nanos", 0)) / 1e9
+        return value
+
+
 class Settings(BaseSettings):
     """All settings of atoma-proxy."""
 
@@ -239,6 +303,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     ledger: LedgerSettings = LedgerSettings()
     confidential: ConfidentialSettings = ConfidentialSettings()
+    sui: SuiSettings = SuiSettings()
     tokenizers: list[TokenizerConfig] = Field(default_factory=list, description="Prompt tokenizers by model.")
     nodes: list[NodeConfig] = Field(default_factory=list, description="The static node registry.")
 

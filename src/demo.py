@@ -61,8 +61,9 @@ def with_demo_nodes(settings: Settings, sims: list[RunningNodeSim]) -> Settings:
     ]
     # The simulator's own tokenizer: the demo's estimates and charges are exact.
     tokenizers = [TokenizerConfig(model=m, kind="sim-words") for m in (CHAT_MODEL, EMBEDDING_MODEL)]
+    ledger = settings.ledger.model_copy(update={"image_models": [*settings.ledger.image_models, IMAGE_MODEL]})
     return settings.model_copy(
-        update={"nodes": [*settings.nodes, *nodes], "tokenizers": [*settings.tokenizers, *tokenizers]}
+        update={"nodes": [*settings.nodes, *nodes], "tokenizers": [*settings.tokenizers, *tokenizers], "ledger": ledger}
     )
 
 

@@ -32,7 +32,9 @@ from atoma_proxy.clients._account_models import (
     UsageRecord,
     UsageSummary,
     UsageTotals,
+    UsdcDeposit,
     User,
+    WalletChallenge,
 )
 from atoma_proxy.clients._accounts import AccountClient
 from atoma_proxy.clients._client import EventStream, RoutingClient
@@ -115,6 +117,8 @@ __all__ = [
     "UsageRecord",
     "UsageSummary",
     "UsageTotals",
+    "UsdcDeposit",
     "User",
+    "WalletChallenge",
     "from_rpc_error",
 ]

@@ -148,3 +148,23 @@ class CreditResult:
     applied: bool
     balance: Balance
     raw: admin_pb.CreditBalanceResponse
+
+
+@dataclass(frozen=True)
+class WalletChallenge:
+    """A wallet proof to sign: `message` as a Sui personal message, before `expires_at` (RFC 3339, UTC)."""
+
+    nonce: str
+    message: str
+    expires_at: str
+    raw: pb.CreateWalletChallengeResponse
+
+
+@dataclass(frozen=True)
+class UsdcDeposit:
+    """A USDC deposit: `credited` is False when the transaction had been credited before; `amount` in micro-USD."""
+
+    credited: bool
+    amount: int
+    balance: Balance
+    raw: pb.DepositUsdcResponse

@@ -18,7 +18,9 @@ from atoma_proxy.clients._account_models import (
     UsageRecord,
     UsageSummary,
     UsageTotals,
+    UsdcDeposit,
     User,
+    WalletChallenge,
 )
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as admin_pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as pb
@@ -114,3 +116,11 @@ def credit_result(proto: admin_pb.CreditBalanceResponse) -> CreditResult:
 
 def created_api_key(proto: pb.CreateApiKeyResponse) -> CreatedApiKey:
     return CreatedApiKey(api_key(proto.api_key), proto.secret, proto)
+
+
+def wallet_challenge(proto: pb.CreateWalletChallengeResponse) -> WalletChallenge:
+    return WalletChallenge(proto.nonce, proto.message, proto.expires_at, proto)
+
+
+def usdc_deposit(proto: pb.DepositUsdcResponse) -> UsdcDeposit:
+    return UsdcDeposit(proto.credited, proto.amount, balance(proto.balance), proto)

@@ -34,7 +34,9 @@ from atoma_proxy.clients._account_models import (
     TokenGrant,
     UsagePage,
     UsageSummary,
+    UsdcDeposit,
     User,
+    WalletChallenge,
 )
 from atoma_proxy.clients._channel import ChannelOwner, open_channel
 from atoma_proxy.clients._errors import from_rpc_error
@@ -182,6 +184,36 @@ class AccountClient(ChannelOwner):
     async def list_stacks(self, *, timeout: float | None = None, metadata: Options = None) -> list[Stack]:
         response = await self._user_call(self._accounts.ListStacks, pb.ListStacksRequest(), timeout, metadata)
         return [responses.stack(stack) for stack in response.stacks]
+
+    # Sui wallet and USDC deposits (README "Sui"): an access token.
+
+    async def create_wallet_challenge(
+        self, *, timeout: float | None = None, metadata: Options = None
+    ) -> WalletChallenge:
+        """A one-time message for the wallet to sign (`sign_personal_message`), then `link_wallet`."""
+        request = pb.CreateWalletChallengeRequest()
+        return responses.wallet_challenge(
+            await self._user_call(self._accounts.CreateWalletChallenge, request, timeout, metadata)
+        )
+
+    async def link_wallet(
+        self, *, nonce: str, signature: str, timeout: float | None = None, metadata: Options = None
+    ) -> str:
+        """Link the address that signed the challenge; returns it."""
+        request = pb.LinkWalletRequest(nonce=nonce, signature=signature)
+        return str((await self._user_call(self._accounts.LinkWallet, request, timeout, metadata)).address)
+
+    async def get_wallet(self, *, timeout: float | None = None, metadata: Options = None) -> str | None:
+        """The proven Sui address, or None."""
+        response = await self._user_call(self._accounts.GetWallet, pb.GetWalletRequest(), timeout, metadata)
+        return response.address or None
+
+    async def deposit_usdc(
+        self, *, transaction_digest: str, timeout: float | None = None, metadata: Options = None
+    ) -> UsdcDeposit:
+        """Credit a USDC transfer from the proven wallet to the proxy's, once."""
+        request = pb.DepositUsdcRequest(transaction_digest=transaction_digest)
+        return responses.usdc_deposit(await self._user_call(self._accounts.DepositUsdc, request, timeout, metadata))
 
     # AccountAdminService (admin token).
 

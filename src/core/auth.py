@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from atoma_proxy.core.errors import Unauthenticated
 from atoma_proxy.core.persistence import ApiKeyRepository
 from atoma_proxy.core.persistence.models import utcnow
+from atoma_proxy.core.persistence.outage import within
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,13 @@ class ApiKeyAuthenticator:
         sessions: async_sessionmaker[AsyncSession],
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        timeout: float | None = None,
     ) -> None:
+        """`timeout`: seconds a key lookup may wait for the database (`database.statement_timeout`)."""
         self._sessions = sessions
         self._ttl = ttl
+        self._timeout = timeout
         self._clock = clock
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._marking: dict[int, asyncio.Task[None]] = {}
@@ -90,6 +95,9 @@ class ApiKeyAuthenticator:
         await asyncio.gather(*self._marking.values(), return_exceptions=True)
 
     async def _lookup(self, key: str) -> Principal | None:
+        return await within(self._timeout, self._find(key), "the API key check")
+
+    async def _find(self, key: str) -> Principal | None:
         async with self._sessions() as session:
             row = await ApiKeyRepository(session).find_active(key)
             if row is None:

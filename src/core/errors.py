@@ -5,14 +5,21 @@
     ├── Unauthenticated             UNAUTHENTICATED      MISSING_API_KEY, INVALID_API_KEY, MISSING_CREDENTIALS,
     │                                                    INVALID_CREDENTIALS, INVALID_TOKEN, TOKEN_EXPIRED,
     │                                                    TOKEN_REVOKED
-    ├── PermissionDenied            PERMISSION_DENIED    PERMISSION_DENIED
-    ├── AlreadyExists               ALREADY_EXISTS       EMAIL_TAKEN, IDEMPOTENCY_KEY_REUSED, NODE_ALREADY_EXISTS
-    ├── NotFound                    NOT_FOUND            USER_NOT_FOUND, API_KEY_NOT_FOUND, NODE_NOT_FOUND
-    ├── FeatureDisabled             UNIMPLEMENTED        ACCOUNTS_DISABLED, ADMIN_DISABLED
+    ├── PermissionDenied            PERMISSION_DENIED    PERMISSION_DENIED; Sui: WALLET_CHALLENGE_EXPIRED,
+    │                                                    INVALID_WALLET_PROOF, WALLET_NOT_LINKED, DEPOSIT_*,
+    │                                                    INVALID_NODE_SIGNATURE, NODE_REGISTRATION_REPLAYED
+    ├── AlreadyExists               ALREADY_EXISTS       EMAIL_TAKEN, IDEMPOTENCY_KEY_REUSED, NODE_ALREADY_EXISTS,
+    │                                                    WALLET_ADDRESS_TAKEN, DEPOSIT_ALREADY_CLAIMED
+    ├── NotFound                    NOT_FOUND            USER_NOT_FOUND, API_KEY_NOT_FOUND, NODE_NOT_FOUND,
+    │                                                    WALLET_CHALLENGE_NOT_FOUND, DEPOSIT_NOT_FOUND
+    ├── FeatureDisabled             UNIMPLEMENTED        ACCOUNTS_DISABLED, ADMIN_DISABLED, SUI_DISABLED
     ├── ModelNotFound               NOT_FOUND            MODEL_NOT_FOUND
     ├── NoNodeAvailable             UNAVAILABLE          NO_NODE_AVAILABLE
+    ├── DatabaseUnavailable         UNAVAILABLE          DATABASE_UNAVAILABLE   (+ RetryInfo; nothing was served)
     ├── NodeRejectedRequest         INVALID_ARGUMENT     NODE_REJECTED_REQUEST  (node answered 4xx)
-    ├── NodeFailed                  UNAVAILABLE          NODE_FAILED            (5xx, 429, connection lost)
+    ├── NodeFailed                  UNAVAILABLE          NODE_FAILED            (5xx, 429, connection lost,
+    │                                                    a bad Atoma signature), SUI_RPC_FAILED,
+    │                                                    STACK_PURCHASE_FAILED
     ├── NodeTimeout                 DEADLINE_EXCEEDED    NODE_TIMEOUT
     ├── RateLimited                 RESOURCE_EXHAUSTED   RATE_LIMITED           (+ RetryInfo when retrying helps)
     ├── InsufficientFunds           RESOURCE_EXHAUSTED   INSUFFICIENT_FUNDS     (+ QuotaFailure; before any node call)
@@ -119,6 +126,17 @@ class NoNodeAvailable(ProxyError):
     reason = "NO_NODE_AVAILABLE"
 
 
+class DatabaseUnavailable(ProxyError):
+    """The database cannot be reached (or did not answer in time): nothing was served, retry shortly."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "DATABASE_UNAVAILABLE"
+    retry_after = 1.0
+
+    def __init__(self) -> None:
+        super().__init__("The proxy's database is unavailable right now; nothing was done. Retry shortly.")
+
+
 class NodeRejectedRequest(ProxyError):
     """The node refused the request as invalid (HTTP 4xx other than 408/429)."""
 
@@ -198,6 +216,7 @@ REASONS: dict[str, grpc.StatusCode] = {
     "ADMIN_DISABLED": grpc.StatusCode.UNIMPLEMENTED,
     "MODEL_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "NO_NODE_AVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "DATABASE_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
     "NODE_REJECTED_REQUEST": grpc.StatusCode.INVALID_ARGUMENT,
     "NODE_FAILED": grpc.StatusCode.UNAVAILABLE,
     "NODE_TIMEOUT": grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -205,4 +224,21 @@ REASONS: dict[str, grpc.StatusCode] = {
     "INSUFFICIENT_FUNDS": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED,
     "INTERNAL": grpc.StatusCode.INTERNAL,
+    # Sui (README "Sui"): wallet proofs, USDC deposits, signed node registrations.
+    "WALLET_CHALLENGE_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "WALLET_CHALLENGE_EXPIRED": grpc.StatusCode.PERMISSION_DENIED,
+    "INVALID_WALLET_PROOF": grpc.StatusCode.PERMISSION_DENIED,
+    "WALLET_ADDRESS_TAKEN": grpc.StatusCode.ALREADY_EXISTS,
+    "WALLET_NOT_LINKED": grpc.StatusCode.PERMISSION_DENIED,
+    "DEPOSIT_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "DEPOSIT_TRANSACTION_FAILED": grpc.StatusCode.PERMISSION_DENIED,
+    "DEPOSIT_NOT_A_TRANSFER": grpc.StatusCode.PERMISSION_DENIED,
+    "DEPOSIT_SENDER_MISMATCH": grpc.StatusCode.PERMISSION_DENIED,
+    "DEPOSIT_RECEIVER_MISMATCH": grpc.StatusCode.PERMISSION_DENIED,
+    "DEPOSIT_ALREADY_CLAIMED": grpc.StatusCode.ALREADY_EXISTS,
+    "INVALID_NODE_SIGNATURE": grpc.StatusCode.PERMISSION_DENIED,
+    "NODE_REGISTRATION_REPLAYED": grpc.StatusCode.PERMISSION_DENIED,
+    "SUI_DISABLED": grpc.StatusCode.UNIMPLEMENTED,
+    "SUI_RPC_FAILED": grpc.StatusCode.UNAVAILABLE,
+    "STACK_PURCHASE_FAILED": grpc.StatusCode.UNAVAILABLE,
 }

@@ -15,6 +15,7 @@ import grpc
 
 from atoma_proxy.core.accounts.callers import AdminGate
 from atoma_proxy.core.errors import AlreadyExists, InternalError, InvalidRequest, NotFound, ProxyError
+from atoma_proxy.core.limits import MAX_PRICE_MICRO_USD
 from atoma_proxy.core.nodes.breaker import CircuitState
 from atoma_proxy.core.nodes.health import HealthPoller
 from atoma_proxy.core.nodes.registry import ADMIN, Node, NodeRegistry
@@ -79,8 +80,8 @@ def _new_node(request: pb.AddNodeRequest) -> Node:
     if not models:
         raise InvalidRequest("`models` must name at least one model.", param="models")
     for field in ("input_price_per_million", "output_price_per_million"):
-        if getattr(request, field) < 0:
-            raise InvalidRequest(f"`{field}` must be >= 0.", param=field)
+        if not 0 <= getattr(request, field) <= MAX_PRICE_MICRO_USD:
+            raise InvalidRequest(f"`{field}` must be between 0 and {MAX_PRICE_MICRO_USD}.", param=field)
     return Node(
         id=node_id,
         url=request.url.strip().rstrip("/"),

@@ -23,6 +23,7 @@ import grpc
 from atoma_proxy.core import node_requests, validation
 from atoma_proxy.core.auth import ApiKeyAuthenticator, Principal
 from atoma_proxy.core.errors import (
+    DatabaseUnavailable,
     InternalError,
     ModelNotFound,
     NodeFailed,
@@ -34,6 +35,7 @@ from atoma_proxy.core.errors import (
 from atoma_proxy.core.inference import InferenceCall, InferenceRelay, new_request_id, routing_options, usage_proto
 from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome, RequestKind, carries_generated_text
 from atoma_proxy.core.nodes.registry import NodeRegistry
+from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
@@ -91,7 +93,12 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         call: InferenceCall | None,
         metered: MeteredRequest | None = None,
     ) -> None:
-        if not isinstance(error, ProxyError):
+        if isinstance(error, ProxyError):
+            pass
+        elif is_database_outage(error):
+            log.warning("database unavailable: %s", error)
+            error = DatabaseUnavailable()
+        else:
             log.exception("unexpected error", exc_info=error)
             error = InternalError("The proxy failed unexpectedly; the error was logged.")
         await context.abort_with_status(to_grpc_status(error, self._trailing(call, metered) if call else ()))

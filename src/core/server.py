@@ -20,16 +20,20 @@ from atoma_proxy.core.ledger import LedgerSweeper, Meter
 from atoma_proxy.core.malformed import MalformedRequestInterceptor
 from atoma_proxy.core.node_admin_service import NodeAdminService
 from atoma_proxy.core.nodes.runtime import NodeRuntime
-from atoma_proxy.core.nodes.transport import HttpNodeTransport, NodeTransport
+from atoma_proxy.core.nodes.transport import NodeTransport
 from atoma_proxy.core.persistence import create_engine, session_factory
 from atoma_proxy.core.ratelimit import RateLimitInterceptor, rate_limiter_from_settings
 from atoma_proxy.core.routing_service import RoutingService
+from atoma_proxy.core.sui.atoma_transport import build_node_transport
+from atoma_proxy.core.sui.runtime import SuiRuntime
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as account_admin_pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2_grpc as account_admin_grpc
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as accounts_pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2_grpc as accounts_grpc
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2 as node_admin_pb
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2_grpc as node_admin_grpc
+from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2 as node_registration_pb
+from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2_grpc as node_registration_grpc
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ROUTING_SERVICE = pb.DESCRIPTOR.services_by_name["RoutingService"].full_name
 NODE_ADMIN_SERVICE = node_admin_pb.DESCRIPTOR.services_by_name["NodeAdminService"].full_name
+NODE_REGISTRATION_SERVICE = node_registration_pb.DESCRIPTOR.services_by_name["NodeRegistrationService"].full_name
 ACCOUNT_SERVICES = (
     accounts_pb.DESCRIPTOR.services_by_name["AccountService"].full_name,
     account_admin_pb.DESCRIPTOR.services_by_name["AccountAdminService"].full_name,
@@ -50,13 +55,15 @@ class CoreServer:
     def __init__(self, settings: Settings, transport: NodeTransport | None = None, *, reuse_port: bool = False) -> None:
         """`reuse_port`: other processes may listen on the same address (the workers of `core`)."""
         self.settings = settings
-        self.transport = transport or HttpNodeTransport(settings.core)
+        self.transport = transport or build_node_transport(settings)
         self.nodes = NodeRuntime(settings, self.transport)  # registry, health, metrics, selection, reload
         self.registry = self.nodes.registry
         self.engine = create_engine(settings.database)
         self._health = health.aio.HealthServicer()
+        # Every session of the serving path gives up on a hung database (README "Outages").
+        sessions = session_factory(self.engine, timeout=settings.database.statement_timeout)
         self._api_keys = authenticator = ApiKeyAuthenticator(
-            session_factory(self.engine), settings.core.api_key_cache_ttl
+            sessions, settings.core.api_key_cache_ttl, timeout=settings.database.statement_timeout
         )
         limiter = rate_limiter_from_settings(settings.rate_limits)  # None when no limit is configured
         self._rate_limits = RateLimitInterceptor(limiter, authenticator) if limiter is not None else None
@@ -77,15 +84,23 @@ class CoreServer:
         )
         relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)
         self.meter = Meter.from_settings(settings, self.engine, self.registry)
-        self._sweeper = LedgerSweeper(session_factory(self.engine), settings.ledger.sweep_interval)
+        self._sweeper = LedgerSweeper(sessions, settings.ledger.sweep_interval)
         routing = RoutingService(self.registry, relay, authenticator, self.meter)
         self.confidential = build_confidential_service(
             settings, self.registry, self.nodes.selector, authenticator, self.meter
         )
         pb_grpc.add_RoutingServiceServicer_to_server(RoutingWithConfidential(routing, self.confidential), self._server)
+        self.sui = SuiRuntime(settings.sui, sessions, self.registry)  # README "Sui"
+        node_registration_grpc.add_NodeRegistrationServiceServicer_to_server(self.sui.registration, self._server)
         self._auth_throttle = auth_throttle_from_settings(settings.accounts, settings.rate_limits)
         account_service, account_admin_service = build_account_services(
-            settings.accounts, session_factory(self.engine), authenticator, self.registry, throttle=self._auth_throttle
+            settings.accounts,
+            sessions,
+            authenticator,
+            self.registry,
+            image_models=settings.ledger.image_models,
+            throttle=self._auth_throttle,
+            sui=self.sui.accounts,
         )
         accounts_grpc.add_AccountServiceServicer_to_server(account_service, self._server)
         account_admin_grpc.add_AccountAdminServiceServicer_to_server(account_admin_service, self._server)
@@ -98,6 +113,7 @@ class CoreServer:
                 ROUTING_SERVICE,
                 *ACCOUNT_SERVICES,
                 NODE_ADMIN_SERVICE,
+                NODE_REGISTRATION_SERVICE,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -111,6 +127,7 @@ class CoreServer:
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.core.listen}")
         await self.nodes.start()
+        await self.sui.start()
         self.nodes.reload_on_sighup()
         if self.settings.ledger.enabled:
             self._sweeper.start()
@@ -127,6 +144,7 @@ class CoreServer:
         await self.confidential.aclose()  # unused locks released before the meter closes
         await self.meter.aclose()  # settlements of the requests just cancelled, then its connections
         await self._sweeper.stop()
+        await self.sui.stop()
         if self._rate_limits is not None:
             await self._rate_limits.aclose()
         await self._auth_throttle.aclose()

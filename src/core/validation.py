@@ -7,9 +7,10 @@ meet, each failure naming the OpenAI parameter at fault.
 from __future__ import annotations
 
 from atoma_proxy.core.errors import InvalidRequest
+from atoma_proxy.core.limits import MAX_COMPLETION_CHOICES, MAX_OUTPUT_TOKENS
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
-_MAX_N = 128
+_MAX_N = MAX_COMPLETION_CHOICES
 # Model ids are short names (`meta-llama/Llama-3.3-70B-Instruct`); longer is a mistake or a probe.
 MAX_MODEL_LENGTH = 256
 
@@ -26,8 +27,14 @@ def _check_positive(request, field: str) -> None:  # type: ignore[no-untyped-def
         raise InvalidRequest(f"`{field}` must be at least 1.", param=field)
 
 
+def _check_output_cap(request, field: str) -> None:  # type: ignore[no-untyped-def]
+    """An output cap is 1 to MAX_OUTPUT_TOKENS per choice (README "Limits")."""
+    if request.HasField(field) and not 1 <= getattr(request, field) <= MAX_OUTPUT_TOKENS:
+        raise InvalidRequest(f"`{field}` must be between 1 and {MAX_OUTPUT_TOKENS}.", param=field)
+
+
 def _check_sampling(request) -> None:  # type: ignore[no-untyped-def]
-    _check_positive(request, "max_tokens")
+    _check_output_cap(request, "max_tokens")
     if request.HasField("n") and not 1 <= request.n <= _MAX_N:
         raise InvalidRequest(f"`n` must be between 1 and {_MAX_N}.", param="n")
     if request.HasField("temperature") and not 0 <= request.temperature <= 2:
@@ -46,7 +53,7 @@ def check_chat_completion(request: pb.ChatCompletionRequest) -> None:
         if not message.role:
             raise InvalidRequest("Every message needs a `role`.", param=f"messages[{index}].role")
     _check_sampling(request)
-    _check_positive(request, "max_completion_tokens")
+    _check_output_cap(request, "max_completion_tokens")
 
 
 def check_completion(request: pb.CompletionRequest) -> None:

@@ -33,6 +33,8 @@ from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as accou
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2_grpc as accounts_grpc
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2 as node_admin_pb
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2_grpc as node_admin_grpc
+from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2 as node_registration_pb
+from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2_grpc as node_registration_grpc
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
@@ -123,6 +125,11 @@ def create_app(settings: Settings) -> FastAPI:
         app,
         node_admin_pb.DESCRIPTOR.services_by_name["NodeAdminService"],
         lambda request: node_admin_grpc.NodeAdminServiceStub(request.app.state.core.channel),
+    )
+    add_gateway_routes(  # POST /v1/nodes: signed node registrations (README "Sui")
+        app,
+        node_registration_pb.DESCRIPTOR.services_by_name["NodeRegistrationService"],
+        lambda request: node_registration_grpc.NodeRegistrationServiceStub(request.app.state.core.channel),
     )
 
     def openapi() -> dict[str, Any]:

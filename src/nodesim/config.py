@@ -27,6 +27,9 @@ RUNTIME_FIELDS: tuple[str, ...] = (
     "ttft_ms",
     "tokens_per_second",
     "max_concurrency",
+    "bad_signature_rate",
+    "bad_hash_rate",
+    "tamper_from_chunk",
 )
 # Metering misbehaviours (README "Node simulator"), also changeable while the node runs.
 METERING_FAULT_FIELDS = ("overproduce_tokens", "omit_usage", "fake_usage", "completions_max_tokens_only")
@@ -68,6 +71,14 @@ class SimConfig:
     garbage: str = ""  # not_json | html | non_utf8 | usage_type: the answer (or one streamed event)
     garbage_after_tokens: int = 0  # streaming: good tokens sent before the garbage or the endless event
     oversize_bytes: int = 0  # > 0: an answer of this many bytes; streamed, one event that never ends
+    # Atoma protocol (README "Sui"): "atoma" checks the proxy's X-Signature and signs every answer
+    # and chunk with `sui_keystring` (a fresh Ed25519 key when unset; GET /sim/config shows its address).
+    protocol: str = "openai"
+    sui_keystring: str | None = None
+    allowed_signers: list[str] = field(default_factory=list)  # proxy addresses accepted; empty: any
+    bad_signature_rate: float = 0.0  # an answer or chunk signed over the wrong digest
+    bad_hash_rate: float = 0.0  # an answer or chunk whose response_hash is not its hash
+    tamper_from_chunk: int = 0  # streams: chunks before this index are never tampered with
 
     def __post_init__(self) -> None:
         _check_fields({name: getattr(self, name) for name in (*RUNTIME_FIELDS, *HOSTILE_FIELDS)})
@@ -75,6 +86,8 @@ class SimConfig:
             raise ValueError("reply_tokens must be >= 0")
         if self.embedding_dimensions < 1:
             raise ValueError("embedding_dimensions must be >= 1")
+        if self.protocol not in ("openai", "atoma"):
+            raise ValueError("protocol must be 'openai' or 'atoma'")
 
     @property
     def all_models(self) -> list[str]:
@@ -108,7 +121,7 @@ def _check_fields(values: dict[str, Any]) -> dict[str, Any]:
         if name in METERING_FAULT_FIELDS:
             checked[name] = _check_metering_fault(name, value)
             continue
-        integer = name in ("error_status", "drop_after_tokens", "max_concurrency", *HOSTILE_FIELDS)
+        integer = name in ("error_status", "drop_after_tokens", "max_concurrency", *HOSTILE_FIELDS, "tamper_from_chunk")
         number = _number(name, value, integer=integer)
         number = int(number) if integer else float(number)
         if name.endswith("_rate") and not 0 <= number <= 1:
@@ -178,6 +191,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--garbage", choices=MODES["garbage"], default=d.garbage, help="Answer garbage with status 200.")
     add("--garbage-after-tokens", type=int, default=d.garbage_after_tokens, help="Streaming: tokens before it.")
     add("--oversize-bytes", type=int, default=d.oversize_bytes, help="Answer this many bytes (streams: one event).")
+    add("--protocol", choices=("openai", "atoma"), default=d.protocol, help="`atoma`: Sui-signed traffic.")
+    add("--sui-keystring", default=None, help="The node's Sui key (atoma protocol); default a fresh Ed25519 key.")
+    add("--allowed-signer", action="append", help="Proxy Sui address whose requests are accepted; repeatable.")
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -215,4 +231,7 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         garbage=getattr(ns, "garbage", d.garbage),
         garbage_after_tokens=getattr(ns, "garbage_after_tokens", d.garbage_after_tokens),
         oversize_bytes=getattr(ns, "oversize_bytes", d.oversize_bytes),
+        protocol=getattr(ns, "protocol", d.protocol),
+        sui_keystring=getattr(ns, "sui_keystring", None),
+        allowed_signers=getattr(ns, "allowed_signer", None) or [],
     )

@@ -57,7 +57,10 @@ class ControlEndpoints:
         return Response(generate_latest(self.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def get_config(self, request: Request) -> Response:
-        return _json(orjson.dumps(self.state.config.runtime_view()))
+        view = self.state.config.runtime_view()
+        if self.state.atoma is not None:
+            view["sui_address"] = self.state.atoma.address
+        return _json(orjson.dumps(view))
 
     async def post_config(self, request: Request) -> Response:
         try:

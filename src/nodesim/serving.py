@@ -75,6 +75,12 @@ class InferenceEndpoint:
         if not state.authorized(header(scope, b"authorization")):
             await send_error(send, unauthorized())
             return
+        if state.atoma is not None:  # the Atoma protocol: a signed request, signed answers
+            refused = state.atoma.check_request(body, header(scope, b"x-signature"))
+            if refused is not None:
+                await send_error(send, refused)
+                return
+            send = state.atoma.signing_send(send)
         try:
             if not isinstance(payload, dict):
                 raise bad_json()

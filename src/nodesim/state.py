@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from atoma_proxy.nodesim.atoma import AtomaNode
 from atoma_proxy.nodesim.config import SimConfig, apply_runtime_update
 from atoma_proxy.nodesim.hostile import lied_waiting
 from atoma_proxy.nodesim.limiter import FifoLimiter
@@ -50,6 +51,7 @@ class SimState:
         self.load: dict[str, list[int]] = {model: [0, 0] for model in config.all_models}
         self.metrics = SimMetrics(config.all_models, self._load_snapshot)
         self._expected_auth = f"Bearer {config.api_key}".encode() if config.api_key is not None else None
+        self.atoma = AtomaNode(config) if config.protocol == "atoma" else None
 
     def _load_snapshot(self) -> tuple[Mapping[str, Sequence[float]], float]:
         running, limit = self.limiter.running, self.limiter.limit

@@ -84,7 +84,9 @@ def test_public_exports_are_deliberate():
         "UsageRecord",
         "UsageSummary",
         "UsageTotals",
+        "UsdcDeposit",
         "User",
+        "WalletChallenge",
         "from_rpc_error",
     ]
     assert all(hasattr(atoma_proxy.clients, name) for name in atoma_proxy.clients.__all__)

@@ -21,6 +21,7 @@ from atoma_proxy.core.accounts.profiles import Profiles
 from atoma_proxy.core.accounts.rpc import rpc
 from atoma_proxy.core.accounts.throttle import AuthThrottle
 from atoma_proxy.core.errors import FeatureDisabled, Unauthenticated
+from atoma_proxy.core.sui.accounts import SuiAccounts
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2_grpc as pb_grpc
 
@@ -39,10 +40,12 @@ class AccountService(pb_grpc.AccountServiceServicer):
         api_keys: ApiKeys,
         billing: Billing,
         throttle: AuthThrottle | None = None,
+        sui: SuiAccounts | None = None,
     ) -> None:
         """`logins` and `callers` are None when no `accounts.jwt_secret` is configured: every RPC is refused.
 
         `throttle` limits Register, Login and RefreshToken per client address and email (none: unlimited).
+        `sui` (wallet proofs, USDC deposits; README "Sui") is None when the proxy has no Sui side.
         """
         self._throttle = throttle
         self._logins = logins
@@ -50,6 +53,7 @@ class AccountService(pb_grpc.AccountServiceServicer):
         self._profiles = profiles
         self._api_keys = api_keys
         self._billing = billing
+        self._sui = sui
 
     def _enabled_logins(self) -> Logins:
         if self._logins is None:
@@ -151,11 +155,14 @@ class AccountService(pb_grpc.AccountServiceServicer):
     @rpc
     async def BuyStack(self, request: pb.BuyStackRequest, context: Context) -> pb.BuyStackResponse:
         caller = await self._caller(context, allow_api_key=False)
+        if self._sui is not None and self._sui.stacks is not None:  # README "Sui": the contract picks the node
+            model = validation.check_text(validation.check_required(request.model, "model"), "model")
+            return pb.BuyStackResponse(stack=translate.stack(await self._sui.stacks.buy(caller.user_id, model)))
         stack = await self._billing.buy_stack(
             caller.user_id,
             validation.check_text(validation.check_required(request.node_id, "node_id"), "node_id"),
             validation.check_text(validation.check_required(request.model, "model"), "model"),
-            validation.check_amount(request.compute_units, "compute_units"),
+            validation.check_compute_units(request.compute_units),
         )
         return pb.BuyStackResponse(stack=translate.stack(stack))
 
@@ -164,6 +171,44 @@ class AccountService(pb_grpc.AccountServiceServicer):
         caller = await self._caller(context, allow_api_key=True)
         return pb.ListStacksResponse(
             stacks=[translate.stack(stack) for stack in await self._billing.stacks(caller.user_id)]
+        )
+
+    def _sui_accounts(self) -> SuiAccounts:
+        if self._sui is None:
+            raise FeatureDisabled('Sui wallets are disabled on this proxy (README "Sui").', reason="SUI_DISABLED")
+        return self._sui
+
+    @rpc
+    async def CreateWalletChallenge(
+        self, request: pb.CreateWalletChallengeRequest, context: Context
+    ) -> pb.CreateWalletChallengeResponse:
+        caller = await self._caller(context, allow_api_key=False)
+        challenge = await self._sui_accounts().create_challenge(caller.user_id)
+        return pb.CreateWalletChallengeResponse(
+            nonce=challenge.nonce,
+            message=challenge.message,
+            expires_at=challenge.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+
+    @rpc
+    async def LinkWallet(self, request: pb.LinkWalletRequest, context: Context) -> pb.LinkWalletResponse:
+        caller = await self._caller(context, allow_api_key=False)
+        nonce = validation.check_required(request.nonce, "nonce")
+        signature = validation.check_required(request.signature, "signature")
+        return pb.LinkWalletResponse(address=await self._sui_accounts().link_wallet(caller.user_id, nonce, signature))
+
+    @rpc
+    async def GetWallet(self, request: pb.GetWalletRequest, context: Context) -> pb.GetWalletResponse:
+        caller = await self._caller(context, allow_api_key=True)
+        return pb.GetWalletResponse(address=await self._sui_accounts().wallet(caller.user_id) or "")
+
+    @rpc
+    async def DepositUsdc(self, request: pb.DepositUsdcRequest, context: Context) -> pb.DepositUsdcResponse:
+        caller = await self._caller(context, allow_api_key=False)
+        digest = validation.check_required(request.transaction_digest, "transaction_digest")
+        result = await self._sui_accounts().deposit(caller.user_id, digest)
+        return pb.DepositUsdcResponse(
+            credited=result.applied, amount=result.amount, balance=translate.balance(result.balance)
         )
 
 

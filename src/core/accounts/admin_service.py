@@ -29,7 +29,7 @@ class AccountAdminService(pb_grpc.AccountAdminServiceServicer):
         self._gate.check(context.invocation_metadata())
         result = await self._billing.credit(
             request.user_id,
-            validation.check_amount(request.amount_micro_usd, "amount_micro_usd"),
+            validation.check_credit(request.amount_micro_usd),
             validation.check_idempotency_key(request.idempotency_key),
             validation.check_text(request.note, "note", max_length=500),
         )

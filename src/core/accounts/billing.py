@@ -4,12 +4,13 @@
 
 Each method is one unit of work. Admin operations name a user by id and first check that it exists
 (USER_NOT_FOUND rather than a foreign-key failure). Stacks are bought at the node's price from the
-node registry, never at a price the buyer names.
+node registry, never at a price the buyer names, and only what a request could spend: never for an
+image model (its requests pay per image), never from a node that is down, ejected or draining.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -17,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from atoma_proxy.core import ledger
 from atoma_proxy.core.accounts.pagination import decode_page_token, encode_page_token
-from atoma_proxy.core.errors import AlreadyExists, NotFound
-from atoma_proxy.core.nodes.registry import NodeRegistry
+from atoma_proxy.core.errors import AlreadyExists, InvalidRequest, NoNodeAvailable, NotFound
+from atoma_proxy.core.limits import MAX_CREDITED_MICRO_USD
+from atoma_proxy.core.nodes.breaker import CircuitState
+from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.persistence.models import User
 
 __all__ = ["Billing", "UsagePage", "UsageSummary", "UsageTotals"]
@@ -59,9 +62,17 @@ class UsagePage:
 
 
 class Billing:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], registry: NodeRegistry) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        registry: NodeRegistry,
+        *,
+        image_models: Iterable[str] = (),
+    ) -> None:
+        """`image_models` (`ledger.image_models`) are paid per image: no stack is sold for them."""
         self._sessions = sessions
         self._registry = registry
+        self._image_models = frozenset(image_models)
 
     async def balance(self, user_id: int) -> ledger.Balance:
         async with self._sessions() as session:
@@ -102,6 +113,11 @@ class Billing:
             raise AlreadyExists(
                 f"The idempotency key was used for another credit: {conflict}", reason="IDEMPOTENCY_KEY_REUSED"
             ) from None
+        except ledger.CreditLimitExceeded:
+            raise InvalidRequest(
+                f"This credit would take the balance's credited total past {MAX_CREDITED_MICRO_USD} micro-USD.",
+                param="amount_micro_usd",
+            ) from None
 
     async def set_price(self, user_id: int, model: str, input_per_million: int, output_per_million: int) -> None:
         async with self._sessions() as session, session.begin():
@@ -125,6 +141,13 @@ class Billing:
             raise NotFound(f"No node with id `{node_id}`.", reason="NODE_NOT_FOUND")
         if model not in node.models:
             raise NotFound(f"Node `{node_id}` does not serve the model `{model}`.", reason="MODEL_NOT_FOUND")
+        if model in self._image_models:
+            raise InvalidRequest(
+                f"`{model}` generates images, which are paid per image: a stack's units are tokens.", param="model"
+            )
+        unusable = _why_unusable(node)
+        if unusable:
+            raise NoNodeAvailable(f"Node `{node_id}` is {unusable}: a stack bought from it could not be spent now.")
         # A unit is a token, prompt or generated: priced at the dearer of the node's two prices.
         price = max(node.input_price_per_million, node.output_price_per_million)
         async with self._sessions() as session, session.begin():
@@ -140,6 +163,17 @@ class Billing:
     async def stacks(self, user_id: int) -> Sequence[ledger.Stack]:
         async with self._sessions() as session:
             return await ledger.list_stacks(session, user_id)
+
+
+def _why_unusable(node: Node) -> str:
+    """Why no request could spend a stack of this node now ("" when one could)."""
+    if node.draining:
+        return "draining"
+    if not node.healthy:
+        return "down"
+    if node.breaker.state is CircuitState.OPEN:
+        return "set aside after failures"
+    return ""
 
 
 async def _require_user(session: AsyncSession, user_id: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,6 +20,7 @@ from atoma_proxy.core.accounts.throttle import AuthThrottle
 from atoma_proxy.core.accounts.tokens import AccessTokenCodec, Clock
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.nodes.registry import NodeRegistry
+from atoma_proxy.core.sui.accounts import SuiAccounts
 
 __all__ = ["build_account_services"]
 
@@ -32,12 +34,14 @@ def build_account_services(
     hasher: PasswordHasher | None = None,
     clock: Clock = time.time,
     throttle: AuthThrottle | None = None,
+    image_models: Iterable[str] = (),
+    sui: SuiAccounts | None = None,
 ) -> tuple[AccountService, AccountAdminService]:
     """The servicers; `api_keys` must be the authenticator the RoutingService uses (one key cache).
 
     `throttle` limits the sign-in RPCs (the server passes `auth_throttle_from_settings`; none: unlimited).
     """
-    billing = Billing(sessions, registry)
+    billing = Billing(sessions, registry, image_models=image_models)
     logins: Logins | None = None
     callers: CallerAuthenticator | None = None
     if settings.jwt_secret is not None:
@@ -57,6 +61,7 @@ def build_account_services(
         api_keys=ApiKeys(sessions, api_keys),
         billing=billing,
         throttle=throttle,
+        sui=sui,
     )
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
     return account_service, AccountAdminService(AdminGate(admin_token), billing)

@@ -8,10 +8,18 @@ from datetime import date
 from atoma_proxy.core.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from atoma_proxy.core.emails import canonical_email
 from atoma_proxy.core.errors import InvalidRequest
+from atoma_proxy.core.limits import (
+    MAX_COMPUTE_UNITS,
+    MAX_CREDIT_MICRO_USD,
+    MAX_CREDITED_MICRO_USD,
+    MAX_PRICE_MICRO_USD,
+)
 
 __all__ = [
     "MAX_PAGE_SIZE",
     "check_amount",
+    "check_compute_units",
+    "check_credit",
     "check_idempotency_key",
     "check_key_name",
     "check_password",
@@ -67,15 +75,27 @@ def check_key_name(name: str) -> str:
     return check_text(check_required(name.strip(), "name"), "name")
 
 
-def check_amount(amount: int, param: str) -> int:
-    if amount <= 0:
-        raise InvalidRequest(f"`{param}` must be positive.", param=param)
+def check_amount(amount: int, param: str, *, maximum: int = MAX_CREDITED_MICRO_USD) -> int:
+    """A positive integer of at most `maximum` (README "Limits")."""
+    if not 1 <= amount <= maximum:
+        raise InvalidRequest(f"`{param}` must be between 1 and {maximum}.", param=param)
     return amount
 
 
+def check_credit(amount: int, param: str = "amount_micro_usd") -> int:
+    """One credit: 1 to MAX_CREDIT_MICRO_USD micro-USD."""
+    return check_amount(amount, param, maximum=MAX_CREDIT_MICRO_USD)
+
+
+def check_compute_units(units: int, param: str = "compute_units") -> int:
+    """One stack: 1 to MAX_COMPUTE_UNITS units."""
+    return check_amount(units, param, maximum=MAX_COMPUTE_UNITS)
+
+
 def check_price(price: int, param: str) -> int:
-    if price < 0:
-        raise InvalidRequest(f"`{param}` must not be negative.", param=param)
+    """A price in micro-USD (per million tokens, or per image): 0 to MAX_PRICE_MICRO_USD."""
+    if not 0 <= price <= MAX_PRICE_MICRO_USD:
+        raise InvalidRequest(f"`{param}` must be between 0 and {MAX_PRICE_MICRO_USD}.", param=param)
     return price
 
 

@@ -16,7 +16,14 @@ The request path (`Meter`, `LedgerSweeper`) is wired by `core/server.py`: estima
 relay -> settle, and a sweeper in every core that frees what crashed cores left held.
 """
 
-from atoma_proxy.core.ledger.balances import Balance, CreditResult, IdempotencyConflict, credit, get_balance
+from atoma_proxy.core.ledger.balances import (
+    Balance,
+    CreditLimitExceeded,
+    CreditResult,
+    IdempotencyConflict,
+    credit,
+    get_balance,
+)
 from atoma_proxy.core.ledger.estimate import Estimate, RequestKind
 from atoma_proxy.core.ledger.metering import Meter, MeteredRequest, carries_generated_text
 from atoma_proxy.core.ledger.pricing import TokenPrice, list_user_model_prices, set_user_model_price, token_cost
@@ -39,6 +46,7 @@ from atoma_proxy.core.persistence.ledger_models import DailyUsage, Stack, UsageR
 __all__ = [
     "Balance",
     "Charge",
+    "CreditLimitExceeded",
     "CreditResult",
     "DailyUsage",
     "Estimate",

@@ -17,6 +17,7 @@ the time a metered request spends in the ledger (bench/accounting.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from atoma_proxy.core.ledger._sql import Executor
+from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_connection_lost, within
 
 __all__ = ["RESERVE", "SETTLE_HELD", "LedgerWriter", "StatementRunner", "UniqueViolation", "on"]
 
@@ -74,11 +76,19 @@ class LedgerWriter:
     then takes the rest in the order reservation, balance, stack, daily row, so the groups of
     several instances queue on a balance instead of deadlocking. If any statement of a group fails,
     the transaction applies nothing and each statement runs again alone, so one error (a duplicate
-    request id) stays its caller's. The connection is opened on first use and again after a failure.
+    request id) stays its caller's. The connection is opened on first use and again after a failure;
+    an outage (a lost connection, a statement or group past `statement_timeout`) fails the statements
+    at hand at once and drops the connection, so the next statement reconnects by itself.
     """
 
-    def __init__(self, database_url: str, *, max_group: int = 64) -> None:
+    def __init__(
+        self, database_url: str, *, max_group: int = 64, connect_timeout: int = 2, statement_timeout: float = 5.0
+    ) -> None:
+        """`connect_timeout` bounds a connect, `statement_timeout` a statement or group: past them the
+        callers get DatabaseTimeout (or psycopg's OperationalError) and the connection is opened anew."""
         self._conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._connect_timeout = connect_timeout
+        self._statement_timeout = statement_timeout
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._sql: dict[int, str] = {}
         self._queue: list[_Pending] = []
@@ -103,9 +113,18 @@ class LedgerWriter:
         connection = self._connection
         if connection is None or connection.closed:
             connection = self._connection = await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, row_factory=namedtuple_row
+                self._conninfo, autocommit=True, row_factory=namedtuple_row, connect_timeout=self._connect_timeout
             )
         return connection
+
+    async def _discard(self) -> None:
+        """Drop the connection after an outage or a timeout (its state is unknown); the next statement reconnects.
+
+        Closing is immediate (no round trip): a statement still waiting on it fails at once."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def _flush(self) -> None:
         try:
@@ -122,12 +141,17 @@ class LedgerWriter:
 
     async def _run_alone(self, pending: _Pending) -> None:
         try:
-            connection = await self._open()
             try:
-                cursor = await connection.execute(pending.sql, pending.params)
+                row = await within(self._statement_timeout, self._execute_alone(pending), "the ledger's statement")
             except psycopg.errors.UniqueViolation as error:
                 raise UniqueViolation(error.diag.constraint_name) from error
-            row = await cursor.fetchone()
+            except DatabaseTimeout:
+                await self._discard()
+                raise
+            except psycopg.Error as error:
+                if is_connection_lost(error):
+                    await self._discard()
+                raise
         except BaseException as error:  # the caller gets it; the flush goes on with the others
             _resolve(pending, error=error)
             if not isinstance(error, Exception):
@@ -135,23 +159,37 @@ class LedgerWriter:
         else:
             _resolve(pending, row)
 
+    async def _execute_alone(self, pending: _Pending) -> Any:
+        connection = await self._open()
+        cursor = await connection.execute(pending.sql, pending.params)
+        return await cursor.fetchone()
+
     async def _run_group(self, group: list[_Pending]) -> bool:
         """Apply the group in one transaction; False (nothing applied) when any statement failed."""
         group.sort(key=lambda pending: pending.params.get("user_id") or 0)
-        users = sorted({user for pending in group if (user := pending.params.get("user_id")) is not None})
         try:
-            connection = await self._open()
-            async with connection.transaction(), connection.pipeline():
-                if users:  # the balances first, in one order: groups of several instances queue, never deadlock
-                    await connection.execute(_LOCK_BALANCES, {"users": users})
-                cursors = [await connection.execute(pending.sql, pending.params) for pending in group]
-                rows = [await cursor.fetchone() for cursor in cursors]
-        except psycopg.Error:
-            return False
+            rows = await within(self._statement_timeout, self._execute_group(group), "the ledger's statements")
+        except (DatabaseTimeout, psycopg.Error) as error:
+            if isinstance(error, psycopg.Error) and not is_connection_lost(error):
+                return False  # a statement's error (a duplicate request id, a deadlock): each runs again alone
+            # The database is away: every statement of the group fails at once (not once each, alone).
+            await self._discard()
+            for pending in group:
+                _resolve(pending, error=error)
+            return True
         self.groups += 1
         for pending, row in zip(group, rows, strict=True):
             _resolve(pending, row)
         return True
+
+    async def _execute_group(self, group: list[_Pending]) -> list[Any]:
+        users = sorted({user for pending in group if (user := pending.params.get("user_id")) is not None})
+        connection = await self._open()
+        async with connection.transaction(), connection.pipeline():
+            if users:  # the balances first, in one order: groups of several instances queue, never deadlock
+                await connection.execute(_LOCK_BALANCES, {"users": users})
+            cursors = [await connection.execute(pending.sql, pending.params) for pending in group]
+            return [await cursor.fetchone() for cursor in cursors]
 
     async def aclose(self) -> None:
         while self._flush_task is not None:

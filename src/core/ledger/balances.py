@@ -7,6 +7,9 @@ A credit is applied at most once per idempotency key: the INSERT of the credit e
 `ON CONFLICT (idempotency_key) DO NOTHING`, and only an inserted entry raises `credited` (an
 upsert of the balance row in the same transaction). Reusing a key for a different user or amount
 is a caller bug and raises `IdempotencyConflict` rather than silently answering "applied before".
+A credit is at most MAX_CREDIT_MICRO_USD, and the upsert that adds it only applies while the credited
+total stays at most MAX_CREDITED_MICRO_USD (`CreditLimitExceeded` otherwise, in the same statement, so
+concurrent credits cannot pass it together): no sum of the ledger can overflow a 64-bit integer.
 Functions flush nothing they do not execute and never commit: the caller's unit of work does.
 """
 
@@ -18,9 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atoma_proxy.core.ledger._sql import balances, credits, upsert
+from atoma_proxy.core.limits import MAX_CREDIT_MICRO_USD, MAX_CREDITED_MICRO_USD
 from atoma_proxy.core.persistence.models import utcnow
 
-__all__ = ["Balance", "CreditResult", "IdempotencyConflict", "credit", "get_balance"]
+__all__ = ["Balance", "CreditLimitExceeded", "CreditResult", "IdempotencyConflict", "credit", "get_balance"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,10 @@ class IdempotencyConflict(ValueError):
     """The idempotency key was already used for a credit of another user or amount."""
 
 
+class CreditLimitExceeded(ValueError):
+    """The credit would take the balance's credited total past MAX_CREDITED_MICRO_USD; the caller rolls back."""
+
+
 async def get_balance(session: AsyncSession, user_id: int) -> Balance:
     """The user's balance; all zeros for a user never credited."""
     row = (
@@ -68,6 +76,8 @@ async def credit(
     """Add `amount` micro-USD to the user's balance, once per `idempotency_key`."""
     if amount <= 0:
         raise ValueError("a credit must be a positive number of micro-USD")
+    if amount > MAX_CREDIT_MICRO_USD:
+        raise ValueError(f"a credit is at most {MAX_CREDIT_MICRO_USD} micro-USD")
     if not idempotency_key or len(idempotency_key) > 200:
         raise ValueError("an idempotency key of 1 to 200 characters is required")
     inserted = await session.execute(
@@ -93,8 +103,16 @@ async def credit(
     row = (
         await session.execute(
             statement.on_conflict_do_update(
-                index_elements=["user_id"], set_={"credited": balances.c.credited + statement.excluded.credited}
+                index_elements=["user_id"],
+                set_={"credited": balances.c.credited + statement.excluded.credited},
+                # Written as a difference: the sum itself could overflow before it is compared.
+                where=balances.c.credited <= MAX_CREDITED_MICRO_USD - statement.excluded.credited,
             ).returning(balances.c.credited, balances.c.debited, balances.c.reserved)
         )
-    ).one()
+    ).first()
+    if row is None:  # the credit entry above is undone with the caller's transaction
+        raise CreditLimitExceeded(
+            f"a balance's credited total is at most {MAX_CREDITED_MICRO_USD} micro-USD; "
+            f"user {user_id} cannot take {amount} more"
+        )
     return CreditResult(applied=True, balance=Balance.of(*row))

@@ -47,9 +47,9 @@ import psycopg
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from atoma_proxy.config import LedgerSettings, Settings
+from atoma_proxy.config import DatabaseSettings, LedgerSettings, Settings
 from atoma_proxy.core.auth import Principal
-from atoma_proxy.core.errors import InternalError
+from atoma_proxy.core.errors import InsufficientFunds, InternalError
 from atoma_proxy.core.inference import InferenceCall, new_request_id
 from atoma_proxy.core.ledger._postgres import LedgerWriter
 from atoma_proxy.core.ledger.estimate import (
@@ -76,16 +76,20 @@ from atoma_proxy.core.ledger.reservations import (
 )
 from atoma_proxy.core.ledger.stacks import load_usable_stacks
 from atoma_proxy.core.ledger.token_counting import Tokenizers
+from atoma_proxy.core.limits import MAX_COMPUTE_UNITS, MAX_CREDITED_MICRO_USD
 from atoma_proxy.core.node_limits import ImplausibleUsage, carries_generated_text, check_usage
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.persistence.database import session_factory
 from atoma_proxy.core.persistence.models import utcnow
+from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_database_outage, within
 
 __all__ = ["Meter", "MeteredRequest", "UserTerms", "carries_generated_text"]
 
 log = logging.getLogger(__name__)
 
 _SETTLE_ATTEMPTS = 4
+_MAX_SETTLE_RETRY_DELAY = 2.0  # seconds between two settlement attempts while the database is away
+_CLOSE_GRACE = 10.0  # seconds settlements get at shutdown
 _MAX_CACHED_USERS = 100_000
 
 
@@ -187,13 +191,25 @@ class Meter:
         *,
         instance_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        database: DatabaseSettings | None = None,
     ) -> None:
+        """`database` bounds the waits of the request path (connect, statement; README "Outages")."""
         self.settings = settings
         self._engine = engine
+        database = database or DatabaseSettings()
+        self._statement_timeout = database.statement_timeout
         # On PostgreSQL a reservation and a settlement are one statement each, on the LedgerWriter's own
         # connection with group commit (see `_postgres`). SQLite runs the portable statements in a transaction.
         postgresql = engine.dialect.name == "postgresql"
-        self._writer = LedgerWriter(engine.url.render_as_string(hide_password=False)) if postgresql else None
+        self._writer = (
+            LedgerWriter(
+                engine.url.render_as_string(hide_password=False),
+                connect_timeout=database.connect_timeout,
+                statement_timeout=database.statement_timeout,
+            )
+            if postgresql
+            else None
+        )
         self._registry = registry
         self._tokenizers = tokenizers or Tokenizers()
         self._image_prices = dict(image_prices or {})
@@ -210,6 +226,7 @@ class Meter:
             registry,
             Tokenizers.from_config(settings.tokenizers),
             {node.id: node.price_per_image for node in settings.nodes},
+            database=settings.database,
         )
 
     @property
@@ -253,15 +270,19 @@ class Meter:
         estimate = estimate or self.estimate(kind, model, body)
         candidates = self._registry.candidates(model)  # ModelNotFound before anything is held
         serving = [n for n in candidates if n.healthy] or candidates
-        terms = await self._terms.get(principal.user_id)
+        terms = await within(self._statement_timeout, self._terms.get(principal.user_id), "reading the user's prices")
         override = terms.prices.get(model)
         amount = max_cost(
             estimate,
             override or highest_price(_node_price(n) for n in serving),
             max((self._image_price(n) for n in serving), default=0),
         )
+        if amount > MAX_CREDITED_MICRO_USD:  # no balance can hold it (README "Limits"); never a BIGINT overflow
+            raise InsufficientFunds(user_id=principal.user_id, required=amount)
         usable = {n.id for n in serving}
         stacks_to_try = [] if kind is RequestKind.IMAGES else [s for s in terms.stacks.get(model, ()) if s[1] in usable]
+        if estimate.tokens > MAX_COMPUTE_UNITS:  # more than any stack holds
+            stacks_to_try = []
         lifetime = min(deadline, self.settings.max_request_seconds) if deadline else self.settings.max_request_seconds
         expires_at = utcnow() + timedelta(seconds=lifetime + self.settings.reservation_margin)
         for attempt in range(2):
@@ -275,7 +296,7 @@ class Meter:
                     expires_at=expires_at,
                     instance_id=self.instance_id,
                     stacks_to_try=stacks_to_try,
-                    units=estimate.tokens,
+                    units=estimate.tokens if stacks_to_try else 0,
                 )
                 break
             except DuplicateRequestId:
@@ -352,23 +373,37 @@ class Meter:
         task = asyncio.create_task(self._apply(metered.hold, charge), name=f"settle-{metered.hold.request_id}")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
-        settlement = await asyncio.shield(task)
+        # The answer does not wait for a database that is away: it reports what the settlement will charge
+        # (the charge, capped by the hold) while the settlement retries until the database is back.
+        done, _ = await asyncio.wait({task}, timeout=self._statement_timeout)
+        if not done:
+            metered.cost = 0 if metered.hold.stack_id is not None else min(charge.cost, metered.hold.amount)
+            return metered.cost
+        settlement = task.result()
         metered.cost = settlement.cost if settlement is not None else 0
         return metered.cost
 
     async def _apply(self, hold: Hold, charge: Charge) -> Settlement | None:
-        for attempt in range(_SETTLE_ATTEMPTS):
+        # During a database outage a settlement is retried until the database is back (as long as a
+        # reservation may live): the request was served, so it is charged, late if need be.
+        give_up_at = self._clock() + self.settings.max_request_seconds + self.settings.reservation_margin
+        attempt = 0
+        while True:
             try:
                 settlement = await self._settle_once(hold, charge)
             except (IntegrityError, psycopg.errors.IntegrityError):
                 log.exception("settlement of %s violates the ledger's constraints", hold.request_id)
                 return None
-            except (SQLAlchemyError, psycopg.Error):
-                if attempt == _SETTLE_ATTEMPTS - 1:
+            except (SQLAlchemyError, psycopg.Error, DatabaseTimeout) as error:
+                attempt += 1
+                outage = is_database_outage(error)
+                if (not outage and attempt >= _SETTLE_ATTEMPTS) or self._clock() >= give_up_at:
                     # The reservation stays held; the sweeper releases it when it expires.
                     log.exception("could not settle %s; the sweeper will release it", hold.request_id)
                     return None
-                await asyncio.sleep(0.05 * 4**attempt)
+                if outage and attempt == _SETTLE_ATTEMPTS:
+                    log.warning("database unavailable: settling %s once it is back", hold.request_id)
+                await asyncio.sleep(min(0.05 * 4 ** (attempt - 1), _MAX_SETTLE_RETRY_DELAY))
                 continue
             if settlement is None:
                 log.warning("reservation %s was no longer held: nothing settled", hold.request_id)
@@ -382,11 +417,13 @@ class Meter:
                     settlement.cost,
                 )
             return settlement
-        return None  # pragma: no cover - the loop always returns
 
     async def _reserve_once(self, **reservation: Any) -> Hold:
-        if self._writer is not None:
+        if self._writer is not None:  # bounded by the writer's own statement timeout
             return await reserve_postgresql(self._writer, **reservation)
+        return await within(self._statement_timeout, self._reserve_sqlite(**reservation), "the reservation")
+
+    async def _reserve_sqlite(self, **reservation: Any) -> Hold:
         async with self._engine.begin() as connection:
             return await reserve(connection, **reservation)
 
@@ -401,13 +438,22 @@ class Meter:
                 settlement = await settle_late(connection, request_id, charge)
         return settlement
 
-    async def drain(self) -> None:
-        """Wait for the settlements under way."""
+    async def drain(self, grace: float | None = None) -> None:
+        """Wait for the settlements under way (at most `grace` seconds: then those still waiting for an
+        unavailable database are abandoned to the sweeper)."""
+        deadline = None if grace is None else time.monotonic() + grace
         while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                log.warning("%d settlements abandoned at shutdown; the sweeper releases them", len(self._pending))
+                for task in list(self._pending):
+                    task.cancel()
+                await asyncio.gather(*list(self._pending), return_exceptions=True)
+                return
+            await asyncio.wait(list(self._pending), timeout=left)
 
     async def aclose(self) -> None:
         """Drain the settlements, then close the ledger's connections (before disposing of the engine)."""
-        await self.drain()
+        await self.drain(grace=_CLOSE_GRACE)
         if self._writer is not None:
             await self._writer.aclose()

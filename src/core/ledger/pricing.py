@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atoma_proxy.core.ledger._sql import MICRO, ceil_div, user_model_prices
+from atoma_proxy.core.limits import MAX_PRICE_MICRO_USD
 from atoma_proxy.core.persistence.ledger_models import UserModelPrice
 from atoma_proxy.core.persistence.models import utcnow
 
@@ -62,8 +63,8 @@ async def set_user_model_price(
 
     Cores cache overrides for `ledger.price_cache_ttl` seconds, so other instances apply it within that.
     """
-    if input_per_million < 0 or output_per_million < 0:
-        raise ValueError("prices must not be negative")
+    if not (0 <= input_per_million <= MAX_PRICE_MICRO_USD and 0 <= output_per_million <= MAX_PRICE_MICRO_USD):
+        raise ValueError(f"prices must be between 0 and {MAX_PRICE_MICRO_USD}")
     if not model:
         raise ValueError("a model is required")
     session.add(

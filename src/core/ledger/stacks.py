@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atoma_proxy.core.errors import InsufficientFunds
 from atoma_proxy.core.ledger._sql import MICRO, balances, ceil_div, rowcount, stacks
+from atoma_proxy.core.limits import MAX_COMPUTE_UNITS, MAX_PRICE_MICRO_USD
 from atoma_proxy.core.persistence.ledger_models import Stack
 from atoma_proxy.core.persistence.models import utcnow
 
@@ -32,10 +33,10 @@ async def buy_stack(
 
     InsufficientFunds (nothing written) when the available balance does not cover the price.
     """
-    if compute_units <= 0:
-        raise ValueError("a stack needs a positive number of compute units")
-    if price_per_million < 0:
-        raise ValueError("the price must not be negative")
+    if not 0 < compute_units <= MAX_COMPUTE_UNITS:
+        raise ValueError(f"a stack needs 1 to {MAX_COMPUTE_UNITS} compute units")
+    if not 0 <= price_per_million <= MAX_PRICE_MICRO_USD:
+        raise ValueError(f"the price must be between 0 and {MAX_PRICE_MICRO_USD}")
     if not node_id or not model:
         raise ValueError("a stack needs a node and a model")
     price = stack_price(compute_units, price_per_million)

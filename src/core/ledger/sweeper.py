@@ -16,6 +16,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from atoma_proxy.core.ledger.reservations import sweep_expired
+from atoma_proxy.core.persistence.outage import is_database_outage
 
 __all__ = ["LedgerSweeper"]
 
@@ -54,8 +55,12 @@ class LedgerSweeper:
         while True:
             try:
                 expired = await self.sweep()
-            except Exception:
-                log.warning("sweeping expired reservations failed; retrying in %.1f s", self._interval, exc_info=True)
+            except Exception as error:
+                log.warning(
+                    "sweeping expired reservations failed; retrying in %.1f s",
+                    self._interval,
+                    exc_info=not is_database_outage(error),  # an outage is reported, not traced every interval
+                )
             else:
                 if expired:
                     log.info("released %d expired reservations", expired)

@@ -46,6 +46,9 @@ class Node:
     stats: dict[str, ModelStats] = field(default_factory=dict)  # measured by this proxy, per model
     load: dict[str, ModelLoad] = field(default_factory=dict)  # reported by the node's /metrics, per model
     load_scraped_at: float = 0.0
+    # Atoma protocol (README "Sui"): "atoma" signs requests and verifies the node's signed answers.
+    protocol: str = "openai"
+    sui_address: str | None = None
 
     @classmethod
     def from_config(cls, config: NodeConfig, source: str = CONFIG) -> Node:
@@ -57,6 +60,8 @@ class Node:
             output_price_per_million=config.output_price_per_million,
             api_key=config.api_key,
             source=source,
+            protocol=config.protocol,
+            sui_address=config.sui_address,
         )
 
     @property
@@ -108,6 +113,10 @@ class NodeRegistry:
                 for model in node.models:
                     by_model.setdefault(model, []).append(node)
         self._by_model = by_model
+
+    def reindex(self) -> None:
+        """Rebuild the model index after nodes' models were changed in place (the chain's node sync)."""
+        self._reindex()
 
     def add(self, node: Node) -> Node:
         """Adds a node; a draining node of the same id is replaced (its requests still finish)."""
@@ -162,6 +171,7 @@ class NodeRegistry:
             node.input_price_per_million = config.input_price_per_million
             node.output_price_per_million = config.output_price_per_million
             node.api_key = config.api_key
+            node.protocol, node.sui_address = config.protocol, config.sui_address
             node.source = CONFIG
             if node.remove_when_idle:  # drained by an earlier reload, back in the file (an admin drain stays)
                 node.draining = node.remove_when_idle = False

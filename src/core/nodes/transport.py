@@ -80,9 +80,12 @@ class HttpNodeTransport:
             fixed = self._node_headers[(node.api_key, accept)] = lines.encode("latin-1")
         return fixed + b"x-request-id: " + request_id.encode("ascii", "replace") + b"\r\n"
 
-    async def _post(self, node: Node, path: str, body: bytes, request_id: str, accept: str) -> Response:
+    async def _post(
+        self, node: Node, path: str, body: bytes, request_id: str, accept: str, extra_headers: bytes = b""
+    ) -> Response:
         try:
-            response = await self._http.post(node.url, path, self._headers(node, request_id, accept), body)
+            headers = self._headers(node, request_id, accept) + extra_headers
+            response = await self._http.post(node.url, path, headers, body)
         except (OSError, TimeoutError) as error:
             raise _transport_error(node, error) from error
         if response.status >= 300:
@@ -95,8 +98,9 @@ class HttpNodeTransport:
             raise node_error(node, response.status, detail)
         return response
 
-    async def post(self, node: Node, path: str, body: bytes, *, request_id: str) -> bytes:
-        response = await self._post(node, path, body, request_id, _JSON)
+    async def post(self, node: Node, path: str, body: bytes, *, request_id: str, extra_headers: bytes = b"") -> bytes:
+        """`extra_headers`: more header lines (`name: value\r\n` each), e.g. the Atoma protocol's."""
+        response = await self._post(node, path, body, request_id, _JSON, extra_headers)
         try:
             return await response.read()
         except (OSError, TimeoutError) as error:
@@ -104,8 +108,10 @@ class HttpNodeTransport:
         finally:
             response.release()
 
-    async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[list[bytes]]:
-        response = await self._post(node, path, body, request_id, "text/event-stream")
+    async def stream(
+        self, node: Node, path: str, body: bytes, *, request_id: str, extra_headers: bytes = b""
+    ) -> AsyncIterator[list[bytes]]:
+        response = await self._post(node, path, body, request_id, "text/event-stream", extra_headers)
         try:
             events = iter_sse_batches(response.pieces(), self._max_event_bytes)
             async for batch in events:

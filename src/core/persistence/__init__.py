@@ -9,7 +9,10 @@ Repositories flush, never commit; the `session.begin()` block (the unit of work)
 """
 
 # `ledger_models` registers the ledger's tables on `Base.metadata` (Alembic's comparison needs every table).
-from atoma_proxy.core.persistence import ledger_models  # noqa: F401
+from atoma_proxy.core.persistence import (
+    ledger_models,  # noqa: F401
+    sui_models,  # noqa: F401
+)
 from atoma_proxy.core.persistence.account_models import RefreshToken, UserPassword
 from atoma_proxy.core.persistence.api_keys import (
     API_KEY_LENGTH,

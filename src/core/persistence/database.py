@@ -10,7 +10,8 @@ Two backends are supported:
   ON DELETE CASCADE) and a busy timeout, so that a second writer waits for the lock instead of failing
   at once with "database is locked".
 * PostgreSQL (`postgresql://...`) through psycopg 3, with a pool of `pool_size` connections that are
-  pinged before use.
+  pinged before use; connecting waits at most `connect_timeout` seconds and a request waits at most
+  `pool_timeout` for a pooled connection, so an outage is an error at once (`outage.py`), not a hang.
 
 Plain URLs (`sqlite:///x`, `postgresql://...`) are accepted everywhere and given their async driver by
 `normalize_url`.
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 from atoma_proxy.config import DatabaseSettings
+from atoma_proxy.core.persistence.outage import BoundedSession
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "create_engine", "create_migration_engine", "normalize_url", "session_factory"]
 
@@ -108,7 +110,13 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         engine = create_async_engine(url)
         _install_sqlite_hooks(engine, foreign_keys=True, explicit_begin=None)
         return engine
-    return create_async_engine(url, pool_size=settings.pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_size=settings.pool_size,
+        pool_pre_ping=True,
+        pool_timeout=settings.pool_timeout,
+        connect_args={"connect_timeout": settings.connect_timeout},
+    )
 
 
 def create_migration_engine(url: str) -> AsyncEngine:
@@ -127,6 +135,12 @@ def create_migration_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions bound to `engine`; objects stay readable after commit (expire_on_commit=False)."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: AsyncEngine, *, timeout: float | None = None) -> async_sessionmaker[AsyncSession]:
+    """Sessions bound to `engine`; objects stay readable after commit (expire_on_commit=False).
+
+    With `timeout` (`database.statement_timeout`), each round trip of a session ends with DatabaseTimeout
+    after that many seconds (`outage.BoundedSession`)."""
+    if timeout is None:
+        return async_sessionmaker(engine, expire_on_commit=False)
+    bounded = type("BoundedSession", (BoundedSession,), {"timeout": timeout})
+    return async_sessionmaker(engine, class_=bounded, expire_on_commit=False)

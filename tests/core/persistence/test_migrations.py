@@ -27,7 +27,21 @@ from tests.support.databases import DATABASE_KINDS, temporary_database, temporar
 
 ACCOUNT_TABLES = {"user_passwords", "refresh_tokens"}
 LEDGER_TABLES = {"balances", "credits", "stacks", "reservations", "usage_records", "daily_usage", "user_model_prices"}
-APP_TABLES = {"users", "api_keys"} | ACCOUNT_TABLES | LEDGER_TABLES
+SUI_TABLES = {
+    "sui_nodes",
+    "sui_tasks",
+    "sui_node_subscriptions",
+    "sui_stacks",
+    "sui_key_rotations",
+    "sui_node_public_keys",
+    "sui_applied_events",
+    "sui_cursors",
+    "sui_wallets",
+    "sui_wallet_challenges",
+    "sui_usdc_deposits",
+    "sui_stack_purchases",
+}
+APP_TABLES = {"users", "api_keys"} | ACCOUNT_TABLES | LEDGER_TABLES | SUI_TABLES
 WRITES = ("CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE")
 
 

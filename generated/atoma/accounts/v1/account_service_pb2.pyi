@@ -187,3 +187,57 @@ class ListStacksResponse(_message.Message):
     STACKS_FIELD_NUMBER: _ClassVar[int]
     stacks: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Stack]
     def __init__(self, stacks: _Optional[_Iterable[_Union[_resources_pb2.Stack, _Mapping]]] = ...) -> None: ...
+
+class CreateWalletChallengeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateWalletChallengeResponse(_message.Message):
+    __slots__ = ("nonce", "message", "expires_at")
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    nonce: str
+    message: str
+    expires_at: str
+    def __init__(self, nonce: _Optional[str] = ..., message: _Optional[str] = ..., expires_at: _Optional[str] = ...) -> None: ...
+
+class LinkWalletRequest(_message.Message):
+    __slots__ = ("nonce", "signature")
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    nonce: str
+    signature: str
+    def __init__(self, nonce: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
+
+class LinkWalletResponse(_message.Message):
+    __slots__ = ("address",)
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    def __init__(self, address: _Optional[str] = ...) -> None: ...
+
+class GetWalletRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetWalletResponse(_message.Message):
+    __slots__ = ("address",)
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    def __init__(self, address: _Optional[str] = ...) -> None: ...
+
+class DepositUsdcRequest(_message.Message):
+    __slots__ = ("transaction_digest",)
+    TRANSACTION_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    transaction_digest: str
+    def __init__(self, transaction_digest: _Optional[str] = ...) -> None: ...
+
+class DepositUsdcResponse(_message.Message):
+    __slots__ = ("credited", "amount", "balance")
+    CREDITED_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    credited: bool
+    amount: int
+    balance: _resources_pb2.Balance
+    def __init__(self, credited: _Optional[bool] = ..., amount: _Optional[int] = ..., balance: _Optional[_Union[_resources_pb2.Balance, _Mapping]] = ...) -> None: ...

@@ -107,6 +107,26 @@ class AccountServiceStub:
                 request_serializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.ListStacksRequest.SerializeToString,
                 response_deserializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.ListStacksResponse.FromString,
                 _registered_method=True)
+        self.CreateWalletChallenge = channel.unary_unary(
+                '/atoma.accounts.v1.AccountService/CreateWalletChallenge',
+                request_serializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.CreateWalletChallengeRequest.SerializeToString,
+                response_deserializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.CreateWalletChallengeResponse.FromString,
+                _registered_method=True)
+        self.LinkWallet = channel.unary_unary(
+                '/atoma.accounts.v1.AccountService/LinkWallet',
+                request_serializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.LinkWalletRequest.SerializeToString,
+                response_deserializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.LinkWalletResponse.FromString,
+                _registered_method=True)
+        self.GetWallet = channel.unary_unary(
+                '/atoma.accounts.v1.AccountService/GetWallet',
+                request_serializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.GetWalletRequest.SerializeToString,
+                response_deserializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.GetWalletResponse.FromString,
+                _registered_method=True)
+        self.DepositUsdc = channel.unary_unary(
+                '/atoma.accounts.v1.AccountService/DepositUsdc',
+                request_serializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.DepositUsdcRequest.SerializeToString,
+                response_deserializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.DepositUsdcResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -215,6 +235,37 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWalletChallenge(self, request, context):
+        """Starts a Sui wallet proof: a one-time message, valid for a few minutes, for the wallet to sign
+        as a Sui personal message. Needs an access token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinkWallet(self, request, context):
+        """Links the Sui address that signed the challenge to the calling user (one address per user; a new
+        proof replaces the old address). Needs an access token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWallet(self, request, context):
+        """The calling user's proven Sui address, if any.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DepositUsdc(self, request, context):
+        """Credits a USDC transfer from the user's proven wallet to the proxy's wallet, once per transaction
+        (1 USDC unit = 1 micro-USD). Needs an access token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -282,6 +333,26 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ListStacks,
                     request_deserializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.ListStacksRequest.FromString,
                     response_serializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.ListStacksResponse.SerializeToString,
+            ),
+            'CreateWalletChallenge': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWalletChallenge,
+                    request_deserializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.CreateWalletChallengeRequest.FromString,
+                    response_serializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.CreateWalletChallengeResponse.SerializeToString,
+            ),
+            'LinkWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkWallet,
+                    request_deserializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.LinkWalletRequest.FromString,
+                    response_serializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.LinkWalletResponse.SerializeToString,
+            ),
+            'GetWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWallet,
+                    request_deserializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.GetWalletRequest.FromString,
+                    response_serializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.GetWalletResponse.SerializeToString,
+            ),
+            'DepositUsdc': grpc.unary_unary_rpc_method_handler(
+                    servicer.DepositUsdc,
+                    request_deserializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.DepositUsdcRequest.FromString,
+                    response_serializer=atoma_dot_accounts_dot_v1_dot_account__service__pb2.DepositUsdcResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -643,6 +714,114 @@ class AccountService:
             '/atoma.accounts.v1.AccountService/ListStacks',
             atoma_dot_accounts_dot_v1_dot_account__service__pb2.ListStacksRequest.SerializeToString,
             atoma_dot_accounts_dot_v1_dot_account__service__pb2.ListStacksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWalletChallenge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.accounts.v1.AccountService/CreateWalletChallenge',
+            atoma_dot_accounts_dot_v1_dot_account__service__pb2.CreateWalletChallengeRequest.SerializeToString,
+            atoma_dot_accounts_dot_v1_dot_account__service__pb2.CreateWalletChallengeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.accounts.v1.AccountService/LinkWallet',
+            atoma_dot_accounts_dot_v1_dot_account__service__pb2.LinkWalletRequest.SerializeToString,
+            atoma_dot_accounts_dot_v1_dot_account__service__pb2.LinkWalletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.accounts.v1.AccountService/GetWallet',
+            atoma_dot_accounts_dot_v1_dot_account__service__pb2.GetWalletRequest.SerializeToString,
+            atoma_dot_accounts_dot_v1_dot_account__service__pb2.GetWalletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DepositUsdc(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.accounts.v1.AccountService/DepositUsdc',
+            atoma_dot_accounts_dot_v1_dot_account__service__pb2.DepositUsdcRequest.SerializeToString,
+            atoma_dot_accounts_dot_v1_dot_account__service__pb2.DepositUsdcResponse.FromString,
             options,
             channel_credentials,
             insecure,

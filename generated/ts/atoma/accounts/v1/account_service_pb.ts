@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file atoma/accounts/v1/account_service.proto.
  */
 export const file_atoma_accounts_v1_account_service: GenFile = /*@__PURE__*/
-  fileDesc("CidhdG9tYS9hY2NvdW50cy92MS9hY2NvdW50X3NlcnZpY2UucHJvdG8SEWF0b21hLmFjY291bnRzLnYxIjIKD1JlZ2lzdGVyUmVxdWVzdBINCgVlbWFpbBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSI5ChBSZWdpc3RlclJlc3BvbnNlEiUKBHVzZXIYASABKAsyFy5hdG9tYS5hY2NvdW50cy52MS5Vc2VyIi8KDExvZ2luUmVxdWVzdBINCgVlbWFpbBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKAAQoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSEgoKdG9rZW5fdHlwZRgCIAEoCRISCgpleHBpcmVzX2luGAMgASgFEhUKDXJlZnJlc2hfdG9rZW4YBCABKAkSGgoScmVmcmVzaF9leHBpcmVzX2luGAUgASgFIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSKHAQoUUmVmcmVzaFRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoBRIVCg1yZWZyZXNoX3Rva2VuGAQgASgJEhoKEnJlZnJlc2hfZXhwaXJlc19pbhgFIAEoBSImCg1Mb2dvdXRSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiEAoOTG9nb3V0UmVzcG9uc2UiEwoRR2V0UHJvZmlsZVJlcXVlc3QiOwoSR2V0UHJvZmlsZVJlc3BvbnNlEiUKBHVzZXIYASABKAsyFy5hdG9tYS5hY2NvdW50cy52MS5Vc2VyIiMKE0NyZWF0ZUFwaUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCSJSChRDcmVhdGVBcGlLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkuYXRvbWEuYWNjb3VudHMudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCSIUChJMaXN0QXBpS2V5c1JlcXVlc3QiQgoTTGlzdEFwaUtleXNSZXNwb25zZRIrCghhcGlfa2V5cxgBIAMoCzIZLmF0b21hLmFjY291bnRzLnYxLkFwaUtleSIlChNSZXZva2VBcGlLZXlSZXF1ZXN0Eg4KBmtleV9pZBgBIAEoAyJCChRSZXZva2VBcGlLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkuYXRvbWEuYWNjb3VudHMudjEuQXBpS2V5IhMKEUdldEJhbGFuY2VSZXF1ZXN0IkEKEkdldEJhbGFuY2VSZXNwb25zZRIrCgdiYWxhbmNlGAEgASgLMhouYXRvbWEuYWNjb3VudHMudjEuQmFsYW5jZSI5ChBMaXN0VXNhZ2VSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl0KEUxpc3RVc2FnZVJlc3BvbnNlEi8KB3JlY29yZHMYASADKAsyHi5hdG9tYS5hY2NvdW50cy52MS5Vc2FnZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPgoWR2V0VXNhZ2VTdW1tYXJ5UmVxdWVzdBISCgpzdGFydF9kYXRlGAEgASgJEhAKCGVuZF9kYXRlGAIgASgJInUKF0dldFVzYWdlU3VtbWFyeVJlc3BvbnNlEisKBGRheXMYASADKAsyHS5hdG9tYS5hY2NvdW50cy52MS5EYWlseVVzYWdlEi0KBm1vZGVscxgCIAMoCzIdLmF0b21hLmFjY291bnRzLnYxLk1vZGVsVXNhZ2UiSAoPQnV5U3RhY2tSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSDQoFbW9kZWwYAiABKAkSFQoNY29tcHV0ZV91bml0cxgDIAEoAyI7ChBCdXlTdGFja1Jlc3BvbnNlEicKBXN0YWNrGAEgASgLMhguYXRvbWEuYWNjb3VudHMudjEuU3RhY2siEwoRTGlzdFN0YWNrc1JlcXVlc3QiPgoSTGlzdFN0YWNrc1Jlc3BvbnNlEigKBnN0YWNrcxgBIAMoCzIYLmF0b21hLmFjY291bnRzLnYxLlN0YWNrMu0LCg5BY2NvdW50U2VydmljZRJxCghSZWdpc3RlchIiLmF0b21hLmFjY291bnRzLnYxLlJlZ2lzdGVyUmVxdWVzdBojLmF0b21hLmFjY291bnRzLnYxLlJlZ2lzdGVyUmVzcG9uc2UiHILT5JMCFjoBKiIRL3YxL2F1dGgvcmVnaXN0ZXISZQoFTG9naW4SHy5hdG9tYS5hY2NvdW50cy52MS5Mb2dpblJlcXVlc3QaIC5hdG9tYS5hY2NvdW50cy52MS5Mb2dpblJlc3BvbnNlIhmC0+STAhM6ASoiDi92MS9hdXRoL2xvZ2luEnwKDFJlZnJlc2hUb2tlbhImLmF0b21hLmFjY291bnRzLnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaJy5hdG9tYS5hY2NvdW50cy52MS5SZWZyZXNoVG9rZW5SZXNwb25zZSIbgtPkkwIVOgEqIhAvdjEvYXV0aC9yZWZyZXNoEmkKBkxvZ291dBIgLmF0b21hLmFjY291bnRzLnYxLkxvZ291dFJlcXVlc3QaIS5hdG9tYS5hY2NvdW50cy52MS5Mb2dvdXRSZXNwb25zZSIagtPkkwIUOgEqIg8vdjEvYXV0aC9sb2dvdXQSbgoKR2V0UHJvZmlsZRIkLmF0b21hLmFjY291bnRzLnYxLkdldFByb2ZpbGVSZXF1ZXN0GiUuYXRvbWEuYWNjb3VudHMudjEuR2V0UHJvZmlsZVJlc3BvbnNlIhOC0+STAg0SCy92MS9hY2NvdW50EngKDENyZWF0ZUFwaUtleRImLmF0b21hLmFjY291bnRzLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaJy5hdG9tYS5hY2NvdW50cy52MS5DcmVhdGVBcGlLZXlSZXNwb25zZSIXgtPkkwIROgEqIgwvdjEvYXBpLWtleXMScgoLTGlzdEFwaUtleXMSJS5hdG9tYS5hY2NvdW50cy52MS5MaXN0QXBpS2V5c1JlcXVlc3QaJi5hdG9tYS5hY2NvdW50cy52MS5MaXN0QXBpS2V5c1Jlc3BvbnNlIhSC0+STAg4SDC92MS9hcGkta2V5cxJ+CgxSZXZva2VBcGlLZXkSJi5hdG9tYS5hY2NvdW50cy52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GicuYXRvbWEuYWNjb3VudHMudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2UiHYLT5JMCFyoVL3YxL2FwaS1rZXlzL3trZXlfaWR9Em4KCkdldEJhbGFuY2USJC5hdG9tYS5hY2NvdW50cy52MS5HZXRCYWxhbmNlUmVxdWVzdBolLmF0b21hLmFjY291bnRzLnYxLkdldEJhbGFuY2VSZXNwb25zZSITgtPkkwINEgsvdjEvYmFsYW5jZRJpCglMaXN0VXNhZ2USIy5hdG9tYS5hY2NvdW50cy52MS5MaXN0VXNhZ2VSZXF1ZXN0GiQuYXRvbWEuYWNjb3VudHMudjEuTGlzdFVzYWdlUmVzcG9uc2UiEYLT5JMCCxIJL3YxL3VzYWdlEoMBCg9HZXRVc2FnZVN1bW1hcnkSKS5hdG9tYS5hY2NvdW50cy52MS5HZXRVc2FnZVN1bW1hcnlSZXF1ZXN0GiouYXRvbWEuYWNjb3VudHMudjEuR2V0VXNhZ2VTdW1tYXJ5UmVzcG9uc2UiGYLT5JMCExIRL3YxL3VzYWdlL3N1bW1hcnkSagoIQnV5U3RhY2sSIi5hdG9tYS5hY2NvdW50cy52MS5CdXlTdGFja1JlcXVlc3QaIy5hdG9tYS5hY2NvdW50cy52MS5CdXlTdGFja1Jlc3BvbnNlIhWC0+STAg86ASoiCi92MS9zdGFja3MSbQoKTGlzdFN0YWNrcxIkLmF0b21hLmFjY291bnRzLnYxLkxpc3RTdGFja3NSZXF1ZXN0GiUuYXRvbWEuYWNjb3VudHMudjEuTGlzdFN0YWNrc1Jlc3BvbnNlIhKC0+STAgwSCi92MS9zdGFja3NiBnByb3RvMw", [file_atoma_accounts_v1_resources, file_google_api_annotations]);
+  fileDesc("CidhdG9tYS9hY2NvdW50cy92MS9hY2NvdW50X3NlcnZpY2UucHJvdG8SEWF0b21hLmFjY291bnRzLnYxIjIKD1JlZ2lzdGVyUmVxdWVzdBINCgVlbWFpbBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSI5ChBSZWdpc3RlclJlc3BvbnNlEiUKBHVzZXIYASABKAsyFy5hdG9tYS5hY2NvdW50cy52MS5Vc2VyIi8KDExvZ2luUmVxdWVzdBINCgVlbWFpbBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKAAQoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSEgoKdG9rZW5fdHlwZRgCIAEoCRISCgpleHBpcmVzX2luGAMgASgFEhUKDXJlZnJlc2hfdG9rZW4YBCABKAkSGgoScmVmcmVzaF9leHBpcmVzX2luGAUgASgFIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSKHAQoUUmVmcmVzaFRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoBRIVCg1yZWZyZXNoX3Rva2VuGAQgASgJEhoKEnJlZnJlc2hfZXhwaXJlc19pbhgFIAEoBSImCg1Mb2dvdXRSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiEAoOTG9nb3V0UmVzcG9uc2UiEwoRR2V0UHJvZmlsZVJlcXVlc3QiOwoSR2V0UHJvZmlsZVJlc3BvbnNlEiUKBHVzZXIYASABKAsyFy5hdG9tYS5hY2NvdW50cy52MS5Vc2VyIiMKE0NyZWF0ZUFwaUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCSJSChRDcmVhdGVBcGlLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkuYXRvbWEuYWNjb3VudHMudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCSIUChJMaXN0QXBpS2V5c1JlcXVlc3QiQgoTTGlzdEFwaUtleXNSZXNwb25zZRIrCghhcGlfa2V5cxgBIAMoCzIZLmF0b21hLmFjY291bnRzLnYxLkFwaUtleSIlChNSZXZva2VBcGlLZXlSZXF1ZXN0Eg4KBmtleV9pZBgBIAEoAyJCChRSZXZva2VBcGlLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkuYXRvbWEuYWNjb3VudHMudjEuQXBpS2V5IhMKEUdldEJhbGFuY2VSZXF1ZXN0IkEKEkdldEJhbGFuY2VSZXNwb25zZRIrCgdiYWxhbmNlGAEgASgLMhouYXRvbWEuYWNjb3VudHMudjEuQmFsYW5jZSI5ChBMaXN0VXNhZ2VSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl0KEUxpc3RVc2FnZVJlc3BvbnNlEi8KB3JlY29yZHMYASADKAsyHi5hdG9tYS5hY2NvdW50cy52MS5Vc2FnZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPgoWR2V0VXNhZ2VTdW1tYXJ5UmVxdWVzdBISCgpzdGFydF9kYXRlGAEgASgJEhAKCGVuZF9kYXRlGAIgASgJInUKF0dldFVzYWdlU3VtbWFyeVJlc3BvbnNlEisKBGRheXMYASADKAsyHS5hdG9tYS5hY2NvdW50cy52MS5EYWlseVVzYWdlEi0KBm1vZGVscxgCIAMoCzIdLmF0b21hLmFjY291bnRzLnYxLk1vZGVsVXNhZ2UiSAoPQnV5U3RhY2tSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSDQoFbW9kZWwYAiABKAkSFQoNY29tcHV0ZV91bml0cxgDIAEoAyI7ChBCdXlTdGFja1Jlc3BvbnNlEicKBXN0YWNrGAEgASgLMhguYXRvbWEuYWNjb3VudHMudjEuU3RhY2siEwoRTGlzdFN0YWNrc1JlcXVlc3QiPgoSTGlzdFN0YWNrc1Jlc3BvbnNlEigKBnN0YWNrcxgBIAMoCzIYLmF0b21hLmFjY291bnRzLnYxLlN0YWNrIh4KHENyZWF0ZVdhbGxldENoYWxsZW5nZVJlcXVlc3QiUwodQ3JlYXRlV2FsbGV0Q2hhbGxlbmdlUmVzcG9uc2USDQoFbm9uY2UYASABKAkSDwoHbWVzc2FnZRgCIAEoCRISCgpleHBpcmVzX2F0GAMgASgJIjUKEUxpbmtXYWxsZXRSZXF1ZXN0Eg0KBW5vbmNlGAEgASgJEhEKCXNpZ25hdHVyZRgCIAEoCSIlChJMaW5rV2FsbGV0UmVzcG9uc2USDwoHYWRkcmVzcxgBIAEoCSISChBHZXRXYWxsZXRSZXF1ZXN0IiQKEUdldFdhbGxldFJlc3BvbnNlEg8KB2FkZHJlc3MYASABKAkiMAoSRGVwb3NpdFVzZGNSZXF1ZXN0EhoKEnRyYW5zYWN0aW9uX2RpZ2VzdBgBIAEoCSJkChNEZXBvc2l0VXNkY1Jlc3BvbnNlEhAKCGNyZWRpdGVkGAEgASgIEg4KBmFtb3VudBgCIAEoAxIrCgdiYWxhbmNlGAMgASgLMhouYXRvbWEuYWNjb3VudHMudjEuQmFsYW5jZTLtDwoOQWNjb3VudFNlcnZpY2UScQoIUmVnaXN0ZXISIi5hdG9tYS5hY2NvdW50cy52MS5SZWdpc3RlclJlcXVlc3QaIy5hdG9tYS5hY2NvdW50cy52MS5SZWdpc3RlclJlc3BvbnNlIhyC0+STAhY6ASoiES92MS9hdXRoL3JlZ2lzdGVyEmUKBUxvZ2luEh8uYXRvbWEuYWNjb3VudHMudjEuTG9naW5SZXF1ZXN0GiAuYXRvbWEuYWNjb3VudHMudjEuTG9naW5SZXNwb25zZSIZgtPkkwITOgEqIg4vdjEvYXV0aC9sb2dpbhJ8CgxSZWZyZXNoVG9rZW4SJi5hdG9tYS5hY2NvdW50cy52MS5SZWZyZXNoVG9rZW5SZXF1ZXN0GicuYXRvbWEuYWNjb3VudHMudjEuUmVmcmVzaFRva2VuUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2F1dGgvcmVmcmVzaBJpCgZMb2dvdXQSIC5hdG9tYS5hY2NvdW50cy52MS5Mb2dvdXRSZXF1ZXN0GiEuYXRvbWEuYWNjb3VudHMudjEuTG9nb3V0UmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2F1dGgvbG9nb3V0Em4KCkdldFByb2ZpbGUSJC5hdG9tYS5hY2NvdW50cy52MS5HZXRQcm9maWxlUmVxdWVzdBolLmF0b21hLmFjY291bnRzLnYxLkdldFByb2ZpbGVSZXNwb25zZSITgtPkkwINEgsvdjEvYWNjb3VudBJ4CgxDcmVhdGVBcGlLZXkSJi5hdG9tYS5hY2NvdW50cy52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0GicuYXRvbWEuYWNjb3VudHMudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2UiF4LT5JMCEToBKiIML3YxL2FwaS1rZXlzEnIKC0xpc3RBcGlLZXlzEiUuYXRvbWEuYWNjb3VudHMudjEuTGlzdEFwaUtleXNSZXF1ZXN0GiYuYXRvbWEuYWNjb3VudHMudjEuTGlzdEFwaUtleXNSZXNwb25zZSIUgtPkkwIOEgwvdjEvYXBpLWtleXMSfgoMUmV2b2tlQXBpS2V5EiYuYXRvbWEuYWNjb3VudHMudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBonLmF0b21hLmFjY291bnRzLnYxLlJldm9rZUFwaUtleVJlc3BvbnNlIh2C0+STAhcqFS92MS9hcGkta2V5cy97a2V5X2lkfRJuCgpHZXRCYWxhbmNlEiQuYXRvbWEuYWNjb3VudHMudjEuR2V0QmFsYW5jZVJlcXVlc3QaJS5hdG9tYS5hY2NvdW50cy52MS5HZXRCYWxhbmNlUmVzcG9uc2UiE4LT5JMCDRILL3YxL2JhbGFuY2USaQoJTGlzdFVzYWdlEiMuYXRvbWEuYWNjb3VudHMudjEuTGlzdFVzYWdlUmVxdWVzdBokLmF0b21hLmFjY291bnRzLnYxLkxpc3RVc2FnZVJlc3BvbnNlIhGC0+STAgsSCS92MS91c2FnZRKDAQoPR2V0VXNhZ2VTdW1tYXJ5EikuYXRvbWEuYWNjb3VudHMudjEuR2V0VXNhZ2VTdW1tYXJ5UmVxdWVzdBoqLmF0b21hLmFjY291bnRzLnYxLkdldFVzYWdlU3VtbWFyeVJlc3BvbnNlIhmC0+STAhMSES92MS91c2FnZS9zdW1tYXJ5EmoKCEJ1eVN0YWNrEiIuYXRvbWEuYWNjb3VudHMudjEuQnV5U3RhY2tSZXF1ZXN0GiMuYXRvbWEuYWNjb3VudHMudjEuQnV5U3RhY2tSZXNwb25zZSIVgtPkkwIPOgEqIgovdjEvc3RhY2tzEm0KCkxpc3RTdGFja3MSJC5hdG9tYS5hY2NvdW50cy52MS5MaXN0U3RhY2tzUmVxdWVzdBolLmF0b21hLmFjY291bnRzLnYxLkxpc3RTdGFja3NSZXNwb25zZSISgtPkkwIMEgovdjEvc3RhY2tzEpsBChVDcmVhdGVXYWxsZXRDaGFsbGVuZ2USLy5hdG9tYS5hY2NvdW50cy52MS5DcmVhdGVXYWxsZXRDaGFsbGVuZ2VSZXF1ZXN0GjAuYXRvbWEuYWNjb3VudHMudjEuQ3JlYXRlV2FsbGV0Q2hhbGxlbmdlUmVzcG9uc2UiH4LT5JMCGToBKiIUL3YxL3dhbGxldC9jaGFsbGVuZ2UScAoKTGlua1dhbGxldBIkLmF0b21hLmFjY291bnRzLnYxLkxpbmtXYWxsZXRSZXF1ZXN0GiUuYXRvbWEuYWNjb3VudHMudjEuTGlua1dhbGxldFJlc3BvbnNlIhWC0+STAg86ASoiCi92MS93YWxsZXQSagoJR2V0V2FsbGV0EiMuYXRvbWEuYWNjb3VudHMudjEuR2V0V2FsbGV0UmVxdWVzdBokLmF0b21hLmFjY291bnRzLnYxLkdldFdhbGxldFJlc3BvbnNlIhKC0+STAgwSCi92MS93YWxsZXQSgQEKC0RlcG9zaXRVc2RjEiUuYXRvbWEuYWNjb3VudHMudjEuRGVwb3NpdFVzZGNSZXF1ZXN0GiYuYXRvbWEuYWNjb3VudHMudjEuRGVwb3NpdFVzZGNSZXNwb25zZSIjgtPkkwIdOgEqIhgvdjEvd2FsbGV0L3VzZGNfZGVwb3NpdHNiBnByb3RvMw", [file_atoma_accounts_v1_resources, file_google_api_annotations]);
 
 /**
  * Request of Register.
@@ -651,6 +651,198 @@ export const ListStacksResponseSchema: GenMessage<ListStacksResponse> = /*@__PUR
   messageDesc(file_atoma_accounts_v1_account_service, 25);
 
 /**
+ * Request of CreateWalletChallenge.
+ *
+ * @generated from message atoma.accounts.v1.CreateWalletChallengeRequest
+ */
+export type CreateWalletChallengeRequest = Message<"atoma.accounts.v1.CreateWalletChallengeRequest"> & {
+};
+
+/**
+ * Describes the message atoma.accounts.v1.CreateWalletChallengeRequest.
+ * Use `create(CreateWalletChallengeRequestSchema)` to create a new message.
+ */
+export const CreateWalletChallengeRequestSchema: GenMessage<CreateWalletChallengeRequest> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_service, 26);
+
+/**
+ * Response of CreateWalletChallenge.
+ *
+ * @generated from message atoma.accounts.v1.CreateWalletChallengeResponse
+ */
+export type CreateWalletChallengeResponse = Message<"atoma.accounts.v1.CreateWalletChallengeResponse"> & {
+  /**
+   * One-time identifier of the challenge, for LinkWallet.
+   *
+   * @generated from field: string nonce = 1;
+   */
+  nonce: string;
+
+  /**
+   * The exact text the wallet signs, as a Sui personal message (its UTF-8 bytes).
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * When the challenge stops being accepted (RFC 3339, UTC).
+   *
+   * @generated from field: string expires_at = 3;
+   */
+  expiresAt: string;
+};
+
+/**
+ * Describes the message atoma.accounts.v1.CreateWalletChallengeResponse.
+ * Use `create(CreateWalletChallengeResponseSchema)` to create a new message.
+ */
+export const CreateWalletChallengeResponseSchema: GenMessage<CreateWalletChallengeResponse> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_service, 27);
+
+/**
+ * Request of LinkWallet.
+ *
+ * @generated from message atoma.accounts.v1.LinkWalletRequest
+ */
+export type LinkWalletRequest = Message<"atoma.accounts.v1.LinkWalletRequest"> & {
+  /**
+   * The nonce of CreateWalletChallenge.
+   *
+   * @generated from field: string nonce = 1;
+   */
+  nonce: string;
+
+  /**
+   * The wallet's Sui signature of the challenge message: base64 of flag || signature || public key
+   * (Ed25519, secp256k1 or secp256r1).
+   *
+   * @generated from field: string signature = 2;
+   */
+  signature: string;
+};
+
+/**
+ * Describes the message atoma.accounts.v1.LinkWalletRequest.
+ * Use `create(LinkWalletRequestSchema)` to create a new message.
+ */
+export const LinkWalletRequestSchema: GenMessage<LinkWalletRequest> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_service, 28);
+
+/**
+ * Response of LinkWallet.
+ *
+ * @generated from message atoma.accounts.v1.LinkWalletResponse
+ */
+export type LinkWalletResponse = Message<"atoma.accounts.v1.LinkWalletResponse"> & {
+  /**
+   * The Sui address now linked to the calling user (0x + 64 hex digits).
+   *
+   * @generated from field: string address = 1;
+   */
+  address: string;
+};
+
+/**
+ * Describes the message atoma.accounts.v1.LinkWalletResponse.
+ * Use `create(LinkWalletResponseSchema)` to create a new message.
+ */
+export const LinkWalletResponseSchema: GenMessage<LinkWalletResponse> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_service, 29);
+
+/**
+ * Request of GetWallet.
+ *
+ * @generated from message atoma.accounts.v1.GetWalletRequest
+ */
+export type GetWalletRequest = Message<"atoma.accounts.v1.GetWalletRequest"> & {
+};
+
+/**
+ * Describes the message atoma.accounts.v1.GetWalletRequest.
+ * Use `create(GetWalletRequestSchema)` to create a new message.
+ */
+export const GetWalletRequestSchema: GenMessage<GetWalletRequest> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_service, 30);
+
+/**
+ * Response of GetWallet.
+ *
+ * @generated from message atoma.accounts.v1.GetWalletResponse
+ */
+export type GetWalletResponse = Message<"atoma.accounts.v1.GetWalletResponse"> & {
+  /**
+   * The calling user's proven Sui address; empty when none is linked.
+   *
+   * @generated from field: string address = 1;
+   */
+  address: string;
+};
+
+/**
+ * Describes the message atoma.accounts.v1.GetWalletResponse.
+ * Use `create(GetWalletResponseSchema)` to create a new message.
+ */
+export const GetWalletResponseSchema: GenMessage<GetWalletResponse> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_service, 31);
+
+/**
+ * Request of DepositUsdc.
+ *
+ * @generated from message atoma.accounts.v1.DepositUsdcRequest
+ */
+export type DepositUsdcRequest = Message<"atoma.accounts.v1.DepositUsdcRequest"> & {
+  /**
+   * Digest (base58) of the transaction that sent USDC from the user's wallet to the proxy's.
+   *
+   * @generated from field: string transaction_digest = 1;
+   */
+  transactionDigest: string;
+};
+
+/**
+ * Describes the message atoma.accounts.v1.DepositUsdcRequest.
+ * Use `create(DepositUsdcRequestSchema)` to create a new message.
+ */
+export const DepositUsdcRequestSchema: GenMessage<DepositUsdcRequest> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_service, 32);
+
+/**
+ * Response of DepositUsdc.
+ *
+ * @generated from message atoma.accounts.v1.DepositUsdcResponse
+ */
+export type DepositUsdcResponse = Message<"atoma.accounts.v1.DepositUsdcResponse"> & {
+  /**
+   * False when this transaction had been credited to the caller before (nothing changed).
+   *
+   * @generated from field: bool credited = 1;
+   */
+  credited: boolean;
+
+  /**
+   * Micro-USD the transaction is worth (USDC units).
+   *
+   * @generated from field: int64 amount = 2;
+   */
+  amount: bigint;
+
+  /**
+   * The caller's balance afterwards.
+   *
+   * @generated from field: atoma.accounts.v1.Balance balance = 3;
+   */
+  balance?: Balance | undefined;
+};
+
+/**
+ * Describes the message atoma.accounts.v1.DepositUsdcResponse.
+ * Use `create(DepositUsdcResponseSchema)` to create a new message.
+ */
+export const DepositUsdcResponseSchema: GenMessage<DepositUsdcResponse> = /*@__PURE__*/
+  messageDesc(file_atoma_accounts_v1_account_service, 33);
+
+/**
  * AccountService: sign-up and login, API keys, balance, usage and stacks of the calling user.
  *
  * Register, Login, RefreshToken and Logout need no credentials. Every other RPC needs
@@ -796,6 +988,49 @@ export const AccountService: GenService<{
     methodKind: "unary";
     input: typeof ListStacksRequestSchema;
     output: typeof ListStacksResponseSchema;
+  },
+  /**
+   * Starts a Sui wallet proof: a one-time message, valid for a few minutes, for the wallet to sign
+   * as a Sui personal message. Needs an access token.
+   *
+   * @generated from rpc atoma.accounts.v1.AccountService.CreateWalletChallenge
+   */
+  createWalletChallenge: {
+    methodKind: "unary";
+    input: typeof CreateWalletChallengeRequestSchema;
+    output: typeof CreateWalletChallengeResponseSchema;
+  },
+  /**
+   * Links the Sui address that signed the challenge to the calling user (one address per user; a new
+   * proof replaces the old address). Needs an access token.
+   *
+   * @generated from rpc atoma.accounts.v1.AccountService.LinkWallet
+   */
+  linkWallet: {
+    methodKind: "unary";
+    input: typeof LinkWalletRequestSchema;
+    output: typeof LinkWalletResponseSchema;
+  },
+  /**
+   * The calling user's proven Sui address, if any.
+   *
+   * @generated from rpc atoma.accounts.v1.AccountService.GetWallet
+   */
+  getWallet: {
+    methodKind: "unary";
+    input: typeof GetWalletRequestSchema;
+    output: typeof GetWalletResponseSchema;
+  },
+  /**
+   * Credits a USDC transfer from the user's proven wallet to the proxy's wallet, once per transaction
+   * (1 USDC unit = 1 micro-USD). Needs an access token.
+   *
+   * @generated from rpc atoma.accounts.v1.AccountService.DepositUsdc
+   */
+  depositUsdc: {
+    methodKind: "unary";
+    input: typeof DepositUsdcRequestSchema;
+    output: typeof DepositUsdcResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_atoma_accounts_v1_account_service, 0);
