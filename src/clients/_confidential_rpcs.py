@@ -102,6 +102,7 @@ class ConfidentialRpcs:
         public_key: bytes,
         evidence: bytes,
         signature: bytes,
+        signing_key: bytes = b"",
         timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> cpb.RegisterNodeKeyResponse:
@@ -113,6 +114,7 @@ class ConfidentialRpcs:
             public_key=public_key,
             evidence=evidence,
             signature=signature,
+            signing_key=signing_key,
         )
         response, _ = await self._unary(self._stub.RegisterNodeKey, request, timeout, metadata)
         return response  # type: ignore[no-any-return]

@@ -16,7 +16,12 @@ def add_confidential_node_arguments(parser: argparse.ArgumentParser) -> None:
     add("--node-id", required=True, help="The node's id in the proxy's registry.")
     add("--engine-url", required=True, help="Base URL of the OpenAI-compatible engine, e.g. http://127.0.0.1:8000.")
     add("--core", action="append", default=[], metavar="TARGET", help="gRPC address of a core (repeat for each).")
-    add("--signing-key-file", required=True, type=Path, help="The node's Ed25519 seed: 32 bytes, base64, in a file.")
+    add(
+        "--signing-key-file",
+        required=True,
+        type=Path,
+        help="The node's Ed25519 seed (32 bytes, base64) or its Sui Ed25519 keystring, in a file.",
+    )
     add(
         "--attestation-authority-key-file",
         type=Path,
@@ -31,12 +36,15 @@ def add_confidential_node_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_seed(path: Path) -> SigningKey:
+    """A 32-byte Ed25519 seed in base64, or a Sui keystring of an Ed25519 key (base64 of 0x00 || seed)."""
     try:
         seed = base64.b64decode(path.read_text().strip(), validate=True)
     except (OSError, binascii.Error) as error:
         sys.exit(f"atoma-proxy confidential-node: cannot read a base64 key from {path}: {error}")
+    if len(seed) == 33 and seed[0] == 0:
+        seed = seed[1:]
     if len(seed) != 32:
-        sys.exit(f"atoma-proxy confidential-node: {path} must hold 32 bytes in base64, not {len(seed)}")
+        sys.exit(f"atoma-proxy confidential-node: {path} must hold an Ed25519 seed (32 bytes, base64), not {len(seed)}")
     return SigningKey(seed)
 
 
@@ -64,5 +72,6 @@ def run_confidential_node(args: argparse.Namespace) -> None:
         refresh_every=args.refresh_every,
         admin_token=admin_token,
     )
-    sidecar = Sidecar(config, NodeKeys(args.node_id, identity, attester), Registrar(args.core))
+    registrar = Registrar(args.core, bytes(identity.verify_key))
+    sidecar = Sidecar(config, NodeKeys(args.node_id, identity, attester), registrar)
     uvicorn.run(build_app(sidecar), host=args.host, port=args.port, log_level="warning", access_log=False)

@@ -86,8 +86,10 @@ def signed_usage(answer: Any, endpoint: str) -> dict[str, int] | None:
 class Registrar:
     """Registers key rotations with every core (RoutingService.RegisterNodeKey)."""
 
-    def __init__(self, targets: Sequence[str]) -> None:
+    def __init__(self, targets: Sequence[str], signing_key: bytes = b"") -> None:
+        """`signing_key`: the node's Ed25519 public key, sent along (a proxy may know the node by its Sui address)."""
         self._targets = list(targets)
+        self._signing_key = signing_key
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[Any] = []
 
@@ -110,6 +112,7 @@ class Registrar:
             public_key=rotation.public_key,
             evidence=rotation.evidence,
             signature=rotation.signature,
+            signing_key=self._signing_key,
         )
         await asyncio.gather(*(stub.RegisterNodeKey(request, timeout=10) for stub in self._stubs))
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from atoma_proxy.confidential import attestation, signing
 from atoma_proxy.core.confidential.errors import KeyRegistrationRefused
+from atoma_proxy.sui.crypto import SignatureScheme, address_of
 
 
 class AttestationInvalid(Exception):
@@ -82,16 +83,37 @@ class KeyRegistry:
         verifier: AttestationVerifier,
         *,
         lifetime: float,
+        sui_addresses: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`signing_keys`: nodes' configured Ed25519 keys; `sui_addresses`: nodes known by their Sui address only,
+        whose registrations must then carry an Ed25519 key with that address (the node's Sui key)."""
         self._signing_keys = dict(signing_keys)
+        self._sui_addresses = {n: a for n, a in (sui_addresses or {}).items() if n not in self._signing_keys}
         self._verifier = verifier
         self._lifetime = lifetime
         self._clock = clock
         self._keys: dict[str, NodeKey] = {}
 
     def is_confidential(self, node_id: str) -> bool:
-        return node_id in self._signing_keys
+        return node_id in self._signing_keys or node_id in self._sui_addresses
+
+    def _signer(self, node_id: str, offered: bytes) -> bytes:
+        """The Ed25519 key the registration of `node_id` must be signed with."""
+        configured = self._signing_keys.get(node_id)
+        if configured is not None:
+            if offered and offered != configured:
+                raise KeyRegistrationRefused("The registration names another signing key than the configured one.")
+            return configured
+        address = self._sui_addresses.get(node_id)
+        if address is None:
+            raise KeyRegistrationRefused(
+                f"Node `{node_id}` has no confidential signing key or Sui address configured.",
+                reason="NOT_A_CONFIDENTIAL_NODE",
+            )
+        if len(offered) != 32 or address_of(SignatureScheme.ED25519, offered) != address:
+            raise KeyRegistrationRefused("The registration's signing key is not the node's Sui key.")
+        return offered
 
     def register(
         self,
@@ -102,12 +124,9 @@ class KeyRegistry:
         public_key: bytes,
         evidence: bytes,
         signature: bytes,
+        signing_key: bytes = b"",
     ) -> NodeKey:
-        signing_key = self._signing_keys.get(node_id)
-        if signing_key is None:
-            raise KeyRegistrationRefused(
-                f"Node `{node_id}` has no confidential signing key configured.", reason="NOT_A_CONFIDENTIAL_NODE"
-            )
+        signing_key = self._signer(node_id, signing_key)
         if len(public_key) != 32:
             raise KeyRegistrationRefused("The public key must be 32 bytes.", reason="KEY_SIGNATURE_INVALID")
         message = signing.key_registration_message(
@@ -153,4 +172,5 @@ class KeyRegistry:
         return self._keys.get(node_id)
 
     def signing_key(self, node_id: str) -> bytes | None:
-        return self._signing_keys.get(node_id)
+        key = self._keys.get(node_id)
+        return key.signing_key if key is not None else self._signing_keys.get(node_id)

@@ -41,6 +41,7 @@ from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
+from atoma_proxy.sui.crypto import normalize_address
 
 __all__ = ["ConfidentialService", "RoutingWithConfidential", "build_confidential_service"]
 
@@ -147,6 +148,7 @@ class ConfidentialService:
                 public_key=request.public_key,
                 evidence=request.evidence,
                 signature=request.signature,
+                signing_key=request.signing_key,
             )
         except Exception as error:
             await self._fail(context, error, None)
@@ -430,7 +432,8 @@ def build_confidential_service(
     }
     authority = settings.confidential.attestation_authority_key
     verifier = AuthorityVerifier(decode_key(authority, "attestation_authority_key")) if authority else RejectAll()
-    keys = KeyRegistry(signing_keys, verifier, lifetime=settings.confidential.key_lifetime)
+    sui_addresses = {node.id: normalize_address(node.sui_address) for node in settings.nodes if node.sui_address}
+    keys = KeyRegistry(signing_keys, verifier, lifetime=settings.confidential.key_lifetime, sui_addresses=sui_addresses)
     return ConfidentialService(settings, registry, selector, authenticator, meter, keys)
 
 

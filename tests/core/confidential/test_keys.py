@@ -129,3 +129,30 @@ def test_a_repeated_registration_is_an_idempotent_refresh(setup) -> None:  # typ
     assert _register(registry, rotation) is first  # same key, validity not extended by a replay
     clock.now += 31
     assert registry.current("n1") is None
+
+
+def test_a_node_known_by_its_sui_address_registers_with_its_sui_key() -> None:
+    from atoma_proxy.sui.crypto import SignatureScheme, address_of
+
+    authority, sui_key = SigningKey.generate(), SigningKey.generate()
+    address = address_of(SignatureScheme.ED25519, bytes(sui_key.verify_key))
+    registry = KeyRegistry(
+        {}, AuthorityVerifier(bytes(authority.verify_key)), lifetime=60, sui_addresses={"sui-node": address}
+    )
+    assert registry.is_confidential("sui-node")
+    rotation = NodeKeys("sui-node", sui_key, AuthorityAttester(authority)).rotate()
+    with pytest.raises(KeyRegistrationRefused):  # no key offered: the address alone cannot verify
+        _register(registry, rotation, node_id="sui-node")
+    impostor = SigningKey.generate()
+    forged = NodeKeys("sui-node", impostor, AuthorityAttester(authority)).rotate()
+    with pytest.raises(KeyRegistrationRefused) as refused:  # a key that is not the address's
+        _register(registry, forged, node_id="sui-node", signing_key=bytes(impostor.verify_key))
+    assert refused.value.reason == "KEY_SIGNATURE_INVALID"
+    key = _register(registry, rotation, node_id="sui-node", signing_key=bytes(sui_key.verify_key))
+    assert key.signing_key == bytes(sui_key.verify_key) == registry.signing_key("sui-node")
+
+
+def test_a_configured_key_is_not_replaced_by_the_one_offered(setup) -> None:  # type: ignore[no-untyped-def]
+    registry, keys, *_ = setup
+    with pytest.raises(KeyRegistrationRefused):
+        _register(registry, keys.rotate(), signing_key=bytes(SigningKey.generate().verify_key))

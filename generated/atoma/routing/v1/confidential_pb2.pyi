@@ -162,20 +162,22 @@ class ConfidentialGenerateImagesResponse(_message.Message):
     def __init__(self, answer: _Optional[_Union[SealedResponse, _Mapping]] = ..., routing: _Optional[_Union[_common_pb2.RoutingInfo, _Mapping]] = ..., cost_micro_usd: _Optional[int] = ...) -> None: ...
 
 class RegisterNodeKeyRequest(_message.Message):
-    __slots__ = ("node_id", "rotation_counter", "rotation_nonce", "public_key", "evidence", "signature")
+    __slots__ = ("node_id", "rotation_counter", "rotation_nonce", "public_key", "evidence", "signature", "signing_key")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROTATION_COUNTER_FIELD_NUMBER: _ClassVar[int]
     ROTATION_NONCE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     rotation_counter: int
     rotation_nonce: int
     public_key: bytes
     evidence: bytes
     signature: bytes
-    def __init__(self, node_id: _Optional[str] = ..., rotation_counter: _Optional[int] = ..., rotation_nonce: _Optional[int] = ..., public_key: _Optional[bytes] = ..., evidence: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    signing_key: bytes
+    def __init__(self, node_id: _Optional[str] = ..., rotation_counter: _Optional[int] = ..., rotation_nonce: _Optional[int] = ..., public_key: _Optional[bytes] = ..., evidence: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., signing_key: _Optional[bytes] = ...) -> None: ...
 
 class RegisterNodeKeyResponse(_message.Message):
     __slots__ = ("rotation_counter", "valid_until")
