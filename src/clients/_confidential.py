@@ -142,10 +142,10 @@ class RestTransport:
         }
         grant = await self._post("/v1/nodes/lock", body, timeout)
         return LockGrant(
-            public_key=envelope._unb64(grant, "public_key", 32),
+            public_key=envelope.unb64(grant, "public_key", 32),
             node_id=grant["node_id"],
             stack_small_id=int(grant["stack_small_id"]),
-            node_signing_key=envelope._unb64(grant, "node_signing_key", 32),
+            node_signing_key=envelope.unb64(grant, "node_signing_key", 32),
             expires_at=float(grant["expires_at"]),
             max_num_tokens=int(grant["max_num_tokens"]),
         )

@@ -50,7 +50,8 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _unb64(document: Mapping[str, Any], name: str, length: int | None = None) -> bytes:
+def unb64(document: Mapping[str, Any], name: str, length: int | None = None) -> bytes:
+    """Field `name` of `document`: standard base64, of `length` bytes when given; EnvelopeError otherwise."""
     value = document.get(name)
     if not isinstance(value, str):
         raise EnvelopeError(f"`{name}` must be a base64 string")
@@ -115,7 +116,7 @@ class ConfidentialRequest:
             stream = False
         if not isinstance(stream, bool):
             raise EnvelopeError("`stream` must be a boolean")
-        ciphertext = _unb64(document, "ciphertext")
+        ciphertext = unb64(document, "ciphertext")
         if len(ciphertext) < crypto.TAG_BYTES:
             raise EnvelopeError("`ciphertext` is shorter than its authentication tag")
         stack = _int(document, "stack_small_id", required=True)
@@ -123,11 +124,11 @@ class ConfidentialRequest:
         return cls(
             ciphertext=ciphertext,
             stack_small_id=stack,
-            nonce=_unb64(document, "nonce", crypto.NONCE_BYTES),
-            salt=_unb64(document, "salt", crypto.SALT_BYTES),
-            client_dh_public_key=_unb64(document, "client_dh_public_key", crypto.KEY_BYTES),
-            node_dh_public_key=_unb64(document, "node_dh_public_key", crypto.KEY_BYTES),
-            plaintext_body_hash=_unb64(document, "plaintext_body_hash", crypto.HASH_BYTES),
+            nonce=unb64(document, "nonce", crypto.NONCE_BYTES),
+            salt=unb64(document, "salt", crypto.SALT_BYTES),
+            client_dh_public_key=unb64(document, "client_dh_public_key", crypto.KEY_BYTES),
+            node_dh_public_key=unb64(document, "node_dh_public_key", crypto.KEY_BYTES),
+            plaintext_body_hash=unb64(document, "plaintext_body_hash", crypto.HASH_BYTES),
             model_name=model,
             stream=stream,
             num_compute_units=_int(document, "num_compute_units", required=False),
@@ -181,10 +182,10 @@ class ConfidentialResponse:
             if not isinstance(final, bool):
                 raise EnvelopeError("`final` must be a boolean")
         return cls(
-            ciphertext=_unb64(document, "ciphertext"),
-            nonce=_unb64(document, "nonce", crypto.NONCE_BYTES),
-            signature=_unb64(document, "signature", signing.SIGNATURE_BYTES),
-            response_hash=_unb64(document, "response_hash", crypto.HASH_BYTES),
+            ciphertext=unb64(document, "ciphertext"),
+            nonce=unb64(document, "nonce", crypto.NONCE_BYTES),
+            signature=unb64(document, "signature", signing.SIGNATURE_BYTES),
+            response_hash=unb64(document, "response_hash", crypto.HASH_BYTES),
             usage=usage,
             chunk_index=index,
             final=final,
