@@ -109,6 +109,12 @@ def _node_sim(args: argparse.Namespace) -> None:
     run_node_sim(config_from_args(args), args.host, args.port)
 
 
+def _confidential_node(args: argparse.Namespace) -> None:
+    from atoma_proxy.confidential.cli import run_confidential_node
+
+    run_confidential_node(args)
+
+
 def _keys_create(args: argparse.Namespace) -> None:
     from atoma_proxy.core.persistence import create_api_key
 
@@ -213,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     command("demo", "Run the proxy with three built-in simulated nodes and print a ready API key.", _demo)
     sim = command("node-sim", "Run a simulated OpenAI-compatible inference node.", _node_sim, config=False)
     add_cli_arguments(sim)
+    from atoma_proxy.confidential.cli import add_confidential_node_arguments
+
+    add_confidential_node_arguments(
+        command(
+            "confidential-node",
+            "Run a confidential-compute sidecar in front of an OpenAI-compatible engine (docs/confidential.md).",
+            _confidential_node,
+            config=False,
+        )
+    )
 
     keys = commands.add_parser("keys", help="Manage API keys.", description="Manage API keys.")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")

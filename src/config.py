@@ -42,6 +42,9 @@ class NodeConfig(BaseModel):
     )
     price_per_image: int = Field(0, ge=0, le=MAX_PRICE_MICRO_USD, description="Micro-USD per generated image.")
     api_key: str | None = Field(None, description="Bearer key the node expects, if any.")
+    confidential_signing_key: str | None = Field(
+        None, description="Base64 Ed25519 public key of the node's confidential sidecar (docs/confidential.md)."
+    )
     protocol: Literal["openai", "atoma"] = Field(
         "openai",
         description='`atoma`: requests signed with the proxy\'s Sui key, answers verified (README "Sui").',
@@ -258,6 +261,20 @@ class AccountsSettings(BaseModel):
         return value
 
 
+class ConfidentialSettings(BaseModel):
+    """Confidential inference (README "Confidential inference", docs/confidential.md)."""
+
+    attestation_authority_key: str | None = Field(
+        None, description="Base64 Ed25519 public key of the attestation authority; unset: no key is ever offered."
+    )
+    key_lifetime: float = Field(7200.0, gt=0, description="Seconds a registered node key is offered.")
+    default_lock_timeout: float = Field(5.0, gt=0, description="Seconds an unused lock lives by default.")
+    max_lock_timeout: float = Field(300.0, gt=0, description="Longest lock a client may ask for.")
+    default_max_num_tokens: int = Field(4096, ge=1, description="Tokens a lock holds when the client names none.")
+    max_num_tokens: int = Field(1_000_000, ge=1, description="Most tokens one lock may hold.")
+    max_request_seconds: float = Field(600.0, gt=0, description="Seconds a confidential request may run.")
+
+
 class SuiSettings(BaseModel):
     """The proxy as a Sui/Atoma network citizen (README "Sui"); names follow Atoma's `[atoma_sui]`."""
 
@@ -306,6 +323,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     routing: RoutingSettings = RoutingSettings()
     ledger: LedgerSettings = LedgerSettings()
+    confidential: ConfidentialSettings = ConfidentialSettings()
     sui: SuiSettings = SuiSettings()
     tokenizers: list[TokenizerConfig] = Field(default_factory=list, description="Prompt tokenizers by model.")
     models: list[ModelConfig] = Field(default_factory=list, description="Kind, context length and date of models.")

@@ -14,7 +14,10 @@
 AccountClient is the client of the account services (sign-up, login, API keys, balance, usage, stacks, and
 the admin calls); see `_accounts`.
 
-Every failure is a RoutingError; see `_errors` for the hierarchy.
+AsyncConfidentialClient and ConfidentialClient make the same calls encrypted end to end, over REST or gRPC
+(docs/confidential.md); see `_confidential`.
+
+Every failure is a RoutingError (ConfidentialError for the confidential clients); see `_errors` for the hierarchy.
 """
 
 from atoma_proxy.clients._account_models import (
@@ -38,6 +41,12 @@ from atoma_proxy.clients._account_models import (
 )
 from atoma_proxy.clients._accounts import AccountClient
 from atoma_proxy.clients._client import EventStream, RoutingClient
+from atoma_proxy.clients._confidential import (
+    AsyncConfidentialClient,
+    ConfidentialClient,
+    ConfidentialError,
+    ConfidentialResult,
+)
 from atoma_proxy.clients._errors import (
     AuthenticationError,
     DeadlineExceededError,
@@ -71,6 +80,7 @@ from atoma_proxy.clients._models import (
 __all__ = [
     "AccountClient",
     "ApiKey",
+    "AsyncConfidentialClient",
     "AuthenticationError",
     "Balance",
     "ChatChunk",
@@ -80,6 +90,9 @@ __all__ = [
     "CompletionChunk",
     "CompletionEvent",
     "CompletionResult",
+    "ConfidentialClient",
+    "ConfidentialError",
+    "ConfidentialResult",
     "CreatedApiKey",
     "CreditResult",
     "DeadlineExceededError",

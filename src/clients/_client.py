@@ -18,6 +18,7 @@ import grpc
 
 from atoma_proxy.clients import _responses as responses
 from atoma_proxy.clients._channel import ChannelOwner, open_channel
+from atoma_proxy.clients._confidential_rpcs import ConfidentialRpcs
 from atoma_proxy.clients._errors import InternalError, from_rpc_error
 from atoma_proxy.clients._models import (
     ChatCompletionEvent,
@@ -81,7 +82,7 @@ _QUOTED: dict[str, Any] = {
 }
 
 
-class RoutingClient(ChannelOwner):
+class RoutingClient(ConfidentialRpcs, ChannelOwner):
     """Client of the routing core. Create it with `await RoutingClient.connect(...)` and close it when done."""
 
     def __init__(self, channel: grpc.aio.Channel, *, api_key: str, default_timeout: float | None = 600) -> None:

@@ -15,6 +15,7 @@ from atoma_proxy.core.accounts.callers import AdminGate
 from atoma_proxy.core.accounts.throttle import auth_throttle_from_settings
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.catalog import ModelCatalog
+from atoma_proxy.core.confidential.service import RoutingWithConfidential, build_confidential_service
 from atoma_proxy.core.inference import InferenceRelay
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
 from atoma_proxy.core.malformed import MalformedRequestInterceptor
@@ -87,7 +88,10 @@ class CoreServer:
         self._sweeper = LedgerSweeper(sessions, settings.ledger.sweep_interval)
         catalog = ModelCatalog(self.registry, settings.models, settings.nodes, self.meter.image_price)
         routing = RoutingService(self.registry, relay, authenticator, self.meter, catalog)
-        pb_grpc.add_RoutingServiceServicer_to_server(routing, self._server)
+        self.confidential = build_confidential_service(
+            settings, self.registry, self.nodes.selector, authenticator, self.meter
+        )
+        pb_grpc.add_RoutingServiceServicer_to_server(RoutingWithConfidential(routing, self.confidential), self._server)
         self.sui = SuiRuntime(settings.sui, sessions, self.registry)  # README "Sui"
         node_registration_grpc.add_NodeRegistrationServiceServicer_to_server(self.sui.registration, self._server)
         self._auth_throttle = auth_throttle_from_settings(settings.accounts, settings.rate_limits)
@@ -145,6 +149,7 @@ class CoreServer:
         """Stop taking RPCs, let in-flight ones finish within the grace period, release everything."""
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self.settings.core.shutdown_grace if grace is None else grace)
+        await self.confidential.aclose()  # unused locks released before the meter closes
         await self.meter.aclose()  # settlements of the requests just cancelled, then its connections
         await self._sweeper.stop()
         await self.sui.stop()

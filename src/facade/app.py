@@ -21,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from grpc_health.v1 import health_pb2_grpc
 
 from atoma_proxy.config import Settings
-from atoma_proxy.facade import routes_openai
+from atoma_proxy.facade import routes_confidential, routes_openai
 from atoma_proxy.facade.body import MAX_BODY_BYTES
 from atoma_proxy.facade.console_routes import add_console
 from atoma_proxy.facade.cors import CorsPolicy
@@ -112,6 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.max_body_bytes = MAX_BODY_BYTES
     install_error_handlers(app)
     app.include_router(routes_openai.router)
+    app.include_router(routes_confidential.router)  # before the gateway: these shapes are Atoma's JSON
     add_console(app)
     add_gateway_routes(
         app, pb.DESCRIPTOR.services_by_name["RoutingService"], lambda request: request.app.state.core.routing

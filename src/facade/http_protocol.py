@@ -11,9 +11,10 @@ thousand such clients exhaust the facade. This protocol adds two deadlines (READ
 Past either the client gets 408 in OpenAI's envelope (when no response has started) and the
 connection is closed, lingering (as nginx's `lingering_close`): our side is shut for writing at
 once, and what the client still sends is read and dropped for up to `_LINGER` seconds, so that
-closing on unread bytes does not reset the connection before the client read the 408. A handler waiting for the body sees the client gone. A request that cannot
-be parsed at all (a malformed header line, a bad chunk size) gets uvicorn's 400 as the envelope
-too, `code: invalid_request`, instead of uvicorn's plain text.
+closing on unread bytes does not reset the connection before the client read the 408. A handler
+waiting for the body sees the client gone. A request that cannot be parsed at all (a malformed
+header line, a bad chunk size) gets uvicorn's 400 as the envelope too, `code: invalid_request`,
+instead of uvicorn's plain text.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
+from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
@@ -128,6 +129,35 @@ class FakeRoutingService(pb_grpc.RoutingServiceServicer):
                 pb.NodeStatus(node_id="node-b", models=["llama-3"], healthy=False),
             ]
         )
+
+    # The confidential RPCs: recorded and answered with empty messages (their behaviour is tested end to end).
+    async def LockNode(self, request, context):
+        await self._start("LockNode", request, context)
+        return cpb.LockNodeResponse(node_id="node-a")
+
+    async def ConfidentialChatCompletion(self, request, context):
+        await self._start("ConfidentialChatCompletion", request, context)
+        yield cpb.ConfidentialChatCompletionResponse(end=common_pb2.StreamEnd(routing=self._body_routing()))
+
+    async def ConfidentialCompletion(self, request, context):
+        await self._start("ConfidentialCompletion", request, context)
+        yield cpb.ConfidentialCompletionResponse(end=common_pb2.StreamEnd(routing=self._body_routing()))
+
+    async def ConfidentialEmbeddings(self, request, context):
+        await self._start("ConfidentialEmbeddings", request, context)
+        return cpb.ConfidentialEmbeddingsResponse()
+
+    async def ConfidentialGenerateImages(self, request, context):
+        await self._start("ConfidentialGenerateImages", request, context)
+        return cpb.ConfidentialGenerateImagesResponse()
+
+    async def RegisterNodeKey(self, request, context):
+        await self._start("RegisterNodeKey", request, context)
+        return cpb.RegisterNodeKeyResponse()
+
+    async def GetNodeAttestation(self, request, context):
+        await self._start("GetNodeAttestation", request, context)
+        return cpb.GetNodeAttestationResponse(node_id=request.node_id)
 
     async def _start(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> None:
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}

@@ -7,6 +7,7 @@ import pytest
 
 import atoma_proxy.clients
 from atoma_proxy.clients import RoutingClient
+from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["RoutingService"]
@@ -20,6 +21,20 @@ MINIMAL_CALLS = {
     "ListNodes": {},
     "GetModel": {"model": "atoma/sim-chat"},
     "EstimateCost": {"chat_completion": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}},
+    "LockNode": {"model": "m"},
+    "ConfidentialChatCompletion": {"envelope": cpb.ConfidentialEnvelope()},
+    "ConfidentialCompletion": {"envelope": cpb.ConfidentialEnvelope()},
+    "ConfidentialEmbeddings": {"envelope": cpb.ConfidentialEnvelope()},
+    "ConfidentialGenerateImages": {"envelope": cpb.ConfidentialEnvelope()},
+    "RegisterNodeKey": {
+        "node_id": "n",
+        "rotation_counter": 1,
+        "rotation_nonce": 1,
+        "public_key": b"",
+        "evidence": b"",
+        "signature": b"",
+    },
+    "GetNodeAttestation": {"node_id": "n"},
 }
 
 
@@ -31,6 +46,7 @@ def test_public_exports_are_deliberate():
     assert atoma_proxy.clients.__all__ == [
         "AccountClient",
         "ApiKey",
+        "AsyncConfidentialClient",
         "AuthenticationError",
         "Balance",
         "ChatChunk",
@@ -40,6 +56,9 @@ def test_public_exports_are_deliberate():
         "CompletionChunk",
         "CompletionEvent",
         "CompletionResult",
+        "ConfidentialClient",
+        "ConfidentialError",
+        "ConfidentialResult",
         "CreatedApiKey",
         "CreditResult",
         "DeadlineExceededError",

@@ -18,6 +18,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_status import rpc_status
 
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
+from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 from tests.facade.fake_accounts import add_fake_account_services
@@ -184,6 +185,35 @@ class FakeCore(pb_grpc.RoutingServiceServicer):
     async def ListNodes(self, request: pb.ListNodesRequest, context: grpc.aio.ServicerContext) -> Any:
         await self._unary(request, context)
         return pb.ListNodesResponse(nodes=self.script.nodes)
+
+    # The confidential RPCs answer empty messages: the facade's part is translation (tests/e2e/confidential).
+    async def LockNode(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._unary(request, context)
+        return cpb.LockNodeResponse(node_id="node-a", public_key=bytes(32), node_signing_key=bytes(32))
+
+    async def ConfidentialChatCompletion(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._unary(request, context)
+        yield cpb.ConfidentialChatCompletionResponse(answer=cpb.SealedResponse(final=True))
+
+    async def ConfidentialCompletion(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._unary(request, context)
+        yield cpb.ConfidentialCompletionResponse(answer=cpb.SealedResponse(final=True))
+
+    async def ConfidentialEmbeddings(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._unary(request, context)
+        return cpb.ConfidentialEmbeddingsResponse()
+
+    async def ConfidentialGenerateImages(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._unary(request, context)
+        return cpb.ConfidentialGenerateImagesResponse()
+
+    async def RegisterNodeKey(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._unary(request, context)
+        return cpb.RegisterNodeKeyResponse()
+
+    async def GetNodeAttestation(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._unary(request, context)
+        return cpb.GetNodeAttestationResponse(node_id=request.node_id)
 
 
 @dataclass

@@ -49,14 +49,15 @@ async def test_list_nodes_is_derived_from_its_http_rule(facade: RunningFacade, c
 def test_only_methods_without_a_hand_written_route_are_derived() -> None:
     from fastapi import FastAPI
 
-    from atoma_proxy.facade import routes_openai
+    from atoma_proxy.facade import routes_confidential, routes_openai
 
     app = FastAPI()
     app.include_router(routes_openai.router)
+    app.include_router(routes_confidential.router)
     added = add_gateway_routes(app, pb.DESCRIPTOR.services_by_name["RoutingService"], lambda request: None)
 
-    # Streaming methods are never derived; the unary OpenAI ones are served by routes_openai.
-    assert added == ["GET /v1/routing/nodes"]
+    # Streaming methods are never derived; the unary OpenAI and confidential ones are served by their routers.
+    assert added == ["GET /v1/routing/nodes", "POST /v1/nodes/keys", "GET /v1/nodes/{node_id}/attestation"]
 
 
 async def test_derived_route_errors_use_the_envelope(facade: RunningFacade, core: FakeCore) -> None:

@@ -286,11 +286,13 @@ class Meter:
         body: dict[str, Any],
         *,
         deadline: float | None,
+        estimate: Estimate | None = None,
     ) -> MeteredRequest | None:
-        """Hold the most this request may cost; None when the ledger is off. Raises InsufficientFunds."""
+        """Hold the most this request may cost; None when the ledger is off. Raises InsufficientFunds.
+        `estimate` replaces the one computed from `body` (confidential requests: the body is ciphertext)."""
         if not self.enabled:
             return None
-        estimate = self.estimate(kind, model, body)
+        estimate = estimate or self.estimate(kind, model, body)
         serving = self.serving_nodes(model)  # ModelNotFound before anything is held
         terms = await within(self._statement_timeout, self._terms.get(principal.user_id), "reading the user's prices")
         override = terms.prices.get(model)

@@ -1,6 +1,6 @@
 """Rate limits in front of the inference RPCs, as a grpc.aio server interceptor.
 
-For ChatCompletion, Completion, Embeddings and GenerateImages it authenticates the caller with
+For ChatCompletion, Completion, Embeddings, GenerateImages and LockNode it authenticates the caller with
 the servicer's own `ApiKeyAuthenticator` (whose cache makes the servicer's lookup free),
 estimates the request's tokens (estimate.py) and admits it, or ends the RPC with RATE_LIMITED,
 the x-ratelimit-* headers as trailing metadata, before the servicer (and any node) is reached.
@@ -71,6 +71,14 @@ def _no_usage(response: Any) -> int | None:
     return None
 
 
+def _locked_tokens(request: Any) -> int:
+    """A confidential lock counts the tokens it holds (the proxy cannot read the request that follows)."""
+    return request.max_num_tokens if request.HasField("max_num_tokens") else _DEFAULT_LOCKED_TOKENS
+
+
+_DEFAULT_LOCKED_TOKENS = 4096  # confidential.default_max_num_tokens' default
+
+
 @dataclass(frozen=True, slots=True)
 class _Guard:
     estimate: Callable[[Any], int]
@@ -83,6 +91,8 @@ GUARDED_METHODS: dict[str, _Guard] = {
     f"/{_SERVICE}/Completion": _Guard(estimate.completion_tokens, _stream_end_usage),
     f"/{_SERVICE}/Embeddings": _Guard(estimate.embeddings_tokens, _response_usage),
     f"/{_SERVICE}/GenerateImages": _Guard(estimate.image_tokens, _no_usage),
+    # Confidential requests are admitted at their lock, by the tokens it holds (README "Confidential inference").
+    f"/{_SERVICE}/LockNode": _Guard(_locked_tokens, _no_usage),
 }
 
 

@@ -14,6 +14,7 @@ from atoma_proxy.core.inference import InferenceCall
 from atoma_proxy.core.ratelimit import Limits, LocalRateLimiter, RateLimitInterceptor, StaticLimitPolicy
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2, common_pb2
+from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 from tests.core.ratelimit.conftest import FakeClock
@@ -74,6 +75,11 @@ class StandInService(pb_grpc.RoutingServiceServicer):
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(object="list")
+
+    async def LockNode(self, request: cpb.LockNodeRequest, context: grpc.aio.ServicerContext) -> cpb.LockNodeResponse:
+        self.calls += 1
+        await context.send_initial_metadata(InferenceCall(request_id="r-3").metadata())
+        return cpb.LockNodeResponse(node_id="n")
 
 
 class Harness:
@@ -211,3 +217,15 @@ async def test_other_methods_pass_untouched(serve: Serve) -> None:
         await harness.stub.ListModels(pb.ListModelsRequest())
     assert harness.service.calls == 0
     assert (await harness.chat())["x-ratelimit-remaining-requests"] == "0"
+
+
+async def test_confidential_locks_are_limited_by_the_tokens_they_hold(serve: Serve) -> None:
+    harness = await serve(Limits(key_tokens=100))
+    call = harness.stub.LockNode(cpb.LockNodeRequest(model="m", max_num_tokens=60), metadata=ALICE)
+    await call
+    assert dict(await call.initial_metadata())["x-ratelimit-remaining-tokens"] == "40"
+    await harness.interceptor.wait_settled()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await harness.stub.LockNode(cpb.LockNodeRequest(model="m", max_num_tokens=60), metadata=ALICE)
+    assert _details(refused.value)[0].reason == "RATE_LIMITED"
+    assert harness.service.calls == 1

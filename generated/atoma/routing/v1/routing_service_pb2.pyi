@@ -1,5 +1,6 @@
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2 as _chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2 as _common_pb2
+from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as _confidential_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor

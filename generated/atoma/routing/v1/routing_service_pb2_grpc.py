@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as atoma_dot_routing_dot_v1_dot_confidential__pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as atoma_dot_routing_dot_v1_dot_routing__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -81,6 +82,41 @@ class RoutingServiceStub:
                 request_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.ListNodesRequest.SerializeToString,
                 response_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.ListNodesResponse.FromString,
                 _registered_method=True)
+        self.LockNode = channel.unary_unary(
+                '/atoma.routing.v1.RoutingService/LockNode',
+                request_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.LockNodeRequest.SerializeToString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.LockNodeResponse.FromString,
+                _registered_method=True)
+        self.ConfidentialChatCompletion = channel.unary_stream(
+                '/atoma.routing.v1.RoutingService/ConfidentialChatCompletion',
+                request_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialChatCompletionRequest.SerializeToString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialChatCompletionResponse.FromString,
+                _registered_method=True)
+        self.ConfidentialCompletion = channel.unary_stream(
+                '/atoma.routing.v1.RoutingService/ConfidentialCompletion',
+                request_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialCompletionRequest.SerializeToString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialCompletionResponse.FromString,
+                _registered_method=True)
+        self.ConfidentialEmbeddings = channel.unary_unary(
+                '/atoma.routing.v1.RoutingService/ConfidentialEmbeddings',
+                request_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialEmbeddingsRequest.SerializeToString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialEmbeddingsResponse.FromString,
+                _registered_method=True)
+        self.ConfidentialGenerateImages = channel.unary_unary(
+                '/atoma.routing.v1.RoutingService/ConfidentialGenerateImages',
+                request_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialGenerateImagesRequest.SerializeToString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialGenerateImagesResponse.FromString,
+                _registered_method=True)
+        self.RegisterNodeKey = channel.unary_unary(
+                '/atoma.routing.v1.RoutingService/RegisterNodeKey',
+                request_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.RegisterNodeKeyRequest.SerializeToString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.RegisterNodeKeyResponse.FromString,
+                _registered_method=True)
+        self.GetNodeAttestation = channel.unary_unary(
+                '/atoma.routing.v1.RoutingService/GetNodeAttestation',
+                request_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationRequest.SerializeToString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -151,6 +187,57 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LockNode(self, request, context):
+        """Confidential inference (docs/confidential.md): locks a node with a valid confidential key for
+        one request and holds the most it may cost.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfidentialChatCompletion(self, request, context):
+        """Relays an encrypted chat completion to the locked node; streams chunks when the envelope says so.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfidentialCompletion(self, request, context):
+        """Relays an encrypted text completion, streamed like ConfidentialChatCompletion.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfidentialEmbeddings(self, request, context):
+        """Relays an encrypted embeddings request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfidentialGenerateImages(self, request, context):
+        """Relays an encrypted image generation request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterNodeKey(self, request, context):
+        """Registers a node's new confidential key with its attestation evidence (called by the node's
+        sidecar, authenticated by the node's Ed25519 signature instead of an API key).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNodeAttestation(self, request, context):
+        """Serves a node's current confidential key and attestation evidence.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -193,6 +280,41 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.ListNodesRequest.FromString,
                     response_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'LockNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.LockNode,
+                    request_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.LockNodeRequest.FromString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.LockNodeResponse.SerializeToString,
+            ),
+            'ConfidentialChatCompletion': grpc.unary_stream_rpc_method_handler(
+                    servicer.ConfidentialChatCompletion,
+                    request_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialChatCompletionRequest.FromString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialChatCompletionResponse.SerializeToString,
+            ),
+            'ConfidentialCompletion': grpc.unary_stream_rpc_method_handler(
+                    servicer.ConfidentialCompletion,
+                    request_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialCompletionRequest.FromString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialCompletionResponse.SerializeToString,
+            ),
+            'ConfidentialEmbeddings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfidentialEmbeddings,
+                    request_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialEmbeddingsRequest.FromString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialEmbeddingsResponse.SerializeToString,
+            ),
+            'ConfidentialGenerateImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfidentialGenerateImages,
+                    request_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialGenerateImagesRequest.FromString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialGenerateImagesResponse.SerializeToString,
+            ),
+            'RegisterNodeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterNodeKey,
+                    request_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.RegisterNodeKeyRequest.FromString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.RegisterNodeKeyResponse.SerializeToString,
+            ),
+            'GetNodeAttestation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNodeAttestation,
+                    request_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationRequest.FromString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -418,6 +540,195 @@ class RoutingService:
             '/atoma.routing.v1.RoutingService/ListNodes',
             atoma_dot_routing_dot_v1_dot_routing__service__pb2.ListNodesRequest.SerializeToString,
             atoma_dot_routing_dot_v1_dot_routing__service__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LockNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.routing.v1.RoutingService/LockNode',
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.LockNodeRequest.SerializeToString,
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.LockNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfidentialChatCompletion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/atoma.routing.v1.RoutingService/ConfidentialChatCompletion',
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialChatCompletionRequest.SerializeToString,
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialChatCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfidentialCompletion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/atoma.routing.v1.RoutingService/ConfidentialCompletion',
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialCompletionRequest.SerializeToString,
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfidentialEmbeddings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.routing.v1.RoutingService/ConfidentialEmbeddings',
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialEmbeddingsRequest.SerializeToString,
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialEmbeddingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfidentialGenerateImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.routing.v1.RoutingService/ConfidentialGenerateImages',
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialGenerateImagesRequest.SerializeToString,
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.ConfidentialGenerateImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterNodeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.routing.v1.RoutingService/RegisterNodeKey',
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.RegisterNodeKeyRequest.SerializeToString,
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.RegisterNodeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNodeAttestation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atoma.routing.v1.RoutingService/GetNodeAttestation',
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationRequest.SerializeToString,
+            atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,446 @@
+"""The confidential RPCs of RoutingService: LockNode, the four relays, RegisterNodeKey, GetNodeAttestation.
+
+A relay is: authenticate -> check the envelope's shape -> take the lock -> check the node's key is
+still the one locked -> pass the envelope to the node unchanged -> verify every answer's and chunk's
+signature (and chunk order) -> settle exactly the signed usage. A failed relay charges nothing (its
+reservation is released); a client that leaves mid-stream is charged the usage the node had signed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from atoma_proxy.confidential import envelope, signing, wire
+from atoma_proxy.config import Settings
+from atoma_proxy.core.auth import ApiKeyAuthenticator, Principal
+from atoma_proxy.core.confidential.errors import NoConfidentialNode, NodeAnswerInvalid, StaleNodeKey
+from atoma_proxy.core.confidential.keys import AuthorityVerifier, KeyRegistry, RejectAll, decode_key
+from atoma_proxy.core.confidential.locks import Lock, LockTable
+from atoma_proxy.core.confidential.node_client import ConfidentialNodeClient
+from atoma_proxy.core.errors import (
+    InternalError,
+    InvalidRequest,
+    ModelNotFound,
+    NodeFailed,
+    NodeTimeout,
+    NoNodeAvailable,
+    NotFound,
+    ProxyError,
+)
+from atoma_proxy.core.inference import InferenceCall, new_request_id, usage_proto
+from atoma_proxy.core.ledger import Estimate, Meter, Outcome, RequestKind
+from atoma_proxy.core.nodes.registry import NodeRegistry
+from atoma_proxy.core.nodes.selection import NodeSelector, SelectionRequest, eligible_nodes
+from atoma_proxy.core.status import to_grpc_status
+from atoma_proxy.generated.atoma.routing.v1 import common_pb2
+from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
+from atoma_proxy.sui.crypto import normalize_address
+
+__all__ = ["ConfidentialService", "RoutingWithConfidential", "build_confidential_service"]
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS = {
+    cpb.CONFIDENTIAL_ENDPOINT_CHAT_COMPLETIONS: "chat/completions",
+    cpb.CONFIDENTIAL_ENDPOINT_COMPLETIONS: "completions",
+    cpb.CONFIDENTIAL_ENDPOINT_EMBEDDINGS: "embeddings",
+    cpb.CONFIDENTIAL_ENDPOINT_IMAGES_GENERATIONS: "images/generations",
+}
+KINDS = {
+    "chat/completions": RequestKind.CHAT,
+    "completions": RequestKind.COMPLETION,
+    "embeddings": RequestKind.EMBEDDINGS,
+    "images/generations": RequestKind.IMAGES,
+}
+STREAMABLE = ("chat/completions", "completions")
+CONFIDENTIAL_RPCS = (
+    "LockNode",
+    "ConfidentialChatCompletion",
+    "ConfidentialCompletion",
+    "ConfidentialEmbeddings",
+    "ConfidentialGenerateImages",
+    "RegisterNodeKey",
+    "GetNodeAttestation",
+)
+
+
+def lock_estimate(kind: RequestKind, units: int) -> Estimate:
+    """The most a locked request may cost, not knowing its body: `units` tokens at the input price plus
+    `units` at the output price (the split is unknown until the node answers); images: `units` images."""
+    if kind is RequestKind.IMAGES:
+        return Estimate(kind, prompt_tokens=0, prompt_exact=True, images=units)
+    if kind is RequestKind.EMBEDDINGS:
+        return Estimate(kind, prompt_tokens=units, prompt_exact=False)
+    return Estimate(kind, prompt_tokens=units, prompt_exact=False, completion_tokens=units, output_cap=units)
+
+
+def _envelope(message: cpb.ConfidentialEnvelope) -> envelope.ConfidentialRequest:
+    try:
+        return wire.envelope_from_proto(message)
+    except envelope.EnvelopeError as error:
+        raise InvalidRequest(f"Invalid confidential request: {error}.") from None
+
+
+def _verified(
+    event: Any, request: envelope.ConfidentialRequest, key: bytes, *, chunk: bool
+) -> envelope.ConfidentialResponse:
+    try:
+        response = envelope.ConfidentialResponse.from_json(event, chunk=chunk)
+    except envelope.EnvelopeError as error:
+        raise NodeAnswerInvalid(f"The node's answer is malformed: {error}.", reason="NODE_STREAM_INVALID") from None
+    try:
+        response.verify(request, key)
+    except signing.SignatureInvalid:
+        raise NodeAnswerInvalid("The node's signature over its answer and usage does not verify.") from None
+    return response
+
+
+class ConfidentialService:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: NodeRegistry,
+        selector: NodeSelector,
+        authenticator: ApiKeyAuthenticator,
+        meter: Meter | None,
+        keys: KeyRegistry,
+        *,
+        client: ConfidentialNodeClient | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings.confidential
+        self._registry = registry
+        self._selector = selector
+        self._auth = authenticator
+        self._meter = meter if meter is not None and meter.enabled else None
+        self.keys = keys
+        self.locks = LockTable(self._meter)
+        self._client = client or ConfidentialNodeClient(settings.core)
+        self._wall = wall_clock
+
+    async def aclose(self) -> None:
+        await self.locks.aclose()
+        await self._client.aclose()
+
+    async def _fail(self, context: grpc.aio.ServicerContext, error: Exception, call: InferenceCall | None) -> None:
+        if not isinstance(error, ProxyError):
+            log.exception("unexpected error", exc_info=error)
+            error = InternalError("The proxy failed unexpectedly; the error was logged.")
+        await context.abort_with_status(to_grpc_status(error, call.metadata() if call else ()))
+
+    # ---- keys ---------------------------------------------------------------------------------
+
+    async def RegisterNodeKey(
+        self, request: cpb.RegisterNodeKeyRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.RegisterNodeKeyResponse:
+        try:
+            key = self.keys.register(
+                node_id=request.node_id,
+                rotation_counter=request.rotation_counter,
+                rotation_nonce=request.rotation_nonce,
+                public_key=request.public_key,
+                evidence=request.evidence,
+                signature=request.signature,
+                signing_key=request.signing_key,
+            )
+        except Exception as error:
+            await self._fail(context, error, None)
+            raise
+        log.info("node %s registered confidential key rotation %d", key.node_id, key.rotation_counter)
+        return cpb.RegisterNodeKeyResponse(rotation_counter=key.rotation_counter, valid_until=key.valid_until)
+
+    async def GetNodeAttestation(
+        self, request: cpb.GetNodeAttestationRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.GetNodeAttestationResponse:
+        try:
+            await self._auth.authenticate(context.invocation_metadata())
+            key = self.keys.latest(request.node_id)
+            if key is None:
+                raise NotFound(f"Node `{request.node_id}` has no confidential key.", reason="NODE_NOT_FOUND")
+        except Exception as error:
+            await self._fail(context, error, None)
+            raise
+        return cpb.GetNodeAttestationResponse(
+            node_id=key.node_id,
+            rotation_counter=key.rotation_counter,
+            rotation_nonce=key.rotation_nonce,
+            public_key=key.public_key,
+            evidence=key.evidence,
+            verified=True,  # only verified registrations are stored
+            valid_until=key.valid_until,
+            node_signing_key=key.signing_key,
+        )
+
+    # ---- locks --------------------------------------------------------------------------------
+
+    async def LockNode(self, request: cpb.LockNodeRequest, context: grpc.aio.ServicerContext) -> cpb.LockNodeResponse:
+        try:
+            principal = await self._auth.authenticate(context.invocation_metadata())
+            lock = await self._lock(principal, request)
+        except Exception as error:
+            await self._fail(context, error, None)
+            raise
+        context.set_trailing_metadata(lock.call.metadata())  # x-request-id, and x-ratelimit-* when limits apply
+        return cpb.LockNodeResponse(
+            public_key=lock.key.public_key,
+            node_id=lock.node.id,
+            node_small_id=signing.node_small_id(lock.node.id),
+            stack_small_id=lock.id,
+            expires_at=lock.expires_at_unix,
+            node_signing_key=lock.key.signing_key,
+            rotation_counter=lock.key.rotation_counter,
+            max_num_tokens=lock.max_num_tokens,
+        )
+
+    async def _lock(self, principal: Principal, request: cpb.LockNodeRequest) -> Lock:
+        settings = self._settings
+        model = request.model.strip()
+        if not model:
+            raise InvalidRequest("`model` is required.", param="model")
+        endpoint_value = (
+            request.endpoint if request.HasField("endpoint") else cpb.CONFIDENTIAL_ENDPOINT_CHAT_COMPLETIONS
+        )
+        endpoint = ENDPOINTS.get(endpoint_value)
+        if endpoint is None:
+            raise InvalidRequest("`endpoint` must name one of the four confidential endpoints.", param="endpoint")
+        kind = KINDS[endpoint]
+        default_units = 1 if kind is RequestKind.IMAGES else settings.default_max_num_tokens
+        units = request.max_num_tokens if request.HasField("max_num_tokens") else default_units
+        if not 1 <= units <= settings.max_num_tokens:
+            raise InvalidRequest(f"`max_num_tokens` must be 1 to {settings.max_num_tokens}.", param="max_num_tokens")
+        timeout = request.timeout if request.HasField("timeout") else settings.default_lock_timeout
+        if not 0 < timeout <= settings.max_lock_timeout:
+            raise InvalidRequest(f"`timeout` must be above 0 and at most {settings.max_lock_timeout}.", param="timeout")
+        confidential = [n for n in self._registry.candidates(model) if self.keys.current(n.id) is not None]
+        if not confidential:
+            raise NoConfidentialNode(f"No node with a valid confidential key serves `{model}` right now.")
+        excluded = set(request.exclude_node_ids)
+        preferred = [n for n in confidential if n.id not in excluded]
+        try:  # the nodes the client did not exclude, when one of them can serve now
+            eligible_nodes(model, preferred, SelectionRequest())
+            confidential = preferred
+        except (NoNodeAvailable, NodeFailed, ModelNotFound):
+            eligible_nodes(model, confidential, SelectionRequest())  # none can: refused before anything is held
+        call = InferenceCall(request_id=new_request_id(None))
+        metered = None
+        if self._meter is not None:
+            metered = await self._meter.reserve(
+                principal,
+                call,
+                kind,
+                model,
+                {},
+                deadline=timeout + settings.max_request_seconds,
+                estimate=lock_estimate(kind, units),
+            )
+        try:
+            node = self._selector.select(model, confidential, SelectionRequest(pinned_node_id=call.pinned_node_id))
+            key = self.keys.current(node.id)
+            if key is None:  # pragma: no cover - filtered above, in the same loop turn
+                raise NoConfidentialNode(f"Node `{node.id}` has no valid key.")
+        except BaseException:
+            if self._meter is not None and metered is not None:
+                await self._meter.settle(metered, call, Outcome.NO_NODE)
+            raise
+        lock = Lock(
+            id=self.locks.new_id(),
+            user_id=principal.user_id,
+            model=model,
+            endpoint=endpoint,
+            max_num_tokens=units,
+            node=node,
+            key=key,
+            call=call,
+            metered=metered,
+            expires_at=time.monotonic() + timeout,
+            expires_at_unix=self._wall() + timeout,
+        )
+        self.locks.add(lock)
+        return lock
+
+    # ---- relays -------------------------------------------------------------------------------
+
+    async def ConfidentialChatCompletion(
+        self, request: cpb.ConfidentialChatCompletionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.ConfidentialChatCompletionResponse]:
+        async for name, payload in self._guarded(request.envelope, context, "chat/completions"):
+            yield cpb.ConfidentialChatCompletionResponse(**{name: payload})
+
+    async def ConfidentialCompletion(
+        self, request: cpb.ConfidentialCompletionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.ConfidentialCompletionResponse]:
+        async for name, payload in self._guarded(request.envelope, context, "completions"):
+            yield cpb.ConfidentialCompletionResponse(**{name: payload})
+
+    async def ConfidentialEmbeddings(
+        self, request: cpb.ConfidentialEmbeddingsRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.ConfidentialEmbeddingsResponse:
+        answer, end = await self._unary(request.envelope, context, "embeddings")
+        return cpb.ConfidentialEmbeddingsResponse(answer=answer, routing=end.routing, cost_micro_usd=end.cost_micro_usd)
+
+    async def ConfidentialGenerateImages(
+        self, request: cpb.ConfidentialGenerateImagesRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.ConfidentialGenerateImagesResponse:
+        answer, end = await self._unary(request.envelope, context, "images/generations")
+        return cpb.ConfidentialGenerateImagesResponse(
+            answer=answer, routing=end.routing, cost_micro_usd=end.cost_micro_usd
+        )
+
+    async def _unary(
+        self, message: cpb.ConfidentialEnvelope, context: grpc.aio.ServicerContext, endpoint: str
+    ) -> tuple[cpb.SealedResponse, common_pb2.StreamEnd]:
+        answer, end = cpb.SealedResponse(), common_pb2.StreamEnd()
+        async for name, payload in self._guarded(message, context, endpoint):
+            if name == "answer":
+                answer = payload
+            else:
+                end = payload
+        return answer, end
+
+    async def _guarded(
+        self, message: cpb.ConfidentialEnvelope, context: grpc.aio.ServicerContext, endpoint: str
+    ) -> AsyncIterator[tuple[str, Any]]:
+        state = _Relay()
+        try:
+            async for event in self._relay(message, context, endpoint, state):
+                yield event
+        except Exception as error:
+            state.usage = None  # a failed relay charges nothing, whatever the node signed before failing
+            await self._settle(state, _outcome(error))
+            await self._fail(context, error, state.lock.call if state.lock else None)
+        finally:
+            if state.lock is not None and state.lock.metered is not None and not state.lock.metered.settled:
+                await self._settle(state, Outcome.CLIENT_CANCELLED)
+
+    async def _relay(
+        self, message: cpb.ConfidentialEnvelope, context: grpc.aio.ServicerContext, endpoint: str, state: _Relay
+    ) -> AsyncIterator[tuple[str, Any]]:
+        principal = await self._auth.authenticate(context.invocation_metadata())
+        sealed = _envelope(message)
+        if sealed.stream and endpoint not in STREAMABLE:
+            raise InvalidRequest(f"/{endpoint} does not stream.", param="stream")
+        lock = state.lock = self.locks.take(
+            sealed.stack_small_id,
+            principal,
+            model=sealed.model_name,
+            endpoint=endpoint,
+            units=sealed.num_compute_units,
+        )
+        node, call = lock.node, lock.call
+        key = self.keys.current(node.id)
+        if key is None or key.public_key != sealed.node_dh_public_key:
+            raise StaleNodeKey(f"Node {node.id} rotated its key after the lock: lock again.")
+        call.node, call.attempts = node, 1
+        document = sealed.to_json()
+        document.setdefault("num_compute_units", lock.max_num_tokens)
+        node.in_flight += 1
+        dispatch, verdict = node.breaker.dispatch(), None  # the node's answers feed its circuit breaker
+        try:
+            if sealed.stream:
+                expected, final = 0, False
+                events = self._client.stream(node, endpoint, document, request_id=call.request_id)
+                async for event in events:
+                    chunk = _verified(event, sealed, key.signing_key, chunk=True)
+                    if chunk.chunk_index != expected:
+                        raise NodeAnswerInvalid(
+                            f"The node sent chunk {chunk.chunk_index} where {expected} was due.",
+                            reason="NODE_STREAM_INVALID",
+                        )
+                    expected += 1
+                    if chunk.usage is not None:
+                        state.usage = chunk.usage
+                    yield "chunk", wire.sealed_to_proto(chunk)
+                    if chunk.final:
+                        final = True
+                        break
+                if not final:
+                    raise NodeFailed(f"Node {node.id} ended the stream before its final chunk.")
+            else:
+                answer = _verified(
+                    await self._client.post(node, endpoint, document, request_id=call.request_id),
+                    sealed,
+                    key.signing_key,
+                    chunk=False,
+                )
+                state.usage = answer.usage
+                yield "answer", wire.sealed_to_proto(answer)
+            verdict = True
+        except (NodeFailed, NodeTimeout, NodeAnswerInvalid):
+            verdict = False
+            raise
+        finally:
+            node.in_flight -= 1
+            if verdict is True:
+                node.breaker.record_success(dispatch)
+            elif verdict is False:
+                node.breaker.record_failure(dispatch)
+            else:  # the client left, or the request itself was refused: no verdict on the node
+                node.breaker.record_abandoned(dispatch)
+        end = common_pb2.StreamEnd(routing=call.routing())
+        end.cost_micro_usd = await self._settle(state, Outcome.OK)
+        if state.usage and "prompt_tokens" in state.usage:
+            end.usage.CopyFrom(usage_proto(state.usage))
+        context.set_trailing_metadata((*call.metadata(), ("x-atoma-cost", str(end.cost_micro_usd))))
+        yield "end", end
+
+    async def _settle(self, state: _Relay, outcome: str) -> int:
+        """Charges exactly the usage the node signed (nothing when it signed none)."""
+        lock = state.lock
+        if lock is None or lock.metered is None or self._meter is None:
+            return 0
+        metered, call = lock.metered, lock.call
+        usage = state.usage or {}
+        if metered.estimate.kind is RequestKind.IMAGES:
+            metered.estimate = dataclasses.replace(metered.estimate, images=int(usage.get("images", 0)))
+        call.usage = {
+            "prompt_tokens": int(usage.get("prompt_tokens", 0)),
+            "completion_tokens": int(usage.get("completion_tokens", 0)),
+        }
+        return await self._meter.settle(metered, call, outcome)
+
+
+@dataclasses.dataclass
+class _Relay:
+    lock: Lock | None = None
+    usage: dict[str, int] | None = None  # the latest usage the node signed
+
+
+def _outcome(error: BaseException) -> str:
+    if isinstance(error, NodeFailed):
+        return Outcome.NODE_FAILED
+    return Outcome.ERROR
+
+
+def build_confidential_service(
+    settings: Settings,
+    registry: NodeRegistry,
+    selector: NodeSelector,
+    authenticator: ApiKeyAuthenticator,
+    meter: Meter | None,
+) -> ConfidentialService:
+    signing_keys = {
+        node.id: decode_key(node.confidential_signing_key, f"node {node.id}'s confidential_signing_key")
+        for node in settings.nodes
+        if node.confidential_signing_key
+    }
+    authority = settings.confidential.attestation_authority_key
+    verifier = AuthorityVerifier(decode_key(authority, "attestation_authority_key")) if authority else RejectAll()
+    sui_addresses = {node.id: normalize_address(node.sui_address) for node in settings.nodes if node.sui_address}
+    keys = KeyRegistry(signing_keys, verifier, lifetime=settings.confidential.key_lifetime, sui_addresses=sui_addresses)
+    return ConfidentialService(settings, registry, selector, authenticator, meter, keys)
+
+
+class RoutingWithConfidential:
+    """RoutingService as one servicer: the plain RPCs of `plain`, the confidential ones of `confidential`."""
+
+    def __init__(self, plain: object, confidential: ConfidentialService) -> None:
+        for method in pb.DESCRIPTOR.services_by_name["RoutingService"].methods:
+            source = confidential if method.name in CONFIDENTIAL_RPCS else plain
+            setattr(self, method.name, getattr(source, method.name))
