@@ -78,7 +78,9 @@ try {
 
   await page.click("nav a[href='#/models']");
   await page.locator("[data-testid=models] tbody tr").first().waitFor();
-  result.models = await page.locator("[data-testid=models] tbody tr td:first-child").allTextContents();
+  result.models = await page.locator("[data-testid=models] tbody tr").evaluateAll(
+    (rows) => rows.map((row) => [...row.querySelectorAll("td")].map((cell) => cell.textContent.trim())));
+  result.modelColumns = await page.locator("[data-testid=models] thead th").allTextContents();
   await shot(page, "04-models");
 
   // Revoke the key (the console asks for confirmation first).

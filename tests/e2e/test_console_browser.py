@@ -25,7 +25,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import ADMIN_TOKEN, CHAT, Stack
+from tests.e2e.conftest import ADMIN_TOKEN, CHAT, IMAGE, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSER_TESTS = ROOT / "tests" / "browser"
@@ -143,7 +143,11 @@ def test_console_sign_up_key_request_usage_and_operator_view(stack: Stack, reque
     assert row[1] == CHAT and row[2] == node
     assert row[3] == str(completion.usage.prompt_tokens)
     assert row[5].startswith("$")
-    assert CHAT in result["models"]
+    # The models with their nodes and prices (the stack's chat model is on "fast" and "steady").
+    models = {row[0]: dict(zip(result["modelColumns"], row, strict=True)) for row in result["models"]}
+    assert models[CHAT]["Nodes"] == "faststeady"
+    assert (models[CHAT]["Input"], models[CHAT]["Output"]) == ("$0.10 – $0.60 / 1M", "$0.40 – $2.00 / 1M")
+    assert models[IMAGE]["Per image"].startswith("$") and models[CHAT]["Per image"] == "—"
     assert result["keyStates"] == ["revoked"]
     with httpx.Client(base_url=stack.facade_url, timeout=30) as rest:
         refused = rest.get("/v1/balance", headers={"authorization": f"Bearer {secret}"})

@@ -103,6 +103,11 @@ function priceRange(range) {
   return low === high ? perMillion(low) : `${money(low)} – ${perMillion(high)}`;
 }
 
+function imagePrice(range) {
+  const [low, high] = [micro(range.min_micro_usd), micro(range.max_micro_usd)];
+  return low === high ? money(low) : `${money(low)} – ${money(high)}`;
+}
+
 export async function models(main) {
   main.replaceChildren(h("h1", {}, "Models"));
   let listing;
@@ -115,6 +120,7 @@ export async function models(main) {
   }
   // Kind, nodes and prices are shown when the proxy reports them (older proxies list bare OpenAI model objects).
   const has = (field) => listing.data.some((m) => m[field] !== undefined && m[field] !== null);
+  const images = listing.data.some((m) => micro(m.price_range?.per_image?.max_micro_usd) > 0);
   const columns = [
     { title: "Model", cell: (m) => h("code", {}, m.id) },
     has("kind") && { title: "Kind", cell: (m) => m.kind || "—" },
@@ -122,11 +128,12 @@ export async function models(main) {
     has("nodes") && { title: "Nodes", cell: (m) => (m.nodes || []).length ? m.nodes.map((n) => badge(n, "neutral")) : "—" },
     has("price_range") && { title: "Input", numeric: true, cell: (m) => priceRange(m.price_range?.input_per_million) },
     has("price_range") && { title: "Output", numeric: true, cell: (m) => priceRange(m.price_range?.output_per_million) },
+    images && { title: "Per image", numeric: true, cell: (m) => micro(m.price_range?.per_image?.max_micro_usd) > 0 ? imagePrice(m.price_range.per_image) : "—" },
   ].filter(Boolean);
   main.append(card("Models served by the network",
     table(columns, listing.data, { testid: "models", empty: "No model is served right now." }),
     h("p", { class: "muted" }, has("price_range")
-      ? "Prices are in USD per million tokens, lowest to highest over the nodes serving each model; a request pays the price of the node that serves it."
+      ? "Prices are in USD per million tokens (images: per image), lowest to highest over the nodes serving each model; a request pays the price of the node that serves it."
       : "A request pays the price of the node that serves it (see the recent requests for what each one cost).")));
 }
 
