@@ -107,6 +107,9 @@ class CoreSettings(BaseModel):
     workers: int = Field(
         1, ge=1, le=64, description="Processes of `atoma-proxy core`, each a full core on `listen` (SO_REUSEPORT)."
     )
+    metrics_listen: str | None = Field(
+        None, description='host:port of the core\'s Prometheus /metrics over HTTP; unset: none (README "Operations").'
+    )
 
 
 class FacadeSettings(BaseModel):
@@ -209,6 +212,25 @@ class AccountsSettings(BaseModel):
         return value
 
 
+class TelemetrySettings(BaseModel):
+    """OpenTelemetry traces (README "Operations"): off unless `otlp_endpoint` is set."""
+
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/gRPC collector, e.g. http://otel-collector:4317; unset: no tracing at all."
+    )
+    service_name: str | None = Field(
+        None, description="service.name of the spans; default atoma-proxy-core / atoma-proxy-facade."
+    )
+    sampling_ratio: float = Field(1.0, ge=0, le=1, description="Fraction of new traces recorded (parent-based).")
+
+
+class LoggingSettings(BaseModel):
+    """Log lines on standard error (README "Operations")."""
+
+    format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per line.")
+    level: str = Field("INFO", description="Python logging level; `--log-level` overrides it.")
+
+
 class Settings(BaseSettings):
     """All settings of atoma-proxy."""
 
@@ -221,6 +243,8 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     routing: RoutingSettings = RoutingSettings()
     ledger: LedgerSettings = LedgerSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    logging: LoggingSettings = LoggingSettings()
     tokenizers: list[TokenizerConfig] = Field(default_factory=list, description="Prompt tokenizers by model.")
     nodes: list[NodeConfig] = Field(default_factory=list, description="The static node registry.")
 

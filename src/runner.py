@@ -18,6 +18,7 @@ import uvicorn
 from atoma_proxy.config import Settings
 from atoma_proxy.core.persistence import upgrade_database
 from atoma_proxy.core.server import CoreServer
+from atoma_proxy.core.telemetry import tracing
 from atoma_proxy.workers import shared_sockets, stop_when_orphaned
 
 
@@ -89,6 +90,8 @@ async def run_until_stopped(
 ) -> None:
     """Serves until SIGINT/SIGTERM; a `worker` shares its port and also stops when its parent is gone."""
     stop = stop_event_on_signals()
+    service = "atoma-proxy" if core and facade else "atoma-proxy-core" if core else "atoma-proxy-facade"
+    tracing.install(settings.telemetry, service)  # before the servers: their gRPC interceptors depend on it
     if migrate:
         await upgrade_database(settings.database.url)
     core_server = CoreServer(settings, reuse_port=worker) if core else None

@@ -1,0 +1,155 @@
+"""What the core measures of one inference RPC and one node attempt: metrics always, spans when tracing is on.
+
+`RequestObservation` is opened by the servicer when the RPC starts and finished once on every way out;
+`AttemptObservation` is opened by the relay per node attempt. Both hold a span only when tracing is on
+(`tracing.enabled()`), so with tracing off a request costs a few counter updates and no span call.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from atoma_proxy.core.telemetry import metrics as m
+from atoma_proxy.core.telemetry import tracing
+
+if TYPE_CHECKING:
+    from atoma_proxy.core.inference import InferenceCall
+    from atoma_proxy.core.nodes.registry import Node
+
+__all__ = ["AttemptObservation", "RequestObservation"]
+
+OPERATIONS = {"chat": "chat", "completion": "text_completion", "embeddings": "embeddings", "images": "generate_image"}
+OTHER_MODEL = "other"  # a model no node served: never a label value a client chose
+
+
+def failure_reason(error: BaseException | None) -> str:
+    if error is None:
+        return "CANCELLED"
+    reason = getattr(error, "reason", None)
+    return reason if isinstance(reason, str) else "INTERNAL"
+
+
+class RequestObservation:
+    __slots__ = ("_done", "kind", "model", "span", "started")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.model = ""
+        self.started = time.perf_counter()
+        self.span = tracing.current_span() if tracing.enabled() else None
+        self._done = False
+        m.IN_FLIGHT.labels(kind).inc()
+
+    def overhead_seconds(self, call: InferenceCall | None) -> float:
+        node = call.node_seconds() if call is not None else 0.0
+        return max(time.perf_counter() - self.started - node, 0.0)
+
+    def finish(self, call: InferenceCall | None, cost: int, error: BaseException | None = None, *, ok: bool) -> None:
+        """Once: the outcome (`ok`, else `error`'s reason or CANCELLED), latency, tokens, spend, overhead."""
+        if self._done:
+            return
+        self._done = True
+        kind = self.kind
+        m.IN_FLIGHT.labels(kind).dec()
+        elapsed = time.perf_counter() - self.started
+        served = call is not None and call.node is not None
+        model = self.model if served else OTHER_MODEL
+        m.requests_counter(kind).labels(model).inc()
+        m.LATENCY.labels(kind).observe(elapsed)
+        if call is not None:
+            m.CORE_OVERHEAD.observe(max(elapsed - call.node_seconds(), 0.0))
+        if ok:
+            m.COMPLETED.labels(kind).inc()
+        else:
+            m.FAILED.labels(kind, failure_reason(error)).inc()
+        usage = (call.usage if call is not None else None) or {}
+        prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        if served and kind in ("chat", "completion"):
+            if prompt:
+                m.INPUT_TOKENS.labels(model).inc(prompt)
+            if completion:
+                m.OUTPUT_TOKENS.labels(model).inc(completion)
+        if cost:
+            m.SPEND.labels(model).inc(cost)
+        if self.span is not None:
+            self._annotate(call, cost, prompt, completion, ok, error)
+
+    def _annotate(
+        self, call: InferenceCall | None, cost: int, prompt: int, completion: int, ok: bool, error: BaseException | None
+    ) -> None:
+        span = self.span
+        assert span is not None
+        attributes: list[tuple[str, Any]] = [
+            ("gen_ai.operation.name", OPERATIONS.get(self.kind, self.kind)),
+            ("gen_ai.system", "atoma"),
+            ("gen_ai.request.model", self.model or None),
+            ("gen_ai.usage.input_tokens", prompt if call is not None and call.usage else None),
+            ("gen_ai.usage.output_tokens", completion if call is not None and call.usage else None),
+            ("atoma.cost_micro_usd", cost),
+        ]
+        if call is not None:
+            attributes += [
+                ("atoma.request_id", call.request_id),
+                ("gen_ai.response.id", call.response_id),
+                ("atoma.routing.node", call.node.id if call.node is not None else None),
+                ("atoma.routing.attempts", call.attempts),
+                ("atoma.routing.strategy", call.strategy_used),
+                ("atoma.routing.score", call.score),
+            ]
+        if not ok:
+            attributes.append(("error.type", failure_reason(error)))
+        tracing.set_attributes(span, attributes)
+
+
+class AttemptObservation:
+    """One node attempt: its time counts as time waited on nodes (not overhead), its outcome per node."""
+
+    __slots__ = ("_call", "_node", "span", "started")
+
+    def __init__(self, call: InferenceCall | None, node: Node, model: str) -> None:
+        self._call = call
+        self._node = node
+        self.started = time.perf_counter()
+        self.span = None
+        if call is not None:
+            call.node_wait_started = self.started
+            if call.span is not None:
+                operation = OPERATIONS.get(call.kind, "chat")
+                self.span = tracing.node_attempt_span(call.span, node.id, node.url, model, call.attempts, operation)
+
+    def traceparent(self) -> dict[str, str]:
+        """The transport's keyword arguments: the attempt's `traceparent`, when traced."""
+        value = tracing.traceparent(self.span) if self.span is not None else None
+        return {"traceparent": value} if value else {}
+
+    def end(self, outcome: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        node_id = self._node.id
+        m.NODE_ATTEMPTS.labels(node_id, outcome).inc()
+        m.NODE_LATENCY.labels(node_id).observe(elapsed)
+        if outcome == "failed":
+            m.NODE_FAILED_CONNECTIONS.labels(node_id).inc()
+        call = self._call
+        if call is not None:
+            call.node_wait_seconds += elapsed
+            call.node_wait_started = None
+        if self.span is not None:
+            if call is not None and outcome == "ok":
+                usage = call.usage or {}
+                tracing.set_attributes(
+                    self.span,
+                    [
+                        ("gen_ai.usage.input_tokens", usage.get("prompt_tokens")),
+                        ("gen_ai.usage.output_tokens", usage.get("completion_tokens")),
+                        ("gen_ai.response.id", call.response_id),
+                    ],
+                )
+            tracing.end_attempt(self.span, outcome)
+
+
+def observe_stream(model: str, ttft: float | None, tpot: float | None) -> None:
+    if ttft is not None:
+        m.TTFT.labels(model).observe(ttft)
+    if tpot is not None:
+        m.TPOT.labels(model).observe(tpot)
