@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from atoma_proxy.facade.errors import ApiError
+from atoma_proxy.facade.observe import observed
 
 __all__ = ["FacadeApp"]
 
@@ -36,10 +37,17 @@ class FacadeApp(FastAPI):
         self.fast_routes = dict(fast_routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.fast_routes.get(scope["path"]) if scope["type"] == "http" else None
-        if handler is None or scope["method"] != "POST" or self.root_path:
+        if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        handler = self.fast_routes.get(scope["path"])
+        if handler is None or scope["method"] != "POST" or self.root_path:
+            await observed(super().__call__, scope, receive, send, None)
+            return
+        await observed(self._fast, scope, receive, send, scope["path"])
+
+    async def _fast(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.fast_routes[scope["path"]]
         scope["app"] = self
         request = Request(scope, receive, send)
         try:

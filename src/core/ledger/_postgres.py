@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from atoma_proxy.core.ledger._sql import Executor
+from atoma_proxy.core.telemetry.metrics import LEDGER_GROUP_SIZE
 
 __all__ = ["RESERVE", "SETTLE_HELD", "LedgerWriter", "StatementRunner", "UniqueViolation", "on"]
 
@@ -112,6 +113,7 @@ class LedgerWriter:
             while self._queue:
                 group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
                 group = [pending for pending in group if not pending.result.done()]  # a cancelled caller
+                LEDGER_GROUP_SIZE.observe(len(group))
                 if len(group) > 1 and await self._run_group(group):
                     continue
                 for pending in group:
