@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from atoma_proxy.config import TelemetrySettings
 
@@ -32,6 +33,7 @@ __all__ = [
     "tracer",
 ]
 
+_W3C = TraceContextTextMapPropagator()
 _state: dict[str, Any] = {"tracer": None, "provider": None}
 
 
@@ -131,10 +133,11 @@ def traceparent(span: Span) -> str | None:
     """The W3C traceparent header value naming `span` as the parent, or None for a non-recording span."""
     if isinstance(span, NonRecordingSpan):
         return None
-    context = span.get_span_context()
-    if not context.is_valid:
+    if not span.get_span_context().is_valid:
         return None
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, trace.set_span_in_context(span))
+    return carrier.get("traceparent")
 
 
 def set_attributes(span: Span, attributes: Sequence[tuple[str, Any]]) -> None:
