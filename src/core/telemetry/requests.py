@@ -57,8 +57,7 @@ class RequestObservation:
         model = self.model if served else OTHER_MODEL
         m.requests_counter(kind).labels(model).inc()
         m.LATENCY.labels(kind).observe(elapsed)
-        if call is not None:
-            m.CORE_OVERHEAD.observe(max(elapsed - call.node_seconds(), 0.0))
+        m.CORE_OVERHEAD.observe(max(elapsed - (call.node_seconds() if call is not None else 0.0), 0.0))
         if ok:
             m.COMPLETED.labels(kind).inc()
         else:
