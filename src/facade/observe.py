@@ -8,6 +8,7 @@ and the status.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -22,20 +23,24 @@ __all__ = ["OVERHEAD_HEADER", "observed"]
 OVERHEAD_HEADER = b"x-atoma-overhead-ms"
 _NODE_TIME = NODE_TIME_KEY.encode()
 _UNMATCHED = "unmatched"
+_REQUEST_ID = b"x-request-id"
+log = logging.getLogger("atoma_proxy.facade.access")
 
 
 async def observed(app: ASGIApp, scope: Scope, receive: Receive, send: Send, route: str | None) -> None:
     """Run `app` for one HTTP request; `route` is known for the fast routes, else taken from FastAPI's match."""
     started = time.perf_counter()
     status = 500
+    request_id: bytes | None = None
     m.HTTP_IN_FLIGHT.inc()
     span = _start_span(scope) if tracing.enabled() else None
 
     async def measured_send(message: Message) -> None:
-        nonlocal status
+        nonlocal status, request_id
         if message["type"] == "http.response.start":
             status = message["status"]
             headers = list(message.get("headers", ()))
+            request_id = next((v for k, v in headers if k == _REQUEST_ID), None)
             node_ms = next((float(v) for k, v in headers if k == _NODE_TIME), None)
             overhead = max(time.perf_counter() - started - (node_ms or 0.0) / 1000, 0.0)
             if node_ms is not None:
@@ -59,6 +64,11 @@ async def observed(app: ASGIApp, scope: Scope, receive: Receive, send: Send, rou
         m.HTTP_LATENCY.labels(matched).observe(time.perf_counter() - started)
         if span is not None:
             _end_span(span, scope, matched, status)
+        if log.isEnabledFor(logging.DEBUG):  # the access log: no path parameters, query, or header values
+            extra = {"method": scope["method"], "route": matched, "status": status}
+            extra["request_id"] = request_id.decode("latin-1") if request_id else None
+            extra["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            log.debug("http request", extra=extra)
 
 
 def _start_span(scope: Scope) -> Any:

@@ -22,6 +22,7 @@ _SECRETS = re.compile(
     r"(?P<bearer>(?i:bearer)\s+)[^\s,;\"']+"
     r"|\bsk-[A-Za-z0-9_\-]{8,}"
     r"|\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"
+    r"|\$argon2[a-z]*\$[^\s;\"')]+"
     r"|(?P<field>(?i:password|passwd|secret|token|api[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s,;\"'}]+"
 )
 # Attributes of every LogRecord: the rest came from `extra=` and go into the JSON object.
@@ -95,5 +96,6 @@ def configure_logging(level: str, fmt: str = "text", worker: int | None = None) 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for chatty in ("httpx", "httpcore", "alembic"):  # a line per request or migration step is noise
+    # A line per request or migration step is noise; aiosqlite's DEBUG lines print SQL parameters.
+    for chatty in ("httpx", "httpcore", "alembic", "aiosqlite"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from atoma_proxy.core.nodes.registry import Node
 
 __all__ = ["AttemptObservation", "RequestObservation"]
+
+log = logging.getLogger("atoma_proxy.requests")
 
 OPERATIONS = {"chat": "chat", "completion": "text_completion", "embeddings": "embeddings", "images": "generate_image"}
 OTHER_MODEL = "other"  # a model no node served: never a label value a client chose
@@ -73,6 +76,19 @@ class RequestObservation:
             m.SPEND.labels(model).inc(cost)
         if self.span is not None:
             self._annotate(call, cost, prompt, completion, ok, error)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "request finished",
+                extra={
+                    "request_id": call.request_id if call is not None else None,
+                    "kind": kind,
+                    "outcome": "ok" if ok else failure_reason(error),
+                    "node": call.node.id if served and call is not None and call.node is not None else None,
+                    "attempts": call.attempts if call is not None else 0,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "cost_micro_usd": cost,
+                },
+            )
 
     def _annotate(
         self, call: InferenceCall | None, cost: int, prompt: int, completion: int, ok: bool, error: BaseException | None
