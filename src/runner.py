@@ -52,6 +52,7 @@ class FacadeServer:
             loop="none",
             http=facade_protocol(settings.facade),
             log_level="warning",
+            log_config=None,  # uvicorn's lines go through the root handler: its format, its redaction
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=int(settings.core.shutdown_grace),

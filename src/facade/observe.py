@@ -63,7 +63,7 @@ async def observed(app: ASGIApp, scope: Scope, receive: Receive, send: Send, rou
         m.HTTP_REQUESTS.labels(matched, str(status)).inc()
         m.HTTP_LATENCY.labels(matched).observe(time.perf_counter() - started)
         if span is not None:
-            _end_span(span, scope, matched, status)
+            _end_span(span, scope, matched, status, request_id)
         if log.isEnabledFor(logging.DEBUG):  # the access log: no path parameters, query, or header values
             extra = {"method": scope["method"], "route": matched, "status": status}
             extra["request_id"] = request_id.decode("latin-1") if request_id else None
@@ -83,8 +83,10 @@ def _start_span(scope: Scope) -> Any:
     )
 
 
-def _end_span(span: Any, scope: Scope, route: str, status: int) -> None:
+def _end_span(span: Any, scope: Scope, route: str, status: int, request_id: bytes | None) -> None:
     span.update_name(f"{scope['method']} {route}")
+    if request_id:
+        span.set_attribute("atoma.request_id", request_id.decode("latin-1"))
     span.set_attribute("http.route", route)
     span.set_attribute("http.response.status_code", status)
     if status >= 500:

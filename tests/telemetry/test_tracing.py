@@ -70,6 +70,8 @@ async def test_one_trace_from_the_facade_through_the_core_to_the_node(
     assert node.parent is not None and by_id[node.parent.span_id] is core
     assert node.kind is SpanKind.CLIENT
     assert facade.resource.attributes["service.name"] == "atoma-test"
+    assert (facade.attributes or {})["atoma.request_id"] == request_id
+    assert (facade.attributes or {})["http.response.status_code"] == 200
 
     attributes = dict(core.attributes or {})
     body = response.text
