@@ -34,6 +34,7 @@ def test_redaction_of_the_secret_shapes() -> None:
     for secret in (key, "hunter22", "abc'", "eyJhbGciOi", "c2FsdA"):
         assert secret not in text
     assert text.startswith("auth Bearer [REDACTED]") and text.endswith(" ok")
+    assert redact("node at http://user:s3cret@node:8000/v1") == "node at http://[REDACTED]@node:8000/v1"
 
 
 def test_json_lines_carry_extra_fields_and_redacted_exceptions() -> None:

@@ -2,7 +2,8 @@
 
 `RedactingFilter` sits on the root handler, so it sees every record of every library: it rewrites the
 formatted message and the exception text, replacing API keys (`sk-...`), bearer tokens, JWTs, and the
-values of `password`/`secret`/`token`/`api_key`/`authorization` fields. Payloads (prompts, completions)
+values of `password`/`secret`/`token`/`api_key`/`authorization` fields, and
+the user and password of URLs. Payloads (prompts, completions)
 are never passed to a logger in the first place; the log-scan test holds the code to that.
 """
 
@@ -23,6 +24,7 @@ _SECRETS = re.compile(
     r"|\bsk-[A-Za-z0-9_\-]{8,}"
     r"|\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"
     r"|\$argon2[a-z]*\$[^\s;\"')]+"
+    r"|(?P<userinfo>://)[^/\s:@]+:[^/\s@]+@"
     r"|(?P<field>(?i:password|passwd|secret|token|api[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s,;\"'}]+"
 )
 # Attributes of every LogRecord: the rest came from `extra=` and go into the JSON object.
@@ -30,6 +32,8 @@ _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 
 
 def _replace(match: re.Match[str]) -> str:
+    if match.group("userinfo"):
+        return f"://{REDACTED}@"
     prefix = match.group("bearer") or match.group("field") or ""
     return prefix + REDACTED
 
