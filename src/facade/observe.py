@@ -24,6 +24,8 @@ OVERHEAD_HEADER = b"x-atoma-overhead-ms"
 _NODE_TIME = NODE_TIME_KEY.encode()
 _UNMATCHED = "unmatched"
 _REQUEST_ID = b"x-request-id"
+_HTTP_REQUESTS = m.child(m.HTTP_REQUESTS)
+_HTTP_LATENCY = m.child(m.HTTP_LATENCY)
 log = logging.getLogger("atoma_proxy.facade.access")
 
 
@@ -60,8 +62,8 @@ async def observed(app: ASGIApp, scope: Scope, receive: Receive, send: Send, rou
     finally:
         m.HTTP_IN_FLIGHT.dec()
         matched = route or getattr(scope.get("route"), "path", None) or _UNMATCHED
-        m.HTTP_REQUESTS.labels(matched, str(status)).inc()
-        m.HTTP_LATENCY.labels(matched).observe(time.perf_counter() - started)
+        _HTTP_REQUESTS(matched, str(status)).inc()
+        _HTTP_LATENCY(matched).observe(time.perf_counter() - started)
         if span is not None:
             _end_span(span, scope, matched, status, request_id)
         if log.isEnabledFor(logging.DEBUG):  # the access log: no path parameters, query, or header values

@@ -22,6 +22,20 @@ __all__ = ["AttemptObservation", "RequestObservation"]
 
 log = logging.getLogger("atoma_proxy.requests")
 
+_IN_FLIGHT = m.child(m.IN_FLIGHT)
+_LATENCY = m.child(m.LATENCY)
+_COMPLETED = m.child(m.COMPLETED)
+_FAILED = m.child(m.FAILED)
+_INPUT_TOKENS = m.child(m.INPUT_TOKENS)
+_OUTPUT_TOKENS = m.child(m.OUTPUT_TOKENS)
+_SPEND = m.child(m.SPEND)
+_NODE_ATTEMPTS = m.child(m.NODE_ATTEMPTS)
+_NODE_LATENCY = m.child(m.NODE_LATENCY)
+_NODE_FAILED_CONNECTIONS = m.child(m.NODE_FAILED_CONNECTIONS)
+_TTFT = m.child(m.TTFT)
+_TPOT = m.child(m.TPOT)
+_REQUESTS = {counter: m.child(counter) for counter in {*m.REQUEST_COUNTERS.values(), m.CHAT_REQUESTS}}
+
 OPERATIONS = {"chat": "chat", "completion": "text_completion", "embeddings": "embeddings", "images": "generate_image"}
 OTHER_MODEL = "other"  # a model no node served: never a label value a client chose
 
@@ -42,7 +56,7 @@ class RequestObservation:
         self.started = time.perf_counter()
         self.span = tracing.current_span() if tracing.enabled() else None
         self._done = False
-        m.IN_FLIGHT.labels(kind).inc()
+        _IN_FLIGHT(kind).inc()
 
     def overhead_seconds(self, call: InferenceCall | None) -> float:
         node = call.node_seconds() if call is not None else 0.0
@@ -54,26 +68,26 @@ class RequestObservation:
             return
         self._done = True
         kind = self.kind
-        m.IN_FLIGHT.labels(kind).dec()
+        _IN_FLIGHT(kind).dec()
         elapsed = time.perf_counter() - self.started
         served = call is not None and call.node is not None
         model = self.model if served else OTHER_MODEL
-        m.requests_counter(kind).labels(model).inc()
-        m.LATENCY.labels(kind).observe(elapsed)
+        _REQUESTS[m.requests_counter(kind)](model).inc()
+        _LATENCY(kind).observe(elapsed)
         m.CORE_OVERHEAD.observe(max(elapsed - (call.node_seconds() if call is not None else 0.0), 0.0))
         if ok:
-            m.COMPLETED.labels(kind).inc()
+            _COMPLETED(kind).inc()
         else:
-            m.FAILED.labels(kind, failure_reason(error)).inc()
+            _FAILED(kind, failure_reason(error)).inc()
         usage = (call.usage if call is not None else None) or {}
         prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         if served and kind in ("chat", "completion"):
             if prompt:
-                m.INPUT_TOKENS.labels(model).inc(prompt)
+                _INPUT_TOKENS(model).inc(prompt)
             if completion:
-                m.OUTPUT_TOKENS.labels(model).inc(completion)
+                _OUTPUT_TOKENS(model).inc(completion)
         if cost:
-            m.SPEND.labels(model).inc(cost)
+            _SPEND(model).inc(cost)
         if self.span is not None:
             self._annotate(call, cost, prompt, completion, ok, error)
         if log.isEnabledFor(logging.DEBUG):
@@ -141,10 +155,10 @@ class AttemptObservation:
     def end(self, outcome: str) -> None:
         elapsed = time.perf_counter() - self.started
         node_id = self._node.id
-        m.NODE_ATTEMPTS.labels(node_id, outcome).inc()
-        m.NODE_LATENCY.labels(node_id).observe(elapsed)
+        _NODE_ATTEMPTS(node_id, outcome).inc()
+        _NODE_LATENCY(node_id).observe(elapsed)
         if outcome == "failed":
-            m.NODE_FAILED_CONNECTIONS.labels(node_id).inc()
+            _NODE_FAILED_CONNECTIONS(node_id).inc()
         call = self._call
         if call is not None:
             call.node_wait_seconds += elapsed
@@ -165,6 +179,6 @@ class AttemptObservation:
 
 def observe_stream(model: str, ttft: float | None, tpot: float | None) -> None:
     if ttft is not None:
-        m.TTFT.labels(model).observe(ttft)
+        _TTFT(model).observe(ttft)
     if tpot is not None:
-        m.TPOT.labels(model).observe(tpot)
+        _TPOT(model).observe(tpot)
