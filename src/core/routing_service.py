@@ -228,8 +228,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
     ) -> AsyncIterator[StreamResponse]:
         call: InferenceCall | None = None
         metered: MeteredRequest | None = None
-        observation = RequestObservation(kind.value)
-        observation.model = request.model
+        observation = RequestObservation(kind.value, request.model)
         try:
             principal, call = await self._authenticated(context, observation)
             check(request)
@@ -282,8 +281,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         """Embeddings and images: the node's answer and the cost, or the RPC ends with the error."""
         call: InferenceCall | None = None
         metered: MeteredRequest | None = None
-        observation = RequestObservation(kind.value)
-        observation.model = request.model
+        observation = RequestObservation(kind.value, request.model)
         settled = False
         try:
             principal, call = await self._authenticated(context, observation)

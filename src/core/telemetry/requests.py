@@ -50,9 +50,9 @@ def failure_reason(error: BaseException | None) -> str:
 class RequestObservation:
     __slots__ = ("_done", "kind", "model", "span", "started")
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, model: str) -> None:
         self.kind = kind
-        self.model = ""
+        self.model = model  # as asked: a metric label only once a node served it
         self.started = time.perf_counter()
         self.span = tracing.current_span() if tracing.enabled() else None
         self._done = False
