@@ -115,7 +115,10 @@ class CoreSettings(BaseModel):
 class FacadeSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Listen host of the OpenAI REST facade.")
     port: int = Field(8080, ge=0, le=65535, description="Listen port of the OpenAI REST facade.")
-    core_target: str = Field("127.0.0.1:50051", description="gRPC address of the routing core.")
+    core_target: str = Field(
+        "127.0.0.1:50051",
+        description="gRPC target of the core; `dns:///name:port` or `ipv4:a:p,b:p` spread calls over several cores.",
+    )
     request_timeout: float = Field(600.0, gt=0, description="Deadline given to the core for each request.")
     core_connections: int = Field(
         1,

@@ -40,6 +40,10 @@ from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as p
 
 __all__ = ["CHANNEL_OPTIONS", "CoreStubs", "create_app"]
 
+# Targets naming several cores: every address of a DNS name (`dns:///core:50051`, replicas) or a list
+# (`ipv4:10.0.0.1:50051,10.0.0.2:50051`); the channel connects to each and sends calls to them in turn.
+ROUND_ROBIN_SCHEMES = ("dns:", "ipv4:", "ipv6:")
+
 _MESSAGE_LIMIT = MAX_BODY_BYTES
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
@@ -82,7 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         options: tuple[tuple[str, Any], ...] = CHANNEL_OPTIONS
         options += (("grpc.use_local_subchannel_pool", 1),) if count > 1 else ()
         target = settings.facade.core_target
-        if target.startswith("dns:"):  # every address the name resolves to (core replicas), calls spread over them
+        if target.startswith(ROUND_ROBIN_SCHEMES):  # several cores: calls spread over all of them
             options += (("grpc.lb_policy_name", "round_robin"),)
         interceptors = tracing.client_interceptors()  # none unless tracing is on
         channels = [grpc.aio.insecure_channel(target, options=options, interceptors=interceptors) for _ in range(count)]

@@ -10,6 +10,7 @@ from atoma_proxy.core.routing_service import OVERHEAD_KEY
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
+from tests.support.processes import free_port
 from tests.telemetry.inprocess import MODEL, in_process_stack
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -98,3 +99,42 @@ async def test_the_core_reports_its_overhead_in_the_trailing_metadata() -> None:
         trailing = dict(await chat.trailing_metadata())
         assert float(trailing[OVERHEAD_KEY]) >= 0
         assert float(trailing["x-atoma-node-ms"]) > 0
+
+
+async def test_a_list_of_cores_shares_the_facades_calls() -> None:
+    """`ipv4:a,b` as core_target: the facade's channel sends calls to every core in turn (round_robin)."""
+    from atoma_proxy.core.server import CoreServer
+    from atoma_proxy.runner import FacadeServer
+
+    async with in_process_stack() as stack:
+        other_port = free_port()
+        settings = stack.core.settings
+        other = CoreServer(
+            settings.model_copy(
+                update={
+                    "core": settings.core.model_copy(
+                        update={"listen": f"127.0.0.1:{other_port}", "metrics_listen": None}
+                    )
+                }
+            )
+        )
+        await other.start()
+        target = f"ipv4:{stack.core_target},127.0.0.1:{other_port}"
+        facade = FacadeServer(
+            settings.model_copy(update={"facade": settings.facade.model_copy(update={"core_target": target})})
+        )
+        port = await facade.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                for _ in range(6):
+                    response = await client.post(
+                        "/v1/chat/completions",
+                        headers={"authorization": f"Bearer {stack.api_key}"},
+                        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+                    )
+                    assert response.status_code == 200, response.text
+        finally:
+            await facade.stop()
+            await other.stop(0)
+        served = [core.registry.get("sim-1").model_stats(MODEL).successes for core in (stack.core, other)]
+        assert sum(served) == 6 and min(served) > 0, served  # pick_first would send all six to one core
