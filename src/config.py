@@ -107,6 +107,11 @@ class CoreSettings(BaseModel):
     workers: int = Field(
         1, ge=1, le=64, description="Processes of `atoma-proxy core`, each a full core on `listen` (SO_REUSEPORT)."
     )
+    max_connection_age: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds before a client connection is asked to reconnect (calls in flight finish); 0: never.",
+    )
     metrics_listen: str | None = Field(
         None, description='host:port of the core\'s Prometheus /metrics over HTTP; unset: none (README "Operations").'
     )

@@ -76,6 +76,13 @@ class CoreServer:
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.so_reuseport", int(reuse_port)),
+                # Clients reconnect now and then (GOAWAY; calls in flight finish): a `dns:///` target then
+                # re-resolves and finds new core replicas, and SO_REUSEPORT spreads connections afresh.
+                *(
+                    (("grpc.max_connection_age_ms", int(settings.core.max_connection_age * 1000)),)
+                    if settings.core.max_connection_age > 0
+                    else ()
+                ),
             ],
         )
         relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)

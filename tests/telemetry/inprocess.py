@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from atoma_proxy.config import CoreSettings, DatabaseSettings, FacadeSettings, NodeConfig, Settings, TokenizerConfig
 from atoma_proxy.core.ledger.admin import credit_user
@@ -30,7 +31,8 @@ class InProcessStack:
 
 
 @asynccontextmanager
-async def in_process_stack() -> AsyncIterator[InProcessStack]:
+async def in_process_stack(**core: Any) -> AsyncIterator[InProcessStack]:
+    """`core`: CoreSettings fields to set; the node simulator answers 5 tokens at its default speed."""
     async with temporary_database("sqlite") as database_url:
         node = await start_node_sim(SimConfig(node_id="sim-1", chat_models=[MODEL], reply_tokens=5))
         try:
@@ -38,7 +40,7 @@ async def in_process_stack() -> AsyncIterator[InProcessStack]:
             core_port = free_port()
             settings = Settings(
                 database=DatabaseSettings(url=database_url),
-                core=CoreSettings(listen=f"127.0.0.1:{core_port}", metrics_listen=f"127.0.0.1:{metrics_port}"),
+                core=CoreSettings(listen=f"127.0.0.1:{core_port}", metrics_listen=f"127.0.0.1:{metrics_port}", **core),
                 facade=FacadeSettings(port=0, core_target=f"127.0.0.1:{core_port}"),
                 nodes=[
                     NodeConfig(
