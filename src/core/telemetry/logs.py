@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -62,6 +63,8 @@ class RedactingFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, worker, request_id and other `extra=` fields."""
 
+    converter = time.gmtime  # type: ignore[assignment]  # UTC (the Z of the time)
+
     def __init__(self, worker: int | None = None) -> None:
         super().__init__()
         self._worker = worker
@@ -81,9 +84,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             entry["exception"] = record.exc_text
         return orjson.dumps(entry, default=str).decode()
-
-
-JsonFormatter.converter = __import__("time").gmtime  # type: ignore[assignment]
 
 
 def configure_logging(level: str, fmt: str = "text", worker: int | None = None) -> None:
