@@ -64,6 +64,8 @@ async def observed(app: ASGIApp, scope: Scope, receive: Receive, send: Send, rou
         matched = route or getattr(scope.get("route"), "path", None) or _UNMATCHED
         _HTTP_REQUESTS(matched, str(status)).inc()
         _HTTP_LATENCY(matched).observe(time.perf_counter() - started)
+        if request_id is None and (span is not None or log.isEnabledFor(logging.DEBUG)):
+            request_id = next((v for k, v in scope.get("headers", ()) if k == _REQUEST_ID), None)  # the client's
         if span is not None:
             _end_span(span, scope, matched, status, request_id)
         if log.isEnabledFor(logging.DEBUG):  # the access log: no path parameters, query, or header values

@@ -110,3 +110,28 @@ async def test_no_tracing_means_no_span_and_no_traceparent() -> None:
         assert response.status_code == 200, response.text
         sent = [e for e in stack.node.state.request_log if e["headers"].get("x-request-id") == "untraced"]
         assert sent and "traceparent" not in sent[-1]["headers"]
+
+
+async def test_errors_keep_their_envelope_and_mark_the_span(
+    traced: tuple[InMemorySpanExporter, InProcessStack],
+) -> None:
+    exporter, stack = traced
+    async with httpx.AsyncClient(base_url=stack.facade_url, timeout=30) as client:
+        response = await client.post(
+            "/v1/chat/completions",
+            headers={"authorization": "Bearer sk-atoma-" + "x" * 40, "x-request-id": "trace-401"},
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    for _ in range(500):
+        spans = exporter.get_finished_spans()
+        core = [s for s in spans if s.kind is SpanKind.SERVER and s.name == RPC and s.attributes.get("error.type")]
+        facade = [s for s in spans if (s.attributes or {}).get("atoma.request_id") == "trace-401"]
+        if core and facade:
+            break
+        await asyncio.sleep(0.01)
+    assert core[-1].attributes["error.type"] == "INVALID_API_KEY"
+    assert core[-1].attributes["rpc.grpc.status_code"] == 16  # UNAUTHENTICATED
+    assert not core[-1].status.is_ok
+    assert facade[-1].attributes["http.response.status_code"] == 401

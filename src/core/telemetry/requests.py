@@ -128,6 +128,10 @@ class RequestObservation:
             ]
         if not ok:
             attributes.append(("error.type", failure_reason(error)))
+            code = getattr(error, "code", None)  # a ProxyError's gRPC code: abort_with_status escapes the interceptor
+            if code is not None and hasattr(code, "value"):
+                attributes.append(("rpc.grpc.status_code", code.value[0]))
+            tracing.mark_error(span, failure_reason(error))
         tracing.set_attributes(span, attributes)
 
 

@@ -129,6 +129,10 @@ def end_attempt(span: Span, outcome: str) -> None:
     span.end()
 
 
+def mark_error(span: Span, description: str) -> None:
+    span.set_status(Status(StatusCode.ERROR, description))
+
+
 def traceparent(span: Span) -> str | None:
     """The W3C traceparent header value naming `span` as the parent, or None for a non-recording span."""
     if isinstance(span, NonRecordingSpan):
