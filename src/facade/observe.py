@@ -43,7 +43,7 @@ async def observed(app: ASGIApp, scope: Scope, receive: Receive, send: Send, rou
             status = message["status"]
             headers = list(message.get("headers", ()))
             request_id = next((v for k, v in headers if k == _REQUEST_ID), None)
-            node_ms = next((float(v) for k, v in headers if k == _NODE_TIME), None)
+            node_ms = _milliseconds(next((v for k, v in headers if k == _NODE_TIME), None))
             overhead = max(time.perf_counter() - started - (node_ms or 0.0) / 1000, 0.0)
             if node_ms is not None:
                 m.FACADE_OVERHEAD.observe(overhead)
@@ -73,6 +73,13 @@ async def observed(app: ASGIApp, scope: Scope, receive: Receive, send: Send, rou
             extra["request_id"] = request_id.decode("latin-1") if request_id else None
             extra["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
             log.debug("http request", extra=extra)
+
+
+def _milliseconds(value: bytes | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _start_span(scope: Scope) -> Any:
