@@ -151,3 +151,29 @@ def test_a_run_logs_no_secret_and_one_request_id_end_to_end(logged_stack: tuple[
         assert all(line.startswith("{") for line in lines[name] if line.strip()), f"{name} wrote a non-JSON line"
         logged_ids = {entry.get("request_id") for entry in entries}
         assert {"logscan-False", "logscan-True"} <= logged_ids, name
+
+
+def test_the_logging_section_sets_format_and_level_unless_the_command_line_does(tmp_path: Path) -> None:
+    from atoma_proxy import cli
+
+    config = tmp_path / "config.toml"
+    config.write_text("[logging]\nformat = 'json'\nlevel = 'WARNING'\n")
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+
+    def start(*flags: str) -> None:  # what `main` does before a command runs, then the command's settings
+        args = cli.build_parser().parse_args([*flags, "keys", "create", "--config", str(config)])
+        cli._configure_logging(args)
+        cli._settings(args)
+
+    try:
+        start()
+        assert root.level == logging.WARNING
+        assert isinstance(root.handlers[0].formatter, JsonFormatter)
+        assert any(isinstance(f, RedactingFilter) for f in root.handlers[0].filters)
+        start("--log-level", "DEBUG", "--log-format", "text")
+        assert root.level == logging.DEBUG
+        assert not isinstance(root.handlers[0].formatter, JsonFormatter)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
