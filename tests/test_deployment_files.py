@@ -201,6 +201,10 @@ def test_dockerfile_installs_the_package_and_the_entry_point() -> None:
     for copied in ("src", "generated", "pyproject.toml"):
         assert f"COPY {copied}" in dockerfile or copied in dockerfile.split("COPY", 1)[1]
     assert 'ENTRYPOINT ["atoma-proxy"]' in dockerfile
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which does not exist"
     for port in ("8080", "50051", "9464"):
         assert port in dockerfile.split("EXPOSE", 1)[1].splitlines()[0]
 

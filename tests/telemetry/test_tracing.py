@@ -135,3 +135,19 @@ async def test_errors_keep_their_envelope_and_mark_the_span(
     assert core[-1].attributes["rpc.grpc.status_code"] == 16  # UNAUTHENTICATED
     assert not core[-1].status.is_ok
     assert facade[-1].attributes["http.response.status_code"] == 401
+
+
+async def test_a_sampling_ratio_of_zero_records_nothing() -> None:
+    exporter = InMemorySpanExporter()
+    assert tracing.install(TelemetrySettings(sampling_ratio=0.0), "atoma-proxy", exporter=exporter)
+    try:
+        async with in_process_stack() as stack, httpx.AsyncClient(base_url=stack.facade_url, timeout=30) as client:
+            response = await client.post(
+                "/v1/chat/completions",
+                headers={"authorization": f"Bearer {stack.api_key}", "x-request-id": "unsampled"},
+                json={"model": MODEL, "messages": [{"role": "user", "content": "hello"}]},
+            )
+            assert response.status_code == 200, response.text
+    finally:
+        tracing.uninstall()
+    assert exporter.get_finished_spans() == ()
