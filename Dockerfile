@@ -8,6 +8,7 @@ COPY generated ./generated
 RUN pip install .
 RUN useradd --system --uid 10001 atoma
 USER atoma
-EXPOSE 8080 50051
+# 8080: the facade; 50051: the core (gRPC); 9464: the core's /metrics (core.metrics_listen).
+EXPOSE 8080 50051 9464
 ENTRYPOINT ["atoma-proxy"]
 CMD ["serve"]

@@ -17,7 +17,16 @@ from atoma_proxy.config import CONFIG_ENV, Settings, load_settings
 def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "config", None):
         os.environ[CONFIG_ENV] = args.config
-    return load_settings()
+    settings = load_settings()
+    if args.log_level is None or args.log_format is None:  # the command line wins over [logging]
+        _configure_logging(args, settings.logging.level, settings.logging.format)
+    return settings
+
+
+def _configure_logging(args: argparse.Namespace, level: str = "INFO", fmt: str = "text") -> None:
+    from atoma_proxy.core.telemetry.logs import configure_logging
+
+    configure_logging(args.log_level or level, args.log_format or fmt, getattr(args, "as_worker", None))
 
 
 def _database(settings: Settings, command: str) -> str:
@@ -71,7 +80,7 @@ def _run_workers(args: argparse.Namespace, settings: Settings, workers: int) -> 
     configuration file from ATOMA_CONFIG, which `_settings` exported."""
     import signal
 
-    from atoma_proxy.workers import run_workers
+    from atoma_proxy.workers import run_workers, shared_metrics_directory
 
     core = args.command == "core"
     address = settings.core.listen if core else f"{settings.facade.host}:{settings.facade.port}"
@@ -84,7 +93,10 @@ def _run_workers(args: argparse.Namespace, settings: Settings, workers: int) -> 
         asyncio.run(upgrade_database(settings.database.url))
     logging.getLogger(__name__).info("atoma-proxy %s: %d workers on %s", args.command, workers, address)
     forward = (signal.SIGHUP,) if core else ()  # the core reloads its nodes on SIGHUP
-    sys.exit(run_workers(["--log-level", args.log_level, args.command], workers, forward=forward))
+    logging_args = [f"--log-level={args.log_level}"] if args.log_level else []
+    logging_args += [f"--log-format={args.log_format}"] if args.log_format else []
+    with shared_metrics_directory():
+        sys.exit(run_workers([*logging_args, args.command], workers, forward=forward))
 
 
 def _worker_count(text: str) -> int:
@@ -193,7 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="atoma-proxy", description="OpenAI-compatible gateway to a network of inference nodes."
     )
-    parser.add_argument("--log-level", default="INFO", help="Python logging level (default INFO).")
+    parser.add_argument("--log-level", help="Python logging level (default: [logging] level, INFO).")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), help="Log line format (default: [logging] format, text)."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, run, config: bool = True) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
@@ -284,10 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    worker = f"[worker {args.as_worker}] " if getattr(args, "as_worker", None) else ""
-    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s")
-    for chatty in ("httpx", "httpcore", "alembic"):  # a line per request or migration step is noise
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    _configure_logging(args)  # until the settings are read: they may name another level and format
     try:
         args.run(args)
     except KeyboardInterrupt:

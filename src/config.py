@@ -155,12 +155,23 @@ class CoreSettings(BaseModel):
     workers: int = Field(
         1, ge=1, le=64, description="Processes of `atoma-proxy core`, each a full core on `listen` (SO_REUSEPORT)."
     )
+    max_connection_age: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds before a client connection is asked to reconnect (calls in flight finish); 0: never.",
+    )
+    metrics_listen: str | None = Field(
+        None, description='host:port of the core\'s Prometheus /metrics over HTTP; unset: none (README "Operations").'
+    )
 
 
 class FacadeSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Listen host of the OpenAI REST facade.")
     port: int = Field(8080, ge=0, le=65535, description="Listen port of the OpenAI REST facade.")
-    core_target: str = Field("127.0.0.1:50051", description="gRPC address of the routing core.")
+    core_target: str = Field(
+        "127.0.0.1:50051",
+        description="gRPC target of the core; `dns:///name:port` or `ipv4:a:p,b:p` spread calls over several cores.",
+    )
     request_timeout: float = Field(600.0, gt=0, description="Deadline given to the core for each request.")
     core_connections: int = Field(
         1,
@@ -311,6 +322,25 @@ class SuiSettings(BaseModel):
         return value
 
 
+class TelemetrySettings(BaseModel):
+    """OpenTelemetry traces (README "Operations"): off unless `otlp_endpoint` is set."""
+
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/gRPC collector, e.g. http://otel-collector:4317; unset: no tracing at all."
+    )
+    service_name: str | None = Field(
+        None, description="service.name of the spans; default atoma-proxy-core / atoma-proxy-facade."
+    )
+    sampling_ratio: float = Field(1.0, ge=0, le=1, description="Fraction of new traces recorded (parent-based).")
+
+
+class LoggingSettings(BaseModel):
+    """Log lines on standard error (README "Operations")."""
+
+    format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per line.")
+    level: str = Field("INFO", description="Python logging level; `--log-level` overrides it.")
+
+
 class Settings(BaseSettings):
     """All settings of atoma-proxy."""
 
@@ -325,6 +355,8 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     confidential: ConfidentialSettings = ConfidentialSettings()
     sui: SuiSettings = SuiSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    logging: LoggingSettings = LoggingSettings()
     tokenizers: list[TokenizerConfig] = Field(default_factory=list, description="Prompt tokenizers by model.")
     models: list[ModelConfig] = Field(default_factory=list, description="Kind, context length and date of models.")
     nodes: list[NodeConfig] = Field(default_factory=list, description="The static node registry.")

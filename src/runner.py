@@ -19,6 +19,7 @@ import uvicorn
 from atoma_proxy.config import Settings
 from atoma_proxy.core.persistence import upgrade_database
 from atoma_proxy.core.server import CoreServer
+from atoma_proxy.core.telemetry import tracing
 from atoma_proxy.workers import shared_sockets, stop_when_orphaned
 
 
@@ -71,6 +72,7 @@ class FacadeServer:
             loop="none",
             http=facade_protocol(settings.facade),
             log_level="warning",
+            log_config=None,  # uvicorn's lines go through the root handler: its format, its redaction
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=int(settings.core.shutdown_grace),
@@ -118,6 +120,8 @@ async def run_until_stopped(
     stop = stop_event_on_signals()
     if core and not worker:
         _refuse_taken_core_port(settings.core.listen)
+    service = "atoma-proxy" if core and facade else "atoma-proxy-core" if core else "atoma-proxy-facade"
+    tracing.install(settings.telemetry, service)  # before the servers: their gRPC interceptors depend on it
     if migrate:
         await upgrade_database(settings.database.url)
     core_server = CoreServer(settings, reuse_port=worker) if core else None

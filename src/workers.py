@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
@@ -63,6 +66,30 @@ def run_workers(args: Sequence[str], count: int, *, forward: Sequence[signal.Sig
                 worker.stdin.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def shared_metrics_directory() -> Iterator[str]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers, emptied first: an operator's, or a temporary one removed after.
+
+    Every worker writes its metrics there and each one's /metrics sums them all (core/telemetry/metrics.py).
+    """
+    name = "PROMETHEUS_MULTIPROC_DIR"
+    given = os.environ.get(name)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for leftover in os.listdir(given):  # a previous run's counters would be counted again
+            if leftover.endswith(".db"):
+                os.unlink(os.path.join(given, leftover))
+        yield given
+        return
+    directory = tempfile.mkdtemp(prefix="atoma-metrics-")
+    os.environ[name] = directory
+    try:
+        yield directory
+    finally:
+        os.environ.pop(name, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _supervise(workers: list[subprocess.Popen[bytes]], received: list[int]) -> int:

@@ -21,11 +21,12 @@ async def open_channel(
 ) -> grpc.aio.Channel:
     """A channel to `target`, connected within `connect_timeout` seconds (UnavailableError otherwise)."""
     options = list(channel_options)
+    interceptors = _tracing_interceptors()
     if tls is False:
-        channel = grpc.aio.insecure_channel(target, options=options)
+        channel = grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
     else:
         credentials = grpc.ssl_channel_credentials() if tls is True else tls
-        channel = grpc.aio.secure_channel(target, credentials, options=options)
+        channel = grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
     if connect_timeout is not None:
         try:
             await asyncio.wait_for(channel.channel_ready(), connect_timeout)
@@ -38,6 +39,18 @@ async def open_channel(
             await channel.close()
             raise
     return channel
+
+
+def _tracing_interceptors() -> list[Any] | None:
+    """OpenTelemetry's client interceptors when the application installed a tracer provider, else none:
+    its spans then cover every call, and the W3C `traceparent` carries its trace into the proxy."""
+    from opentelemetry import trace
+
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors())
 
 
 class ChannelOwner:

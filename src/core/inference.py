@@ -40,7 +40,7 @@ from atoma_proxy.core.node_limits import ImplausibleUsage, Overproduction, Reque
 from atoma_proxy.core.nodes.answers import answer_object, check_stream_error
 from atoma_proxy.core.nodes.breaker import Dispatch
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
-from atoma_proxy.core.nodes.scoring import latency_estimates
+from atoma_proxy.core.nodes.scoring import latency_estimates, score_nodes
 from atoma_proxy.core.nodes.selection import (
     STRATEGY_METADATA_KEY,
     NodeSelector,
@@ -49,6 +49,7 @@ from atoma_proxy.core.nodes.selection import (
 )
 from atoma_proxy.core.nodes.transport import NodeTransport, NodeUnreachable
 from atoma_proxy.core.ratelimit.context import extra_initial_metadata
+from atoma_proxy.core.telemetry.requests import AttemptObservation, observe_stream
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ _NO_TOKEN = re.compile(rb'"(?:content|text)": ?""|"delta": ?\{\}')
 _MAX_HELD = 16  # chunks held back before the first token; more means the node streams no tokens at all
 
 RETRYABLE = (NodeFailed, NodeTimeout)
+# Milliseconds the request waited on nodes (up to the metadata's sending): the facade subtracts it for the overhead.
+NODE_TIME_KEY = "x-atoma-node-ms"
 
 
 @dataclass
@@ -86,6 +89,21 @@ class InferenceCall:
     pinned_node_id: str | None = None
     # What the ledger reserved for: the node is held to it (node_limits); None when metering is off.
     limits: RequestLimits | None = None
+    # Telemetry (core/telemetry): the RPC's kind, its span when traced, what the trace reports, and the
+    # time spent waiting on nodes (for the overhead), as time.perf_counter() seconds.
+    kind: str = "chat"
+    span: Any = None
+    response_id: str | None = None
+    strategy_used: str | None = None
+    score: float | None = None
+    node_wait_seconds: float = 0.0
+    node_wait_started: float | None = None
+
+    def node_seconds(self) -> float:
+        """Seconds waited on nodes so far, the attempt under way included."""
+        if self.node_wait_started is None:
+            return self.node_wait_seconds
+        return self.node_wait_seconds + time.perf_counter() - self.node_wait_started
 
     def routing(self) -> common_pb2.RoutingInfo:
         return common_pb2.RoutingInfo(
@@ -96,6 +114,7 @@ class InferenceCall:
         pairs = [("x-request-id", self.request_id), ("x-atoma-attempts", str(self.attempts))]
         if self.node is not None:
             pairs.append(("x-atoma-node", self.node.id))
+            pairs.append((NODE_TIME_KEY, f"{self.node_seconds() * 1000:.2f}"))
         pairs.extend(extra_initial_metadata.get())  # e.g. x-ratelimit-* from the rate-limit interceptor
         return tuple(pairs)
 
@@ -143,8 +162,9 @@ class FailoverPolicy:
 class _Attempt:
     """One try of one node: in-flight counts while it runs, then its outcome, recorded once."""
 
-    def __init__(self, node: Node, model: str, clock: Callable[[], float]) -> None:
+    def __init__(self, node: Node, model: str, clock: Callable[[], float], call: InferenceCall | None = None) -> None:
         self.node = node
+        self.observation = AttemptObservation(call, node, model)
         self.stats = node.model_stats(model)
         self.clock = clock
         self.dispatch = node.breaker.dispatch()
@@ -158,9 +178,10 @@ class _Attempt:
         """The node started answering: it no longer counts as waiting (see ModelStats.longest_wait)."""
         self.stats.end_wait(id(self))
 
-    def _close(self) -> bool:
+    def _close(self, outcome: str) -> bool:
         if not self._open:
             return False
+        self.observation.end(outcome)
         self._open = False
         self.node.in_flight -= 1
         self.stats.in_flight -= 1
@@ -168,7 +189,7 @@ class _Attempt:
         return True
 
     def succeeded(self, *, ttft: float | None, tpot: float | None, output_tokens: int | None) -> None:
-        if self._close():
+        if self._close("ok"):
             self.node.breaker.record_success(self.dispatch)
             if self.dispatch is Dispatch.TRIAL:  # back from an ejection: its old errors are history
                 for stats in self.node.stats.values():
@@ -177,11 +198,11 @@ class _Attempt:
 
     def rejected(self) -> None:
         """The node answered, refusing the request itself: the node is fine."""
-        if self._close():
+        if self._close("rejected"):
             self.node.breaker.record_success(self.dispatch)
 
     def failed(self, error: Exception) -> None:
-        if self._close():
+        if self._close("failed"):
             self.node.breaker.record_failure(self.dispatch)
             self.stats.record_failure(self.clock())
             if isinstance(error, NodeUnreachable):
@@ -189,7 +210,7 @@ class _Attempt:
 
     def abandoned(self) -> None:
         """No verdict on the node: the client left, the deadline passed, or the proxy failed."""
-        if self._close():
+        if self._close("abandoned"):
             self.node.breaker.record_abandoned(self.dispatch)
 
 
@@ -225,7 +246,16 @@ class InferenceRelay:
         call.node = node
         call.attempts += 1
         call.tried.append(node)
+        if call.span is not None:  # traced: the decision goes on the span
+            self._describe_decision(call, model, node, request.strategy)
         return node
+
+    def _describe_decision(self, call: InferenceCall, model: str, node: Node, strategy: str | None) -> None:
+        call.strategy_used = strategy or getattr(self._selector, "default", None)
+        weight = getattr(self._selector, "price_weight", 0.5)
+        for score in score_nodes(model, self._peers(node, model), price_weight=weight, now=self._clock()):
+            if score.node is node:
+                call.score = score.score
 
     def _check_retry(self, call: InferenceCall, error: Exception) -> None:
         """Re-raises `error` when the request is out of attempts or out of time."""
@@ -246,11 +276,14 @@ class InferenceRelay:
         while True:
             node = self._choose(call, model, failure)
             await self._pause_if_same_node(call)
-            attempt = _Attempt(node, model, self._clock)
+            attempt = _Attempt(node, model, self._clock, call)
             try:
-                raw = await self._transport.post(node, path, payload, request_id=call.request_id)
+                trace = attempt.observation.traceparent()
+                raw = await self._transport.post(node, path, payload, request_id=call.request_id, **trace)
                 parsed = answer_object(node, raw)  # garbage is a node failure
                 call.usage = _checked_usage(attempt, call.limits, parsed.get("usage"))
+                if call.span is not None and isinstance(parsed.get("id"), str):
+                    call.response_id = parsed["id"]
                 self._record_unary(attempt, model, call.usage)
                 return raw
             except NodeRejectedRequest:
@@ -312,7 +345,7 @@ class InferenceRelay:
     async def _stream_attempt(
         self, call: InferenceCall, node: Node, model: str, path: str, payload: bytes, client_wants_usage: bool
     ) -> AsyncGenerator[list[bytes], None]:
-        attempt = _Attempt(node, model, self._clock)
+        attempt = _Attempt(node, model, self._clock, call)
         held: list[bytes] = []
         first_token_at: float | None = None
         last_token_at = 0.0
@@ -321,7 +354,8 @@ class InferenceRelay:
         cap = StreamCap(call.limits) if call.limits is not None else None
         overproduced = False
         try:
-            batches = self._transport.stream(node, path, payload, request_id=call.request_id)
+            trace = attempt.observation.traceparent()
+            batches = self._transport.stream(node, path, payload, request_id=call.request_id, **trace)
             async with aclosing(batches):
                 while not done:
                     if first_token_at is None:
@@ -337,6 +371,8 @@ class InferenceRelay:
                             break
                         chunk = answer_object(node, data, "a chunk")  # garbage is a node failure
                         check_stream_error(node, chunk)
+                        if call.response_id is None and call.span is not None and isinstance(chunk.get("id"), str):
+                            call.response_id = chunk["id"]
                         usage_only = _carries_usage(data) and self._take_usage(call, attempt, chunk)
                         if usage_only and not client_wants_usage:
                             continue
@@ -377,6 +413,7 @@ class InferenceRelay:
                 attempt.failed(NodeFailed(f"Node {node.id} generated past the output cap it was told."))
                 log.warning("node %s generated past the output cap of request %s", node.id, call.request_id)
             else:
+                observe_stream(model, ttft, tpot)
                 attempt.succeeded(ttft=ttft, tpot=tpot, output_tokens=completion)
         except NodeRejectedRequest:
             attempt.rejected()

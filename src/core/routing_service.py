@@ -40,6 +40,7 @@ from atoma_proxy.core.ledger.quotes import quote
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.status import to_grpc_status
+from atoma_proxy.core.telemetry.requests import RequestObservation
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 StreamResponse = TypeVar("StreamResponse", pb.ChatCompletionResponse, pb.CompletionResponse)
 
 COST_KEY = "x-atoma-cost"
+OVERHEAD_KEY = "x-atoma-overhead-ms"  # the core's own time not spent waiting on nodes
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -117,9 +119,14 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             error = InternalError("The proxy failed unexpectedly; the error was logged.")
         await context.abort_with_status(to_grpc_status(error, self._trailing(call, metered) if call else ()))
 
-    async def _authenticated(self, context: grpc.aio.ServicerContext) -> tuple[Principal, InferenceCall]:
+    async def _authenticated(
+        self, context: grpc.aio.ServicerContext, observation: RequestObservation | None = None
+    ) -> tuple[Principal, InferenceCall]:
         principal = await self._auth.authenticate(context.invocation_metadata())
-        return principal, InferenceCall(request_id=_request_id(context), **routing_options(context))
+        call = InferenceCall(request_id=_request_id(context), **routing_options(context))
+        if observation is not None:
+            call.kind, call.span = observation.kind, observation.span
+        return principal, call
 
     async def _reserve(
         self,
@@ -157,8 +164,12 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
                 pass  # cancelled again while waiting: the settlement itself runs on (see Meter.settle)
 
     @staticmethod
-    def _trailing(call: InferenceCall, metered: MeteredRequest | None) -> tuple[tuple[str, str], ...]:
+    def _trailing(
+        call: InferenceCall, metered: MeteredRequest | None, observation: RequestObservation | None = None
+    ) -> tuple[tuple[str, str], ...]:
         metadata = call.metadata()
+        if observation is not None:
+            metadata = (*metadata, (OVERHEAD_KEY, f"{observation.overhead_seconds(call) * 1000:.2f}"))
         if metered is not None and metered.settled:
             return (*metadata, (COST_KEY, str(metered.cost)))
         return metadata
@@ -277,8 +288,9 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
     ) -> AsyncIterator[StreamResponse]:
         call: InferenceCall | None = None
         metered: MeteredRequest | None = None
+        observation = RequestObservation(kind.value, request.model)
         try:
-            principal, call = await self._authenticated(context)
+            principal, call = await self._authenticated(context, observation)
             check(request)
             self._catalog.check_kind(request.model, kind)
             body = build_body(request)
@@ -303,13 +315,15 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
                 yield response(completion=raw.decode())
             end = call.end()
             end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
-            context.set_trailing_metadata(self._trailing(call, metered))
+            context.set_trailing_metadata(self._trailing(call, metered, observation))
+            observation.finish(call, end.cost_micro_usd, ok=True)
             yield response(end=end)
         except Exception as error:
-            await self._settle(metered, call, _outcome(error))
+            observation.finish(call, await self._settle(metered, call, _outcome(error)), error, ok=False)
             await self._fail(context, error, call, metered)
         finally:
             await self._settle_abandoned(context, metered, call)
+            observation.finish(call, metered.cost if metered is not None else 0, ok=False)  # cancelled
 
     @staticmethod
     async def _send_metadata(context: grpc.aio.ServicerContext, call: InferenceCall) -> None:
@@ -328,21 +342,27 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         """Embeddings and images: the node's answer and the cost, or the RPC ends with the error."""
         call: InferenceCall | None = None
         metered: MeteredRequest | None = None
+        observation = RequestObservation(kind.value, request.model)
+        settled = False
         try:
-            principal, call = await self._authenticated(context)
+            principal, call = await self._authenticated(context, observation)
             check(request)
             self._catalog.check_kind(request.model, kind)
             body = build_body(request)
             metered = await self._reserve(context, principal, call, kind, request.model, body)
             raw = await self._relay.unary(call, request.model, path, body)
             cost = await self._settle(metered, call, Outcome.OK)
+            settled = True
         except Exception as error:
-            await self._settle(metered, call, _outcome(error))
+            observation.finish(call, await self._settle(metered, call, _outcome(error)), error, ok=False)
             await self._fail(context, error, call, metered)
             raise  # unreachable: _fail aborts the RPC
         finally:
             await self._settle_abandoned(context, metered, call)
-        context.set_trailing_metadata(self._trailing(call, metered))
+            if not settled:
+                observation.finish(call, metered.cost if metered is not None else 0, ok=False)  # cancelled
+        context.set_trailing_metadata(self._trailing(call, metered, observation))
+        observation.finish(call, cost, ok=True)
         return call, raw, cost
 
     async def Embeddings(

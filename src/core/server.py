@@ -27,6 +27,9 @@ from atoma_proxy.core.ratelimit import RateLimitInterceptor, rate_limiter_from_s
 from atoma_proxy.core.routing_service import RoutingService
 from atoma_proxy.core.sui.atoma_transport import build_node_transport
 from atoma_proxy.core.sui.runtime import SuiRuntime
+from atoma_proxy.core.telemetry import metrics, tracing
+from atoma_proxy.core.telemetry.http_server import MetricsServer
+from atoma_proxy.core.telemetry.node_metrics import node_collector
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as account_admin_pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2_grpc as account_admin_grpc
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as accounts_pb
@@ -69,7 +72,8 @@ class CoreServer:
         limiter = rate_limiter_from_settings(settings.rate_limits)  # None when no limit is configured
         self._rate_limits = RateLimitInterceptor(limiter, authenticator) if limiter is not None else None
         # Outermost first: a request that is not valid protobuf is refused before anything else runs.
-        interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestInterceptor()]
+        # Tracing (when on) outermost of all, so every RPC has its span.
+        interceptors: list[grpc.aio.ServerInterceptor] = [*tracing.server_interceptors(), MalformedRequestInterceptor()]
         if self._rate_limits is not None:
             interceptors.append(self._rate_limits)
         self._server = grpc.aio.server(
@@ -81,6 +85,13 @@ class CoreServer:
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.so_reuseport", int(reuse_port)),
+                # Clients reconnect now and then (GOAWAY; calls in flight finish): a `dns:///` target then
+                # re-resolves and finds new core replicas, and SO_REUSEPORT spreads connections afresh.
+                *(
+                    (("grpc.max_connection_age_ms", int(settings.core.max_connection_age * 1000)),)
+                    if settings.core.max_connection_age > 0
+                    else ()
+                ),
             ],
         )
         relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)
@@ -128,6 +139,12 @@ class CoreServer:
             self._server,
         )
         self.port = 0
+        nodes = node_collector(self.registry, settings.routing.price_weight, self.nodes.clock)
+        self.metrics = (
+            MetricsServer(settings.core.metrics_listen, lambda: metrics.exposition(nodes), reuse_port=reuse_port)
+            if settings.core.metrics_listen
+            else None
+        )
 
     async def start(self) -> int:
         """Bind, probe the nodes once, start serving; returns the bound port."""
@@ -140,6 +157,8 @@ class CoreServer:
         if self.settings.ledger.enabled:
             self._sweeper.start()
         await self._server.start()
+        if self.metrics is not None:
+            await self.metrics.start()
         for service in ("", ROUTING_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("routing core listening on %s (port %d)", self.settings.core.listen, self.port)
@@ -148,6 +167,8 @@ class CoreServer:
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking RPCs, let in-flight ones finish within the grace period, release everything."""
         await self._health.enter_graceful_shutdown()
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self._server.stop(self.settings.core.shutdown_grace if grace is None else grace)
         await self.confidential.aclose()  # unused locks released before the meter closes
         await self.meter.aclose()  # settlements of the requests just cancelled, then its connections

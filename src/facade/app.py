@@ -18,9 +18,11 @@ from typing import Any
 import grpc
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
 from grpc_health.v1 import health_pb2_grpc
 
 from atoma_proxy.config import Settings
+from atoma_proxy.core.telemetry import metrics, tracing
 from atoma_proxy.facade import routes_confidential, routes_openai
 from atoma_proxy.facade.body import MAX_BODY_BYTES
 from atoma_proxy.facade.console_routes import add_console
@@ -41,6 +43,10 @@ from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
 __all__ = ["CHANNEL_OPTIONS", "CoreStubs", "create_app"]
+
+# Targets naming several cores: every address of a DNS name (`dns:///core:50051`, replicas) or a list
+# (`ipv4:10.0.0.1:50051,10.0.0.2:50051`); the channel connects to each and sends calls to them in turn.
+ROUND_ROBIN_SCHEMES = ("dns:", "ipv4:", "ipv6:")
 
 _MESSAGE_LIMIT = MAX_BODY_BYTES
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
@@ -81,8 +87,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         count = settings.facade.core_connections
         # A channel of its own subchannel pool opens its own connection instead of sharing one.
-        options = CHANNEL_OPTIONS + ((("grpc.use_local_subchannel_pool", 1),) if count > 1 else ())
-        channels = [grpc.aio.insecure_channel(settings.facade.core_target, options=options) for _ in range(count)]
+        options: tuple[tuple[str, Any], ...] = CHANNEL_OPTIONS
+        options += (("grpc.use_local_subchannel_pool", 1),) if count > 1 else ()
+        target = settings.facade.core_target
+        if target.startswith(ROUND_ROBIN_SCHEMES):  # several cores: calls spread over all of them
+            options += (("grpc.lb_policy_name", "round_robin"),)
+        interceptors = tracing.client_interceptors()  # none unless tracing is on
+        channels = [grpc.aio.insecure_channel(target, options=options, interceptors=interceptors) for _ in range(count)]
         channel = channels[0]
         app.state.core = CoreStubs(
             channels,
@@ -111,6 +122,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.max_body_bytes = MAX_BODY_BYTES
     install_error_handlers(app)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus text: every worker's metrics in multiprocess mode (README "Operations")."""
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE_LATEST)
+
     app.include_router(routes_openai.router)
     app.include_router(routes_confidential.router)  # before the gateway: these shapes are Atoma's JSON
     add_console(app)

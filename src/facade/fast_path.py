@@ -27,6 +27,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from atoma_proxy.facade.cors import CorsPolicy
 from atoma_proxy.facade.errors import ApiError
+from atoma_proxy.facade.observe import observed
 
 __all__ = ["FacadeApp"]
 
@@ -57,13 +58,14 @@ class FacadeApp(FastAPI):
                 await send({"type": "http.response.body", "body": b""})
                 return
         send = _send_with_edge_headers(send, _request_id(scope["headers"]), self.cors, origin)
-        await self._dispatch(scope, receive, send)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.fast_routes.get(scope["path"])
         if handler is None or scope["method"] != "POST" or self.root_path:
-            await super().__call__(scope, receive, send)
+            await observed(super().__call__, scope, receive, send, None)
             return
+        await observed(self._fast, scope, receive, send, scope["path"])
+
+    async def _fast(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.fast_routes[scope["path"]]
         scope["app"] = self
         request = Request(scope, receive, send)
         try:

@@ -30,7 +30,8 @@ from atoma_proxy.facade.errors import ApiError, from_rpc_error, invalid_request
 __all__ = ["RATE_LIMIT_PREFIX", "ROUTING_HEADERS", "call_metadata", "routing_headers", "rpc_error"]
 
 # x-atoma-cost (micro-USD) is known at the end: a header of non-streamed responses only.
-ROUTING_HEADERS = ("x-request-id", "x-atoma-node", "x-atoma-attempts", "x-atoma-cost")
+# x-atoma-node-ms: the time the core waited on nodes, from which the facade's x-atoma-overhead-ms is computed.
+ROUTING_HEADERS = ("x-request-id", "x-atoma-node", "x-atoma-attempts", "x-atoma-cost", "x-atoma-node-ms")
 RATE_LIMIT_PREFIX = "x-ratelimit-"
 
 _FORWARDED = {

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from atoma_proxy.core.ledger._sql import Executor
 from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_connection_lost, within
+from atoma_proxy.core.telemetry.metrics import LEDGER_GROUP_SIZE
 
 __all__ = ["RESERVE", "SETTLE_HELD", "LedgerWriter", "StatementRunner", "UniqueViolation", "on"]
 
@@ -131,6 +132,7 @@ class LedgerWriter:
             while self._queue:
                 group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
                 group = [pending for pending in group if not pending.result.done()]  # a cancelled caller
+                LEDGER_GROUP_SIZE.observe(len(group))
                 if len(group) > 1 and await self._run_group(group):
                     continue
                 for pending in group:

@@ -82,6 +82,7 @@ from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.persistence.database import session_factory
 from atoma_proxy.core.persistence.models import utcnow
 from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_database_outage, within
+from atoma_proxy.core.telemetry.metrics import RESERVATIONS_HELD
 
 __all__ = ["Meter", "MeteredRequest", "UserTerms", "carries_generated_text"]
 
@@ -328,6 +329,7 @@ class Meter:
             call.pinned_node_id = hold.node_id
         elif stacks_to_try:
             self._terms.forget(principal.user_id)  # its stacks are used up: stop trying them
+        RESERVATIONS_HELD.inc()
         return MeteredRequest(hold, estimate, override, self._clock())
 
     def count_generated(self, model: str, answer: bytes) -> int:
@@ -389,6 +391,7 @@ class Meter:
         if metered.settled:
             return metered.cost
         metered.settled = True
+        RESERVATIONS_HELD.dec()
         charge = self.charge(metered, call, outcome)
         task = asyncio.create_task(self._apply(metered.hold, charge), name=f"settle-{metered.hold.request_id}")
         self._pending.add(task)

@@ -29,11 +29,15 @@ MAX_METRICS_BYTES = 4 * 1024 * 1024
 
 
 class NodeTransport(Protocol):
-    async def post(self, node: Node, path: str, body: bytes, *, request_id: str) -> bytes:
-        """POST a JSON body; the response body on 2xx, a ProxyError otherwise."""
+    async def post(self, node: Node, path: str, body: bytes, *, request_id: str, traceparent: str = "") -> bytes:
+        """POST a JSON body; the response body on 2xx, a ProxyError otherwise.
+
+        `traceparent` (W3C), passed only when the request is traced, goes to the node as that header."""
         ...
 
-    def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[list[bytes]]:
+    def stream(
+        self, node: Node, path: str, body: bytes, *, request_id: str, traceparent: str = ""
+    ) -> AsyncIterator[list[bytes]]:
         """POST a JSON body and yield the SSE data payloads of the answer, in batches of those that
         arrived together (never empty; the last one ends with [DONE]); closing it aborts the request."""
         ...
@@ -70,7 +74,7 @@ class HttpNodeTransport:
         self._client = httpx.AsyncClient(timeout=settings.health_timeout, follow_redirects=False)
         self._node_headers: dict[tuple[str | None, str], bytes] = {}
 
-    def _headers(self, node: Node, request_id: str, accept: str) -> bytes:
+    def _headers(self, node: Node, request_id: str, accept: str, traceparent: str) -> bytes:
         """The request's header lines: fixed ones per node and accept, then its request id."""
         fixed = self._node_headers.get((node.api_key, accept))
         if fixed is None:
@@ -78,13 +82,23 @@ class HttpNodeTransport:
             if node.api_key:
                 lines += f"authorization: Bearer {node.api_key}\r\n"
             fixed = self._node_headers[(node.api_key, accept)] = lines.encode("latin-1")
-        return fixed + b"x-request-id: " + request_id.encode("ascii", "replace") + b"\r\n"
+        head = fixed + b"x-request-id: " + request_id.encode("ascii", "replace") + b"\r\n"
+        if traceparent:
+            head += b"traceparent: " + traceparent.encode("ascii", "replace") + b"\r\n"
+        return head
 
     async def _post(
-        self, node: Node, path: str, body: bytes, request_id: str, accept: str, extra_headers: bytes = b""
+        self,
+        node: Node,
+        path: str,
+        body: bytes,
+        request_id: str,
+        accept: str,
+        traceparent: str = "",
+        extra_headers: bytes = b"",
     ) -> Response:
         try:
-            headers = self._headers(node, request_id, accept) + extra_headers
+            headers = self._headers(node, request_id, accept, traceparent) + extra_headers
             response = await self._http.post(node.url, path, headers, body)
         except (OSError, TimeoutError) as error:
             raise _transport_error(node, error) from error
@@ -98,9 +112,18 @@ class HttpNodeTransport:
             raise node_error(node, response.status, detail)
         return response
 
-    async def post(self, node: Node, path: str, body: bytes, *, request_id: str, extra_headers: bytes = b"") -> bytes:
+    async def post(
+        self,
+        node: Node,
+        path: str,
+        body: bytes,
+        *,
+        request_id: str,
+        traceparent: str = "",
+        extra_headers: bytes = b"",
+    ) -> bytes:
         """`extra_headers`: more header lines (`name: value\r\n` each), e.g. the Atoma protocol's."""
-        response = await self._post(node, path, body, request_id, _JSON, extra_headers)
+        response = await self._post(node, path, body, request_id, _JSON, traceparent, extra_headers)
         try:
             return await response.read()
         except (OSError, TimeoutError) as error:
@@ -109,9 +132,16 @@ class HttpNodeTransport:
             response.release()
 
     async def stream(
-        self, node: Node, path: str, body: bytes, *, request_id: str, extra_headers: bytes = b""
+        self,
+        node: Node,
+        path: str,
+        body: bytes,
+        *,
+        request_id: str,
+        traceparent: str = "",
+        extra_headers: bytes = b"",
     ) -> AsyncIterator[list[bytes]]:
-        response = await self._post(node, path, body, request_id, "text/event-stream", extra_headers)
+        response = await self._post(node, path, body, request_id, "text/event-stream", traceparent, extra_headers)
         try:
             events = iter_sse_batches(response.pieces(), self._max_event_bytes)
             async for batch in events:

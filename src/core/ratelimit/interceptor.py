@@ -31,6 +31,7 @@ from atoma_proxy.core.ratelimit import estimate
 from atoma_proxy.core.ratelimit.admission import Admission, RateLimiter
 from atoma_proxy.core.ratelimit.context import extra_initial_metadata
 from atoma_proxy.core.status import to_grpc_status
+from atoma_proxy.core.telemetry.metrics import TOO_MANY
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
@@ -172,6 +173,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         try:
             admission = await self._limiter.admit(principal, guard.estimate(request))
         except RateLimited as refused:
+            TOO_MANY.inc()
             await context.abort_with_status(to_grpc_status(refused, refused.headers))
         except Exception:
             log.exception("rate limiter failed")

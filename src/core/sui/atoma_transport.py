@@ -60,27 +60,45 @@ class AtomaProtocolTransport:
         return data, headers.encode("latin-1")
 
     async def post(
-        self, node: Node, path: str, body: bytes, *, request_id: str, context: RequestContext | None = None
+        self,
+        node: Node,
+        path: str,
+        body: bytes,
+        *,
+        request_id: str,
+        traceparent: str = "",
+        context: RequestContext | None = None,
     ) -> bytes:
         if node.protocol != ATOMA:
-            return await self._inner.post(node, path, body, request_id=request_id)
+            return await self._inner.post(node, path, body, request_id=request_id, traceparent=traceparent)
         data, headers = self._signed(body, context)
-        raw = await self._inner.post(node, path, data, request_id=request_id, extra_headers=headers)
+        raw = await self._inner.post(
+            node, path, data, request_id=request_id, traceparent=traceparent, extra_headers=headers
+        )
         _check(node, raw)
         return raw
 
     def stream(
-        self, node: Node, path: str, body: bytes, *, request_id: str, context: RequestContext | None = None
+        self,
+        node: Node,
+        path: str,
+        body: bytes,
+        *,
+        request_id: str,
+        traceparent: str = "",
+        context: RequestContext | None = None,
     ) -> AsyncIterator[list[bytes]]:
         if node.protocol != ATOMA:
-            return self._inner.stream(node, path, body, request_id=request_id)
-        return self._verified_stream(node, path, body, request_id, context)
+            return self._inner.stream(node, path, body, request_id=request_id, traceparent=traceparent)
+        return self._verified_stream(node, path, body, request_id, traceparent, context)
 
     async def _verified_stream(
-        self, node: Node, path: str, body: bytes, request_id: str, context: RequestContext | None
+        self, node: Node, path: str, body: bytes, request_id: str, traceparent: str, context: RequestContext | None
     ) -> AsyncIterator[list[bytes]]:
         data, headers = self._signed(body, context)
-        batches = self._inner.stream(node, path, data, request_id=request_id, extra_headers=headers)
+        batches = self._inner.stream(
+            node, path, data, request_id=request_id, traceparent=traceparent, extra_headers=headers
+        )
         try:
             async for batch in batches:
                 for index, chunk in enumerate(batch):
