@@ -36,6 +36,7 @@ from atoma_proxy.core.inference import InferenceCall, InferenceRelay, new_reques
 from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome, RequestKind, carries_generated_text
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.persistence.outage import is_database_outage
+from atoma_proxy.core.responses import service as responses
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
@@ -251,6 +252,42 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
             context.set_trailing_metadata(self._trailing(call, metered))
             yield response(end=end)
+        except Exception as error:
+            await self._settle(metered, call, _outcome(error))
+            await self._fail(context, error, call, metered)
+        finally:
+            await self._settle_abandoned(context, metered, call)
+
+    async def CreateResponse(
+        self, request: pb.CreateResponseRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CreateResponseEvent]:
+        """The Responses API over chat completions: translated, routed, metered and settled like chat."""
+        call: InferenceCall | None = None
+        metered: MeteredRequest | None = None
+        try:
+            principal, call = await self._authenticated(context)
+            wanted = responses.read_request(request)
+            body = wanted.chat
+            metered = await self._reserve(context, principal, call, RequestKind.CHAT, wanted.model, body)
+            path = "/v1/chat/completions"
+            if wanted.stream:
+                batches = self._relay.stream(call, wanted.model, path, body, client_wants_usage=True)
+                async for batch, events in responses.stream_events(wanted, batches):
+                    if metered is not None:
+                        metered.generated += sum(1 for chunk in batch if carries_generated_text(chunk))
+                    if not call.metadata_sent:
+                        await self._send_metadata(context, call)
+                    for event in events:
+                        yield event
+            else:
+                raw = await self._relay.unary(call, wanted.model, path, body)
+                if self._meter is not None and metered is not None and "completion_tokens" not in (call.usage or {}):
+                    metered.generated = self._meter.count_generated(wanted.model, raw)
+                yield responses.whole_response(wanted, raw)
+            end = call.end()
+            end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
+            context.set_trailing_metadata(self._trailing(call, metered))
+            yield pb.CreateResponseEvent(end=end)
         except Exception as error:
             await self._settle(metered, call, _outcome(error))
             await self._fail(context, error, call, metered)

@@ -18,6 +18,7 @@ from atoma_proxy.facade import schemas, translate
 from atoma_proxy.facade.body import read_json_object
 from atoma_proxy.facade.errors import ApiError
 from atoma_proxy.facade.relay import call_options, call_unary, relay_inference
+from atoma_proxy.facade.responses_sse import response_events
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
 __all__ = ["HEALTH_TIMEOUT", "router"]
@@ -54,6 +55,17 @@ async def create_completion(request: Request) -> Response:
     message = translate.completion_request(await read_json_object(request))
     call = _core(request).routing.Completion(message, **call_options(request))
     return await relay_inference(request, call, stream=message.stream)
+
+
+@router.post("/v1/responses", responses=_JSON_OR_EVENTS)
+async def create_response(request: Request) -> Response:
+    """Creates a model response (OpenAI's Responses API); `stream: true` answers with its server-sent events."""
+    body = await read_json_object(request)
+    message = pb.CreateResponseRequest(request_json=orjson.dumps(body).decode())
+    call = _core(request).routing.CreateResponse(message, **call_options(request))
+    return await relay_inference(
+        request, call, stream=body.get("stream") is True, whole="response", events=response_events
+    )
 
 
 @router.post("/v1/embeddings", openapi_extra=schemas.json_body(schemas.EmbeddingsRequest))

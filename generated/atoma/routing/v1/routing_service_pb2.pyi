@@ -1,6 +1,7 @@
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2 as _chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2 as _common_pb2
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,6 +9,24 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateResponseRequest(_message.Message):
+    __slots__ = ("request_json", "request")
+    REQUEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request_json: str
+    request: _struct_pb2.Struct
+    def __init__(self, request_json: _Optional[str] = ..., request: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class CreateResponseEvent(_message.Message):
+    __slots__ = ("stream_event", "response", "end")
+    STREAM_EVENT_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    stream_event: str
+    response: str
+    end: _common_pb2.StreamEnd
+    def __init__(self, stream_event: _Optional[str] = ..., response: _Optional[str] = ..., end: _Optional[_Union[_common_pb2.StreamEnd, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

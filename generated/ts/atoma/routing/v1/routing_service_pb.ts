@@ -9,13 +9,89 @@ import { file_atoma_routing_v1_chat } from "./chat_pb.js";
 import type { Chunks, RoutingInfo, StreamEnd, StreamOptions, TokenIds, Usage } from "./common_pb.js";
 import { file_atoma_routing_v1_common } from "./common_pb.js";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
-import type { Message } from "@bufbuild/protobuf";
+import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file atoma/routing/v1/routing_service.proto.
  */
 export const file_atoma_routing_v1_routing_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZhdG9tYS9yb3V0aW5nL3YxL3JvdXRpbmdfc2VydmljZS5wcm90bxIQYXRvbWEucm91dGluZy52MSITChFMaXN0TW9kZWxzUmVxdWVzdCJLChJMaXN0TW9kZWxzUmVzcG9uc2USDgoGb2JqZWN0GAEgASgJEiUKBGRhdGEYAiADKAsyFy5hdG9tYS5yb3V0aW5nLnYxLk1vZGVsIkYKBU1vZGVsEgoKAmlkGAEgASgJEg4KBm9iamVjdBgCIAEoCRIPCgdjcmVhdGVkGAMgASgDEhAKCG93bmVkX2J5GAQgASgJIpoEChVDaGF0Q29tcGxldGlvblJlcXVlc3QSDQoFbW9kZWwYASABKAkSLwoIbWVzc2FnZXMYAiADKAsyHS5hdG9tYS5yb3V0aW5nLnYxLkNoYXRNZXNzYWdlEhcKCm1heF90b2tlbnMYAyABKANIAIgBARIiChVtYXhfY29tcGxldGlvbl90b2tlbnMYBCABKANIAYgBARIYCgt0ZW1wZXJhdHVyZRgFIAEoAUgCiAEBEhIKBXRvcF9wGAYgASgBSAOIAQESDgoBbhgHIAEoBUgEiAEBEg4KBnN0cmVhbRgIIAEoCBI3Cg5zdHJlYW1fb3B0aW9ucxgJIAEoCzIfLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtT3B0aW9ucxIMCgRzdG9wGAogAygJEhEKBHNlZWQYCyABKANIBYgBARIdChBwcmVzZW5jZV9wZW5hbHR5GAwgASgBSAaIAQESHgoRZnJlcXVlbmN5X3BlbmFsdHkYDSABKAFIB4gBARIMCgR1c2VyGA4gASgJEhIKCmV4dHJhX2pzb24YDyABKAlCDQoLX21heF90b2tlbnNCGAoWX21heF9jb21wbGV0aW9uX3Rva2Vuc0IOCgxfdGVtcGVyYXR1cmVCCAoGX3RvcF9wQgQKAl9uQgcKBV9zZWVkQhMKEV9wcmVzZW5jZV9wZW5hbHR5QhQKEl9mcmVxdWVuY3lfcGVuYWx0eSKgAQoWQ2hhdENvbXBsZXRpb25SZXNwb25zZRIPCgVjaHVuaxgBIAEoCUgAEhQKCmNvbXBsZXRpb24YAiABKAlIABIqCgNlbmQYAyABKAsyGy5hdG9tYS5yb3V0aW5nLnYxLlN0cmVhbUVuZEgAEioKBmNodW5rcxgEIAEoCzIYLmF0b21hLnJvdXRpbmcudjEuQ2h1bmtzSABCBwoFZXZlbnQigAMKEUNvbXBsZXRpb25SZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg4KBnByb21wdBgCIAMoCRIxCg1wcm9tcHRfdG9rZW5zGAMgAygLMhouYXRvbWEucm91dGluZy52MS5Ub2tlbklkcxIXCgptYXhfdG9rZW5zGAQgASgDSACIAQESGAoLdGVtcGVyYXR1cmUYBSABKAFIAYgBARISCgV0b3BfcBgGIAEoAUgCiAEBEg4KAW4YByABKAVIA4gBARIOCgZzdHJlYW0YCCABKAgSNwoOc3RyZWFtX29wdGlvbnMYCSABKAsyHy5hdG9tYS5yb3V0aW5nLnYxLlN0cmVhbU9wdGlvbnMSDAoEc3RvcBgKIAMoCRIRCgRzZWVkGAsgASgDSASIAQESDAoEdXNlchgMIAEoCRISCgpleHRyYV9qc29uGA0gASgJQg0KC19tYXhfdG9rZW5zQg4KDF90ZW1wZXJhdHVyZUIICgZfdG9wX3BCBAoCX25CBwoFX3NlZWQinAEKEkNvbXBsZXRpb25SZXNwb25zZRIPCgVjaHVuaxgBIAEoCUgAEhQKCmNvbXBsZXRpb24YAiABKAlIABIqCgNlbmQYAyABKAsyGy5hdG9tYS5yb3V0aW5nLnYxLlN0cmVhbUVuZEgAEioKBmNodW5rcxgEIAEoCzIYLmF0b21hLnJvdXRpbmcudjEuQ2h1bmtzSABCBwoFZXZlbnQixgEKEUVtYmVkZGluZ3NSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg0KBWlucHV0GAIgAygJEjAKDGlucHV0X3Rva2VucxgDIAMoCzIaLmF0b21hLnJvdXRpbmcudjEuVG9rZW5JZHMSFwoPZW5jb2RpbmdfZm9ybWF0GAQgASgJEhcKCmRpbWVuc2lvbnMYBSABKAVIAIgBARIMCgR1c2VyGAYgASgJEhIKCmV4dHJhX2pzb24YByABKAlCDQoLX2RpbWVuc2lvbnMimwEKEkVtYmVkZGluZ3NSZXNwb25zZRIVCg1yZXNwb25zZV9qc29uGAEgASgJEiYKBXVzYWdlGAIgASgLMhcuYXRvbWEucm91dGluZy52MS5Vc2FnZRIuCgdyb3V0aW5nGAMgASgLMh0uYXRvbWEucm91dGluZy52MS5Sb3V0aW5nSW5mbxIWCg5jb3N0X21pY3JvX3VzZBgEIAEoAyK1AQoVR2VuZXJhdGVJbWFnZXNSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg4KBnByb21wdBgCIAEoCRIOCgFuGAMgASgFSACIAQESDAoEc2l6ZRgEIAEoCRIPCgdxdWFsaXR5GAUgASgJEhcKD3Jlc3BvbnNlX2Zvcm1hdBgGIAEoCRINCgVzdHlsZRgHIAEoCRIMCgR1c2VyGAggASgJEhIKCmV4dHJhX2pzb24YCSABKAlCBAoCX24idwoWR2VuZXJhdGVJbWFnZXNSZXNwb25zZRIVCg1yZXNwb25zZV9qc29uGAEgASgJEi4KB3JvdXRpbmcYAiABKAsyHS5hdG9tYS5yb3V0aW5nLnYxLlJvdXRpbmdJbmZvEhYKDmNvc3RfbWljcm9fdXNkGAMgASgDIhIKEExpc3ROb2Rlc1JlcXVlc3QiQAoRTGlzdE5vZGVzUmVzcG9uc2USKwoFbm9kZXMYASADKAsyHC5hdG9tYS5yb3V0aW5nLnYxLk5vZGVTdGF0dXMilAEKCk5vZGVTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIOCgZtb2RlbHMYAiADKAkSDwoHaGVhbHRoeRgDIAEoCBIRCglpbl9mbGlnaHQYBCABKAUSHwoXaW5wdXRfcHJpY2VfcGVyX21pbGxpb24YBSABKAMSIAoYb3V0cHV0X3ByaWNlX3Blcl9taWxsaW9uGAYgASgDMusFCg5Sb3V0aW5nU2VydmljZRJrCgpMaXN0TW9kZWxzEiMuYXRvbWEucm91dGluZy52MS5MaXN0TW9kZWxzUmVxdWVzdBokLmF0b21hLnJvdXRpbmcudjEuTGlzdE1vZGVsc1Jlc3BvbnNlIhKC0+STAgwSCi92MS9tb2RlbHMShgEKDkNoYXRDb21wbGV0aW9uEicuYXRvbWEucm91dGluZy52MS5DaGF0Q29tcGxldGlvblJlcXVlc3QaKC5hdG9tYS5yb3V0aW5nLnYxLkNoYXRDb21wbGV0aW9uUmVzcG9uc2UiH4LT5JMCGToBKiIUL3YxL2NoYXQvY29tcGxldGlvbnMwARJ1CgpDb21wbGV0aW9uEiMuYXRvbWEucm91dGluZy52MS5Db21wbGV0aW9uUmVxdWVzdBokLmF0b21hLnJvdXRpbmcudjEuQ29tcGxldGlvblJlc3BvbnNlIhqC0+STAhQ6ASoiDy92MS9jb21wbGV0aW9uczABEnIKCkVtYmVkZGluZ3MSIy5hdG9tYS5yb3V0aW5nLnYxLkVtYmVkZGluZ3NSZXF1ZXN0GiQuYXRvbWEucm91dGluZy52MS5FbWJlZGRpbmdzUmVzcG9uc2UiGYLT5JMCEzoBKiIOL3YxL2VtYmVkZGluZ3MShgEKDkdlbmVyYXRlSW1hZ2VzEicuYXRvbWEucm91dGluZy52MS5HZW5lcmF0ZUltYWdlc1JlcXVlc3QaKC5hdG9tYS5yb3V0aW5nLnYxLkdlbmVyYXRlSW1hZ2VzUmVzcG9uc2UiIYLT5JMCGzoBKiIWL3YxL2ltYWdlcy9nZW5lcmF0aW9ucxJvCglMaXN0Tm9kZXMSIi5hdG9tYS5yb3V0aW5nLnYxLkxpc3ROb2Rlc1JlcXVlc3QaIy5hdG9tYS5yb3V0aW5nLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlIhmC0+STAhMSES92MS9yb3V0aW5nL25vZGVzYgZwcm90bzM", [file_atoma_routing_v1_chat, file_atoma_routing_v1_common, file_google_api_annotations]);
+  fileDesc("CiZhdG9tYS9yb3V0aW5nL3YxL3JvdXRpbmdfc2VydmljZS5wcm90bxIQYXRvbWEucm91dGluZy52MSJXChVDcmVhdGVSZXNwb25zZVJlcXVlc3QSFAoMcmVxdWVzdF9qc29uGAEgASgJEigKB3JlcXVlc3QYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0InYKE0NyZWF0ZVJlc3BvbnNlRXZlbnQSFgoMc3RyZWFtX2V2ZW50GAEgASgJSAASEgoIcmVzcG9uc2UYAiABKAlIABIqCgNlbmQYAyABKAsyGy5hdG9tYS5yb3V0aW5nLnYxLlN0cmVhbUVuZEgAQgcKBWV2ZW50IhMKEUxpc3RNb2RlbHNSZXF1ZXN0IksKEkxpc3RNb2RlbHNSZXNwb25zZRIOCgZvYmplY3QYASABKAkSJQoEZGF0YRgCIAMoCzIXLmF0b21hLnJvdXRpbmcudjEuTW9kZWwiRgoFTW9kZWwSCgoCaWQYASABKAkSDgoGb2JqZWN0GAIgASgJEg8KB2NyZWF0ZWQYAyABKAMSEAoIb3duZWRfYnkYBCABKAkimgQKFUNoYXRDb21wbGV0aW9uUmVxdWVzdBINCgVtb2RlbBgBIAEoCRIvCghtZXNzYWdlcxgCIAMoCzIdLmF0b21hLnJvdXRpbmcudjEuQ2hhdE1lc3NhZ2USFwoKbWF4X3Rva2VucxgDIAEoA0gAiAEBEiIKFW1heF9jb21wbGV0aW9uX3Rva2VucxgEIAEoA0gBiAEBEhgKC3RlbXBlcmF0dXJlGAUgASgBSAKIAQESEgoFdG9wX3AYBiABKAFIA4gBARIOCgFuGAcgASgFSASIAQESDgoGc3RyZWFtGAggASgIEjcKDnN0cmVhbV9vcHRpb25zGAkgASgLMh8uYXRvbWEucm91dGluZy52MS5TdHJlYW1PcHRpb25zEgwKBHN0b3AYCiADKAkSEQoEc2VlZBgLIAEoA0gFiAEBEh0KEHByZXNlbmNlX3BlbmFsdHkYDCABKAFIBogBARIeChFmcmVxdWVuY3lfcGVuYWx0eRgNIAEoAUgHiAEBEgwKBHVzZXIYDiABKAkSEgoKZXh0cmFfanNvbhgPIAEoCUINCgtfbWF4X3Rva2Vuc0IYChZfbWF4X2NvbXBsZXRpb25fdG9rZW5zQg4KDF90ZW1wZXJhdHVyZUIICgZfdG9wX3BCBAoCX25CBwoFX3NlZWRCEwoRX3ByZXNlbmNlX3BlbmFsdHlCFAoSX2ZyZXF1ZW5jeV9wZW5hbHR5IqABChZDaGF0Q29tcGxldGlvblJlc3BvbnNlEg8KBWNodW5rGAEgASgJSAASFAoKY29tcGxldGlvbhgCIAEoCUgAEioKA2VuZBgDIAEoCzIbLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtRW5kSAASKgoGY2h1bmtzGAQgASgLMhguYXRvbWEucm91dGluZy52MS5DaHVua3NIAEIHCgVldmVudCKAAwoRQ29tcGxldGlvblJlcXVlc3QSDQoFbW9kZWwYASABKAkSDgoGcHJvbXB0GAIgAygJEjEKDXByb21wdF90b2tlbnMYAyADKAsyGi5hdG9tYS5yb3V0aW5nLnYxLlRva2VuSWRzEhcKCm1heF90b2tlbnMYBCABKANIAIgBARIYCgt0ZW1wZXJhdHVyZRgFIAEoAUgBiAEBEhIKBXRvcF9wGAYgASgBSAKIAQESDgoBbhgHIAEoBUgDiAEBEg4KBnN0cmVhbRgIIAEoCBI3Cg5zdHJlYW1fb3B0aW9ucxgJIAEoCzIfLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtT3B0aW9ucxIMCgRzdG9wGAogAygJEhEKBHNlZWQYCyABKANIBIgBARIMCgR1c2VyGAwgASgJEhIKCmV4dHJhX2pzb24YDSABKAlCDQoLX21heF90b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEIECgJfbkIHCgVfc2VlZCKcAQoSQ29tcGxldGlvblJlc3BvbnNlEg8KBWNodW5rGAEgASgJSAASFAoKY29tcGxldGlvbhgCIAEoCUgAEioKA2VuZBgDIAEoCzIbLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtRW5kSAASKgoGY2h1bmtzGAQgASgLMhguYXRvbWEucm91dGluZy52MS5DaHVua3NIAEIHCgVldmVudCLGAQoRRW1iZWRkaW5nc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSDQoFaW5wdXQYAiADKAkSMAoMaW5wdXRfdG9rZW5zGAMgAygLMhouYXRvbWEucm91dGluZy52MS5Ub2tlbklkcxIXCg9lbmNvZGluZ19mb3JtYXQYBCABKAkSFwoKZGltZW5zaW9ucxgFIAEoBUgAiAEBEgwKBHVzZXIYBiABKAkSEgoKZXh0cmFfanNvbhgHIAEoCUINCgtfZGltZW5zaW9ucyKbAQoSRW1iZWRkaW5nc1Jlc3BvbnNlEhUKDXJlc3BvbnNlX2pzb24YASABKAkSJgoFdXNhZ2UYAiABKAsyFy5hdG9tYS5yb3V0aW5nLnYxLlVzYWdlEi4KB3JvdXRpbmcYAyABKAsyHS5hdG9tYS5yb3V0aW5nLnYxLlJvdXRpbmdJbmZvEhYKDmNvc3RfbWljcm9fdXNkGAQgASgDIrUBChVHZW5lcmF0ZUltYWdlc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSDgoGcHJvbXB0GAIgASgJEg4KAW4YAyABKAVIAIgBARIMCgRzaXplGAQgASgJEg8KB3F1YWxpdHkYBSABKAkSFwoPcmVzcG9uc2VfZm9ybWF0GAYgASgJEg0KBXN0eWxlGAcgASgJEgwKBHVzZXIYCCABKAkSEgoKZXh0cmFfanNvbhgJIAEoCUIECgJfbiJ3ChZHZW5lcmF0ZUltYWdlc1Jlc3BvbnNlEhUKDXJlc3BvbnNlX2pzb24YASABKAkSLgoHcm91dGluZxgCIAEoCzIdLmF0b21hLnJvdXRpbmcudjEuUm91dGluZ0luZm8SFgoOY29zdF9taWNyb191c2QYAyABKAMiEgoQTGlzdE5vZGVzUmVxdWVzdCJAChFMaXN0Tm9kZXNSZXNwb25zZRIrCgVub2RlcxgBIAMoCzIcLmF0b21hLnJvdXRpbmcudjEuTm9kZVN0YXR1cyKUAQoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg4KBm1vZGVscxgCIAMoCRIPCgdoZWFsdGh5GAMgASgIEhEKCWluX2ZsaWdodBgEIAEoBRIfChdpbnB1dF9wcmljZV9wZXJfbWlsbGlvbhgFIAEoAxIgChhvdXRwdXRfcHJpY2VfcGVyX21pbGxpb24YBiABKAMy6QYKDlJvdXRpbmdTZXJ2aWNlEmsKCkxpc3RNb2RlbHMSIy5hdG9tYS5yb3V0aW5nLnYxLkxpc3RNb2RlbHNSZXF1ZXN0GiQuYXRvbWEucm91dGluZy52MS5MaXN0TW9kZWxzUmVzcG9uc2UiEoLT5JMCDBIKL3YxL21vZGVscxKGAQoOQ2hhdENvbXBsZXRpb24SJy5hdG9tYS5yb3V0aW5nLnYxLkNoYXRDb21wbGV0aW9uUmVxdWVzdBooLmF0b21hLnJvdXRpbmcudjEuQ2hhdENvbXBsZXRpb25SZXNwb25zZSIfgtPkkwIZOgEqIhQvdjEvY2hhdC9jb21wbGV0aW9uczABEnUKCkNvbXBsZXRpb24SIy5hdG9tYS5yb3V0aW5nLnYxLkNvbXBsZXRpb25SZXF1ZXN0GiQuYXRvbWEucm91dGluZy52MS5Db21wbGV0aW9uUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2NvbXBsZXRpb25zMAEScgoKRW1iZWRkaW5ncxIjLmF0b21hLnJvdXRpbmcudjEuRW1iZWRkaW5nc1JlcXVlc3QaJC5hdG9tYS5yb3V0aW5nLnYxLkVtYmVkZGluZ3NSZXNwb25zZSIZgtPkkwITOgEqIg4vdjEvZW1iZWRkaW5ncxKGAQoOR2VuZXJhdGVJbWFnZXMSJy5hdG9tYS5yb3V0aW5nLnYxLkdlbmVyYXRlSW1hZ2VzUmVxdWVzdBooLmF0b21hLnJvdXRpbmcudjEuR2VuZXJhdGVJbWFnZXNSZXNwb25zZSIhgtPkkwIbOgEqIhYvdjEvaW1hZ2VzL2dlbmVyYXRpb25zEm8KCUxpc3ROb2RlcxIiLmF0b21hLnJvdXRpbmcudjEuTGlzdE5vZGVzUmVxdWVzdBojLmF0b21hLnJvdXRpbmcudjEuTGlzdE5vZGVzUmVzcG9uc2UiGYLT5JMCExIRL3YxL3JvdXRpbmcvbm9kZXMSfAoOQ3JlYXRlUmVzcG9uc2USJy5hdG9tYS5yb3V0aW5nLnYxLkNyZWF0ZVJlc3BvbnNlUmVxdWVzdBolLmF0b21hLnJvdXRpbmcudjEuQ3JlYXRlUmVzcG9uc2VFdmVudCIYgtPkkwISOgEqIg0vdjEvcmVzcG9uc2VzMAFiBnByb3RvMw", [file_atoma_routing_v1_chat, file_atoma_routing_v1_common, file_google_api_annotations, file_google_protobuf_struct]);
+
+/**
+ * Request of CreateResponse: OpenAI's Responses request object, whole.
+ *
+ * @generated from message atoma.routing.v1.CreateResponseRequest
+ */
+export type CreateResponseRequest = Message<"atoma.routing.v1.CreateResponseRequest"> & {
+  /**
+   * The Responses request as JSON text (`{"model": ..., "input": ..., "stream": true, ...}`).
+   *
+   * @generated from field: string request_json = 1;
+   */
+  requestJson: string;
+
+  /**
+   * The same request as a structured object, for callers that write JSON directly (grpcurl);
+   * used when `request_json` is empty. Integral numbers may arrive as floats and are read as integers.
+   *
+   * @generated from field: google.protobuf.Struct request = 2;
+   */
+  request?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message atoma.routing.v1.CreateResponseRequest.
+ * Use `create(CreateResponseRequestSchema)` to create a new message.
+ */
+export const CreateResponseRequestSchema: GenMessage<CreateResponseRequest> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 0);
+
+/**
+ * One event of a CreateResponse stream.
+ *
+ * @generated from message atoma.routing.v1.CreateResponseEvent
+ */
+export type CreateResponseEvent = Message<"atoma.routing.v1.CreateResponseEvent"> & {
+  /**
+   * The event.
+   *
+   * @generated from oneof atoma.routing.v1.CreateResponseEvent.event
+   */
+  event: {
+    /**
+     * One Responses stream event (`response.created`, `response.output_text.delta`, ...) as JSON
+     * text; its `type` is the SSE event name. Sent when the request asked for `stream`.
+     *
+     * @generated from field: string stream_event = 1;
+     */
+    value: string;
+    case: "streamEvent";
+  } | {
+    /**
+     * The whole `response` object of a non-streaming request, as JSON text.
+     *
+     * @generated from field: string response = 2;
+     */
+    value: string;
+    case: "response";
+  } | {
+    /**
+     * The last event: usage and routing facts.
+     *
+     * @generated from field: atoma.routing.v1.StreamEnd end = 3;
+     */
+    value: StreamEnd;
+    case: "end";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message atoma.routing.v1.CreateResponseEvent.
+ * Use `create(CreateResponseEventSchema)` to create a new message.
+ */
+export const CreateResponseEventSchema: GenMessage<CreateResponseEvent> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 1);
 
 /**
  * Request of ListModels.
@@ -30,7 +106,7 @@ export type ListModelsRequest = Message<"atoma.routing.v1.ListModelsRequest"> & 
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 0);
+  messageDesc(file_atoma_routing_v1_routing_service, 2);
 
 /**
  * Response of ListModels, shaped like OpenAI's model list.
@@ -58,7 +134,7 @@ export type ListModelsResponse = Message<"atoma.routing.v1.ListModelsResponse"> 
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 1);
+  messageDesc(file_atoma_routing_v1_routing_service, 3);
 
 /**
  * A model that the network serves.
@@ -100,7 +176,7 @@ export type Model = Message<"atoma.routing.v1.Model"> & {
  * Use `create(ModelSchema)` to create a new message.
  */
 export const ModelSchema: GenMessage<Model> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 2);
+  messageDesc(file_atoma_routing_v1_routing_service, 4);
 
 /**
  * Request of ChatCompletion: OpenAI's chat completion request.
@@ -223,7 +299,7 @@ export type ChatCompletionRequest = Message<"atoma.routing.v1.ChatCompletionRequ
  * Use `create(ChatCompletionRequestSchema)` to create a new message.
  */
 export const ChatCompletionRequestSchema: GenMessage<ChatCompletionRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 3);
+  messageDesc(file_atoma_routing_v1_routing_service, 5);
 
 /**
  * One event of a ChatCompletion stream.
@@ -277,7 +353,7 @@ export type ChatCompletionResponse = Message<"atoma.routing.v1.ChatCompletionRes
  * Use `create(ChatCompletionResponseSchema)` to create a new message.
  */
 export const ChatCompletionResponseSchema: GenMessage<ChatCompletionResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 4);
+  messageDesc(file_atoma_routing_v1_routing_service, 6);
 
 /**
  * Request of Completion: OpenAI's (legacy) text completion request.
@@ -382,7 +458,7 @@ export type CompletionRequest = Message<"atoma.routing.v1.CompletionRequest"> & 
  * Use `create(CompletionRequestSchema)` to create a new message.
  */
 export const CompletionRequestSchema: GenMessage<CompletionRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 5);
+  messageDesc(file_atoma_routing_v1_routing_service, 7);
 
 /**
  * One event of a Completion stream.
@@ -435,7 +511,7 @@ export type CompletionResponse = Message<"atoma.routing.v1.CompletionResponse"> 
  * Use `create(CompletionResponseSchema)` to create a new message.
  */
 export const CompletionResponseSchema: GenMessage<CompletionResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 6);
+  messageDesc(file_atoma_routing_v1_routing_service, 8);
 
 /**
  * Request of Embeddings: OpenAI's embeddings request.
@@ -498,7 +574,7 @@ export type EmbeddingsRequest = Message<"atoma.routing.v1.EmbeddingsRequest"> & 
  * Use `create(EmbeddingsRequestSchema)` to create a new message.
  */
 export const EmbeddingsRequestSchema: GenMessage<EmbeddingsRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 7);
+  messageDesc(file_atoma_routing_v1_routing_service, 9);
 
 /**
  * Response of Embeddings.
@@ -540,7 +616,7 @@ export type EmbeddingsResponse = Message<"atoma.routing.v1.EmbeddingsResponse"> 
  * Use `create(EmbeddingsResponseSchema)` to create a new message.
  */
 export const EmbeddingsResponseSchema: GenMessage<EmbeddingsResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 8);
+  messageDesc(file_atoma_routing_v1_routing_service, 10);
 
 /**
  * Request of GenerateImages: OpenAI's image generation request.
@@ -617,7 +693,7 @@ export type GenerateImagesRequest = Message<"atoma.routing.v1.GenerateImagesRequ
  * Use `create(GenerateImagesRequestSchema)` to create a new message.
  */
 export const GenerateImagesRequestSchema: GenMessage<GenerateImagesRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 9);
+  messageDesc(file_atoma_routing_v1_routing_service, 11);
 
 /**
  * Response of GenerateImages.
@@ -652,7 +728,7 @@ export type GenerateImagesResponse = Message<"atoma.routing.v1.GenerateImagesRes
  * Use `create(GenerateImagesResponseSchema)` to create a new message.
  */
 export const GenerateImagesResponseSchema: GenMessage<GenerateImagesResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 10);
+  messageDesc(file_atoma_routing_v1_routing_service, 12);
 
 /**
  * Request of ListNodes.
@@ -667,7 +743,7 @@ export type ListNodesRequest = Message<"atoma.routing.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 11);
+  messageDesc(file_atoma_routing_v1_routing_service, 13);
 
 /**
  * Response of ListNodes.
@@ -688,7 +764,7 @@ export type ListNodesResponse = Message<"atoma.routing.v1.ListNodesResponse"> & 
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 12);
+  messageDesc(file_atoma_routing_v1_routing_service, 14);
 
 /**
  * What this proxy instance knows of one node.
@@ -744,7 +820,7 @@ export type NodeStatus = Message<"atoma.routing.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 13);
+  messageDesc(file_atoma_routing_v1_routing_service, 15);
 
 /**
  * RoutingService serves OpenAI-style inference through the network of inference nodes.
@@ -818,6 +894,19 @@ export const RoutingService: GenService<{
     methodKind: "unary";
     input: typeof ListNodesRequestSchema;
     output: typeof ListNodesResponseSchema;
+  },
+  /**
+   * Creates a model response (OpenAI's Responses API). The core translates the request to a chat
+   * completion (README "Responses API" lists the fields), routes, meters and settles it like
+   * ChatCompletion, and answers with Responses objects: one `response` event, or with `stream` the
+   * Responses stream events in order; in both cases the stream ends with an `end` event.
+   *
+   * @generated from rpc atoma.routing.v1.RoutingService.CreateResponse
+   */
+  createResponse: {
+    methodKind: "server_streaming";
+    input: typeof CreateResponseRequestSchema;
+    output: typeof CreateResponseEventSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_atoma_routing_v1_routing_service, 0);
