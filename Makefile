@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed-stamp
 # The TypeScript client (README "TypeScript client"): its npm packages, protoc-gen-es among them, pinned by package-lock.json.
 TS_CLIENT := src/clients/typescript
 NPM_STAMP := $(TS_CLIENT)/node_modules/.installed-stamp
+# Third-party JavaScript clients the e2e tests run (the Vercel AI SDK), pinned by tests/js/package-lock.json.
+JS_TESTS := tests/js
+JS_STAMP := $(JS_TESTS)/node_modules/.installed-stamp
 
 .PHONY: install run test lint protos check-protos bench clean
 
@@ -19,7 +22,11 @@ $(NPM_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
 	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
 	touch $(NPM_STAMP)
 
-install: $(STAMP) $(NPM_STAMP)
+$(JS_STAMP): $(JS_TESTS)/package.json $(JS_TESTS)/package-lock.json
+	cd $(JS_TESTS) && npm ci --no-audit --no-fund
+	touch $(JS_STAMP)
+
+install: $(STAMP) $(NPM_STAMP) $(JS_STAMP)
 
 ## run: the proxy on embedded defaults (SQLite, three simulated nodes); prints the API key.
 run: install
