@@ -38,6 +38,7 @@ from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.responses import service as responses
 from atoma_proxy.core.status import to_grpc_status
+from atoma_proxy.core.usage_cost import is_usage_chunk, with_cost
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
@@ -230,26 +231,35 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             check(request)
             body = build_body(request)
             metered = await self._reserve(context, principal, call, kind, request.model, body)
+            usage_chunk: bytes | None = None  # held back until settled: it carries the cost (usage_cost.py)
+            raw = b""
             if request.stream:
                 wants_usage = request.stream_options.include_usage
                 batches = self._relay.stream(call, request.model, path, body, client_wants_usage=wants_usage)
-                async for batch in batches:
+                async for relayed in batches:
                     if metered is not None:
-                        metered.generated += sum(1 for chunk in batch if carries_generated_text(chunk))
+                        metered.generated += sum(1 for chunk in relayed if carries_generated_text(chunk))
                     if not call.metadata_sent:
                         await self._send_metadata(context, call)
-                    if len(batch) == 1:
-                        yield response(chunk=batch[0].decode())
-                    else:
-                        yield response(chunks=common_pb2.Chunks(chunks=[chunk.decode() for chunk in batch]))
+                    out: list[bytes] = list(relayed)
+                    if usage_chunk is not None:
+                        out.insert(0, usage_chunk)
+                    usage_chunk = out.pop() if wants_usage and is_usage_chunk(out[-1]) else None
+                    if len(out) == 1:
+                        yield response(chunk=out[0].decode())
+                    elif out:
+                        yield response(chunks=common_pb2.Chunks(chunks=[chunk.decode() for chunk in out]))
             else:
                 raw = await self._relay.unary(call, request.model, path, body)
                 if self._meter is not None and metered is not None and "completion_tokens" not in (call.usage or {}):
                     metered.generated = self._meter.count_generated(request.model, raw)  # the node said nothing
-                # The routing facts go in the trailing metadata only: an initial send costs a round of its own.
-                yield response(completion=raw.decode())
             end = call.end()
             end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
+            if usage_chunk is not None:
+                yield response(chunk=with_cost(usage_chunk, end.cost_micro_usd).decode())
+            if not request.stream:
+                # The routing facts go in the trailing metadata only: an initial send costs a round of its own.
+                yield response(completion=with_cost(raw, end.cost_micro_usd).decode())
             context.set_trailing_metadata(self._trailing(call, metered))
             yield response(end=end)
         except Exception as error:
@@ -270,22 +280,30 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             body = wanted.chat
             metered = await self._reserve(context, principal, call, RequestKind.CHAT, wanted.model, body)
             path = "/v1/chat/completions"
+            translator = responses.ResponseStream(wanted)
+            raw = b""
             if wanted.stream:
                 batches = self._relay.stream(call, wanted.model, path, body, client_wants_usage=True)
-                async for batch, events in responses.stream_events(wanted, batches):
+                async for batch in batches:
                     if metered is not None:
                         metered.generated += sum(1 for chunk in batch if carries_generated_text(chunk))
                     if not call.metadata_sent:
                         await self._send_metadata(context, call)
-                    for event in events:
+                    for event in responses.batch_events(translator, batch):
                         yield event
             else:
                 raw = await self._relay.unary(call, wanted.model, path, body)
                 if self._meter is not None and metered is not None and "completion_tokens" not in (call.usage or {}):
                     metered.generated = self._meter.count_generated(wanted.model, raw)
-                yield responses.whole_response(wanted, raw)
             end = call.end()
             end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
+            closing = (
+                responses.closing_events(translator, end.cost_micro_usd)
+                if wanted.stream
+                else [responses.whole_response(wanted, raw, end.cost_micro_usd)]
+            )
+            for event in closing:
+                yield event
             context.set_trailing_metadata(self._trailing(call, metered))
             yield pb.CreateResponseEvent(end=end)
         except Exception as error:

@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from atoma_proxy.core.responses.request import ResponsesRequest
+from atoma_proxy.core.usage_cost import usage_with_cost
 
 __all__ = ["ResponseStream", "response_object"]
 
@@ -275,10 +276,12 @@ class ResponseStream:
         events.append(self._event("response.output_item.done", output_index=item.index, item=item.item("completed")))
         return events
 
-    def finish(self) -> list[dict[str, Any]]:
-        """The closing events, once the chat stream ended with [DONE]."""
+    def finish(self, cost_micro_usd: int) -> list[dict[str, Any]]:
+        """The closing events, once the chat stream ended with [DONE] and the request was settled."""
         events = self.start() + self._close()
         response = self._response("completed")
+        if response["usage"] is not None:
+            response["usage"] = usage_with_cost(response["usage"], cost_micro_usd)
         kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
         events.append(self._event(kind, response=response))
         return events

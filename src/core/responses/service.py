@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -12,9 +11,10 @@ from atoma_proxy.core.errors import InvalidRequest, NodeFailed
 from atoma_proxy.core.json_depth import MAX_JSON_DEPTH, too_deep
 from atoma_proxy.core.responses.output import ResponseStream, response_object
 from atoma_proxy.core.responses.request import ResponsesRequest, parse_request
+from atoma_proxy.core.usage_cost import usage_with_cost
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
-__all__ = ["read_request", "stream_events", "whole_response"]
+__all__ = ["ResponseStream", "batch_events", "closing_events", "read_request", "whole_response"]
 
 
 def read_request(message: pb.CreateResponseRequest) -> ResponsesRequest:
@@ -33,23 +33,29 @@ def read_request(message: pb.CreateResponseRequest) -> ResponsesRequest:
     return parse_request(body)
 
 
-def whole_response(request: ResponsesRequest, raw: bytes) -> pb.CreateResponseEvent:
+def whole_response(request: ResponsesRequest, raw: bytes, cost_micro_usd: int) -> pb.CreateResponseEvent:
     completion = orjson.loads(raw)  # the relay already checked it is a JSON object
-    return pb.CreateResponseEvent(response=orjson.dumps(response_object(request, completion)).decode())
+    response = response_object(request, completion)
+    if response["usage"] is not None:
+        response["usage"] = usage_with_cost(response["usage"], cost_micro_usd)
+    return pb.CreateResponseEvent(response=orjson.dumps(response).decode())
 
 
-async def stream_events(
-    request: ResponsesRequest, batches: AsyncIterator[list[bytes]]
-) -> AsyncIterator[tuple[list[bytes], list[pb.CreateResponseEvent]]]:
-    """Per relayed batch of chat chunks: the batch (for metering) and the Responses events it makes;
-    after the last batch, an empty batch with the closing events."""
-    translator = ResponseStream(request)
-    async for batch in batches:
-        events: list[dict[str, Any]] = []
-        for chunk in batch:
-            parsed = orjson.loads(chunk)
-            if type(parsed) is not dict:
-                raise NodeFailed("A node sent a chunk that is not a JSON object.")
-            events += translator.chunk(parsed)
-        yield batch, [pb.CreateResponseEvent(stream_event=orjson.dumps(event).decode()) for event in events]
-    yield [], [pb.CreateResponseEvent(stream_event=orjson.dumps(event).decode()) for event in translator.finish()]
+def _events(events: list[dict[str, Any]]) -> list[pb.CreateResponseEvent]:
+    return [pb.CreateResponseEvent(stream_event=orjson.dumps(event).decode()) for event in events]
+
+
+def batch_events(translator: ResponseStream, batch: list[bytes]) -> list[pb.CreateResponseEvent]:
+    """The Responses events of one relayed batch of chat chunks."""
+    events: list[dict[str, Any]] = []
+    for chunk in batch:
+        parsed = orjson.loads(chunk)
+        if type(parsed) is not dict:
+            raise NodeFailed("A node sent a chunk that is not a JSON object.")
+        events += translator.chunk(parsed)
+    return _events(events)
+
+
+def closing_events(translator: ResponseStream, cost_micro_usd: int) -> list[pb.CreateResponseEvent]:
+    """The events after the chat stream ended, the last one's usage carrying the cost."""
+    return _events(translator.finish(cost_micro_usd))
