@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from atoma_proxy.core import node_requests, validation
+from atoma_proxy.core import images, node_requests, validation
 from atoma_proxy.core.auth import ApiKeyAuthenticator, Principal
 from atoma_proxy.core.errors import (
     DatabaseUnavailable,
@@ -34,7 +34,7 @@ from atoma_proxy.core.errors import (
 )
 from atoma_proxy.core.inference import InferenceCall, InferenceRelay, new_request_id, routing_options, usage_proto
 from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome, RequestKind, carries_generated_text
-from atoma_proxy.core.nodes.registry import NodeRegistry
+from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.responses import service as responses
 from atoma_proxy.core.status import to_grpc_status
@@ -325,6 +325,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         path: str,
         check: Callable[[Any], None],
         build_body: Callable[[Any], dict[str, Any]],
+        check_answer: Callable[[Node, dict[str, Any]], None] | None = None,
     ) -> tuple[InferenceCall, bytes, int]:
         """Embeddings and images: the node's answer and the cost, or the RPC ends with the error."""
         call: InferenceCall | None = None
@@ -334,7 +335,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             check(request)
             body = build_body(request)
             metered = await self._reserve(context, principal, call, kind, request.model, body)
-            raw = await self._relay.unary(call, request.model, path, body)
+            raw = await self._relay.unary(call, request.model, path, body, check_answer)
             cost = await self._settle(metered, call, Outcome.OK)
         except Exception as error:
             await self._settle(metered, call, _outcome(error))
@@ -364,12 +365,17 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
     async def GenerateImages(
         self, request: pb.GenerateImagesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateImagesResponse:
+        def build_body(request: pb.GenerateImagesRequest) -> dict[str, Any]:
+            return {**node_requests.images_body(request), "response_format": "b64_json"}  # see images.py
+
         call, raw, cost = await self._unary(
             context,
             RequestKind.IMAGES,
             request,
             "/v1/images/generations",
             validation.check_generate_images,
-            node_requests.images_body,
+            build_body,
+            images.check_node_answer,
         )
-        return pb.GenerateImagesResponse(response_json=raw.decode(), routing=call.routing(), cost_micro_usd=cost)
+        answer = images.client_answer(raw, request.response_format or "url")
+        return pb.GenerateImagesResponse(response_json=answer.decode(), routing=call.routing(), cost_micro_usd=cost)

@@ -57,7 +57,11 @@ async def create_completion(request: Request) -> Response:
     return await relay_inference(request, call, stream=message.stream)
 
 
-@router.post("/v1/responses", responses=_JSON_OR_EVENTS)
+@router.post(
+    "/v1/responses",
+    openapi_extra=schemas.json_body(schemas.CreateResponseRequest),
+    responses=_JSON_OR_EVENTS,
+)
 async def create_response(request: Request) -> Response:
     """Creates a model response (OpenAI's Responses API); `stream: true` answers with its server-sent events."""
     body = await read_json_object(request)
