@@ -270,7 +270,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
 
     async def CreateResponse(
         self, request: pb.CreateResponseRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.CreateResponseEvent]:
+    ) -> AsyncIterator[pb.CreateResponseResponse]:
         """The Responses API over chat completions: translated, routed, metered and settled like chat."""
         call: InferenceCall | None = None
         metered: MeteredRequest | None = None
@@ -305,7 +305,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             for event in closing:
                 yield event
             context.set_trailing_metadata(self._trailing(call, metered))
-            yield pb.CreateResponseEvent(end=end)
+            yield pb.CreateResponseResponse(end=end)
         except Exception as error:
             await self._settle(metered, call, _outcome(error))
             await self._fail(context, error, call, metered)

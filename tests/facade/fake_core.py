@@ -160,10 +160,10 @@ class FakeCore(pb_grpc.RoutingServiceServicer):
         if self.script.error is not None:
             await self._fail(context)
         if b'"stream":true' in request.request_json.encode():
-            yield pb.CreateResponseEvent(stream_event='{"type":"response.created","sequence_number":0}')
+            yield pb.CreateResponseResponse(stream_event='{"type":"response.created","sequence_number":0}')
         else:
-            yield pb.CreateResponseEvent(response='{"object":"response"}')
-        yield pb.CreateResponseEvent(end=common_pb2.StreamEnd())
+            yield pb.CreateResponseResponse(response='{"object":"response"}')
+        yield pb.CreateResponseResponse(end=common_pb2.StreamEnd())
 
     async def _unary(self, request: Any, context: grpc.aio.ServicerContext) -> None:
         await self._begin(request, context)

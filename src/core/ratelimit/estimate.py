@@ -40,7 +40,7 @@ def _choices(request: pb.ChatCompletionRequest | pb.CompletionRequest) -> int:
 def chat_completion_tokens(request: pb.ChatCompletionRequest) -> int:
     chars = 0
     for message in request.messages:
-        chars += len(message.text) + len(message.name)
+        chars += len(message.text) + len(message.name) + len(message.content_value.string_value)
         for part in message.parts.parts:
             chars += len(part.text)
     if request.HasField("max_completion_tokens"):

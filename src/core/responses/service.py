@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from google.protobuf import json_format
 
 from atoma_proxy.core.errors import InvalidRequest, NodeFailed
 from atoma_proxy.core.json_depth import MAX_JSON_DEPTH, too_deep
+from atoma_proxy.core.node_requests import plain_json
 from atoma_proxy.core.responses.output import ResponseStream, response_object
 from atoma_proxy.core.responses.request import ResponsesRequest, parse_request
 from atoma_proxy.core.usage_cost import usage_with_cost
@@ -25,7 +25,7 @@ def read_request(message: pb.CreateResponseRequest) -> ResponsesRequest:
         except orjson.JSONDecodeError:
             raise InvalidRequest("`request_json` is not valid JSON.", param="request_json") from None
     else:
-        body = json_format.MessageToDict(message.request)
+        body = plain_json(message.request)
     if type(body) is not dict:
         raise InvalidRequest("The request must be a JSON object.", param="request_json")
     if too_deep(body):
@@ -33,19 +33,19 @@ def read_request(message: pb.CreateResponseRequest) -> ResponsesRequest:
     return parse_request(body)
 
 
-def whole_response(request: ResponsesRequest, raw: bytes, cost_micro_usd: int) -> pb.CreateResponseEvent:
+def whole_response(request: ResponsesRequest, raw: bytes, cost_micro_usd: int) -> pb.CreateResponseResponse:
     completion = orjson.loads(raw)  # the relay already checked it is a JSON object
     response = response_object(request, completion)
     if response["usage"] is not None:
         response["usage"] = usage_with_cost(response["usage"], cost_micro_usd)
-    return pb.CreateResponseEvent(response=orjson.dumps(response).decode())
+    return pb.CreateResponseResponse(response=orjson.dumps(response).decode())
 
 
-def _events(events: list[dict[str, Any]]) -> list[pb.CreateResponseEvent]:
-    return [pb.CreateResponseEvent(stream_event=orjson.dumps(event).decode()) for event in events]
+def _events(events: list[dict[str, Any]]) -> list[pb.CreateResponseResponse]:
+    return [pb.CreateResponseResponse(stream_event=orjson.dumps(event).decode()) for event in events]
 
 
-def batch_events(translator: ResponseStream, batch: list[bytes]) -> list[pb.CreateResponseEvent]:
+def batch_events(translator: ResponseStream, batch: list[bytes]) -> list[pb.CreateResponseResponse]:
     """The Responses events of one relayed batch of chat chunks."""
     events: list[dict[str, Any]] = []
     for chunk in batch:
@@ -56,6 +56,6 @@ def batch_events(translator: ResponseStream, batch: list[bytes]) -> list[pb.Crea
     return _events(events)
 
 
-def closing_events(translator: ResponseStream, cost_micro_usd: int) -> list[pb.CreateResponseEvent]:
+def closing_events(translator: ResponseStream, cost_micro_usd: int) -> list[pb.CreateResponseResponse]:
     """The events after the chat stream ended, the last one's usage carrying the cost."""
     return _events(translator.finish(cost_micro_usd))

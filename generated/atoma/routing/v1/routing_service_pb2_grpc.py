@@ -74,7 +74,7 @@ class RoutingServiceStub:
         self.CreateResponse = channel.unary_stream(
                 '/atoma.routing.v1.RoutingService/CreateResponse',
                 request_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseRequest.SerializeToString,
-                response_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseEvent.FromString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseResponse.FromString,
                 _registered_method=True)
 
 
@@ -177,7 +177,7 @@ def add_RoutingServiceServicer_to_server(servicer, server):
             'CreateResponse': grpc.unary_stream_rpc_method_handler(
                     servicer.CreateResponse,
                     request_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseRequest.FromString,
-                    response_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseEvent.SerializeToString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -375,7 +375,7 @@ class RoutingService:
             target,
             '/atoma.routing.v1.RoutingService/CreateResponse',
             atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseRequest.SerializeToString,
-            atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseEvent.FromString,
+            atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseResponse.FromString,
             options,
             channel_credentials,
             insecure,
