@@ -18,6 +18,7 @@ MINIMAL_CALLS = {
     "Embeddings": {"model": "m", "input": "hi"},
     "GenerateImages": {"model": "m", "prompt": "a cat"},
     "ListNodes": {},
+    "CreateResponse": {"model": "m", "input": "hi"},
 }
 
 
@@ -53,6 +54,7 @@ def test_public_exports_are_deliberate():
         "NotFoundError",
         "RateLimitError",
         "RequestCancelledError",
+        "ResponseEvent",
         "RoutingClient",
         "RoutingError",
         "RoutingInfo",
