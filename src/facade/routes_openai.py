@@ -72,6 +72,18 @@ async def create_response(request: Request) -> Response:
     )
 
 
+@router.api_route("/v1/responses/{response_id:path}", methods=["GET", "DELETE"])
+async def stored_response(response_id: str) -> Response:
+    """Responses are not stored (README "Responses API"): there is none to read or delete."""
+    raise ApiError(
+        404,
+        "This proxy stores no responses (`store` is not supported), so none can be retrieved or deleted: "
+        "send the whole conversation in `input`.",
+        param="response_id",
+        code="not_found",
+    )
+
+
 @router.post("/v1/embeddings", openapi_extra=schemas.json_body(schemas.EmbeddingsRequest))
 async def create_embeddings(request: Request) -> Response:
     """Creates embeddings of the input."""

@@ -149,3 +149,11 @@ async def test_unsupported_parameters_are_refused_by_name(stack: Stack, extra: d
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
     assert param.split("[")[0] in response.json()["error"]["message"]
+
+
+async def test_stored_responses_do_not_exist_and_say_why(stack: Stack) -> None:
+    async with client(stack) as api:
+        with pytest.raises(openai.NotFoundError, match="stores no responses"):
+            await api.responses.retrieve("resp_123")
+        with pytest.raises(openai.NotFoundError, match="stores no responses"):
+            await api.responses.delete("resp_123")
