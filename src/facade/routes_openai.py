@@ -72,16 +72,26 @@ async def create_response(request: Request) -> Response:
     )
 
 
-@router.api_route("/v1/responses/{response_id:path}", methods=["GET", "DELETE"])
-async def stored_response(response_id: str) -> Response:
-    """Responses are not stored (README "Responses API"): there is none to read or delete."""
-    raise ApiError(
+def _not_stored() -> ApiError:
+    return ApiError(
         404,
         "This proxy stores no responses (`store` is not supported), so none can be retrieved or deleted: "
         "send the whole conversation in `input`.",
         param="response_id",
         code="not_found",
     )
+
+
+@router.get("/v1/responses/{response_id:path}")
+async def retrieve_response(request: Request) -> Response:
+    """Responses are not stored (README "Responses API"): there is none to read."""
+    raise _not_stored()
+
+
+@router.delete("/v1/responses/{response_id:path}")
+async def delete_response(request: Request) -> Response:
+    """Responses are not stored (README "Responses API"): there is none to delete."""
+    raise _not_stored()
 
 
 @router.post("/v1/embeddings", openapi_extra=schemas.json_body(schemas.EmbeddingsRequest))
