@@ -10,6 +10,9 @@ NPM_STAMP := $(TS_CLIENT)/node_modules/.installed-stamp
 # Debian's chromium and never downloads a browser.
 BROWSER_TESTS := tests/browser
 BROWSER_STAMP := $(BROWSER_TESTS)/node_modules/.installed-stamp
+# Third-party JavaScript clients the e2e tests run (the Vercel AI SDK), pinned by tests/js/package-lock.json.
+JS_TESTS := tests/js
+JS_STAMP := $(JS_TESTS)/node_modules/.installed-stamp
 
 .PHONY: install run test lint protos check-protos bench clean chromium
 
@@ -23,11 +26,15 @@ $(NPM_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
 	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
 	touch $(NPM_STAMP)
 
+$(JS_STAMP): $(JS_TESTS)/package.json $(JS_TESTS)/package-lock.json
+	cd $(JS_TESTS) && npm ci --no-audit --no-fund
+	touch $(JS_STAMP)
+
 $(BROWSER_STAMP): $(BROWSER_TESTS)/package.json $(BROWSER_TESTS)/package-lock.json
 	cd $(BROWSER_TESTS) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	touch $(BROWSER_STAMP)
 
-install: $(STAMP) $(NPM_STAMP) $(BROWSER_STAMP)
+install: $(STAMP) $(NPM_STAMP) $(BROWSER_STAMP) $(JS_STAMP)
 
 # Debian's chromium for tests/e2e/test_console_browser.py (CI runs as root on Debian).
 chromium:

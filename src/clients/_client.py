@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeAlias, TypeVar
 
 import grpc
+import orjson
 
 from atoma_proxy.clients import _responses as responses
 from atoma_proxy.clients._channel import ChannelOwner, open_channel
@@ -30,6 +31,7 @@ from atoma_proxy.clients._models import (
     ImagesResult,
     Model,
     NodeStatus,
+    ResponseEvent,
     RoutingInfo,
     StreamEnd,
 )
@@ -211,6 +213,22 @@ class RoutingClient(ConfidentialRpcs, ChannelOwner):
         stream = self._stream(self._stub.Completion, built, responses.completion_events, timeout, metadata)
         completion, end, raw, routing = await _collect(stream)
         return CompletionResult(json=completion.json, usage=end.usage if end else None, routing=routing, raw=raw)
+
+    def create_response(
+        self,
+        request: pb.CreateResponseRequest | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        **fields: Any,
+    ) -> EventStream[ResponseEvent | StreamEnd]:
+        """Start a Responses API request; `fields` is OpenAI's request (`model`, `input`, `stream`, ...).
+
+        The events are ResponseEvents (the stream events with `stream=True`, else the `response`
+        object), then a StreamEnd."""
+        built = request if request is not None else pb.CreateResponseRequest(request_json=orjson.dumps(fields).decode())
+        return self._stream(self._stub.CreateResponse, built, responses.response_events, timeout, metadata)
 
     async def embeddings(
         self,

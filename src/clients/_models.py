@@ -93,6 +93,14 @@ class Completion(_JsonPayload):
 
 
 @dataclass(frozen=True)
+class ResponseEvent(_JsonPayload):
+    """One Responses API stream event (`data["type"]`: `response.output_text.delta`, ...), or the whole
+    `response` object of a non-streaming CreateResponse."""
+
+    raw: pb.CreateResponseResponse
+
+
+@dataclass(frozen=True)
 class StreamEnd:
     """The last event of a stream: usage (None when the node reported none) and routing facts."""
 

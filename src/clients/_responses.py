@@ -12,6 +12,7 @@ from atoma_proxy.clients._models import (
     ImagesResult,
     Model,
     NodeStatus,
+    ResponseEvent,
     RoutingInfo,
     StreamEnd,
     Usage,
@@ -97,6 +98,16 @@ def chat_events(message: pb.ChatCompletionResponse) -> tuple[ChatChunk | Complet
         return tuple(ChatChunk(json=chunk, raw=message) for chunk in message.chunks.chunks)
     if kind == "completion":
         return (Completion(json=message.completion, raw=message),)
+    return ()
+
+
+def response_events(message: pb.CreateResponseResponse) -> tuple[ResponseEvent, ...]:
+    """The stream event or the response object of a CreateResponse message; none for `end`."""
+    kind = message.WhichOneof("event")
+    if kind == "stream_event":
+        return (ResponseEvent(json=message.stream_event, raw=message),)
+    if kind == "response":
+        return (ResponseEvent(json=message.response, raw=message),)
     return ()
 
 

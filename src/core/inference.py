@@ -269,8 +269,16 @@ class InferenceRelay:
         if len(call.tried) >= 2 and call.tried[-1] is call.tried[-2]:
             await asyncio.sleep(self._policy.same_node_pause * (call.attempts - 1))
 
-    async def unary(self, call: InferenceCall, model: str, path: str, body: dict[str, Any]) -> bytes:
-        """The node's whole JSON answer; its usage is recorded on `call`."""
+    async def unary(
+        self,
+        call: InferenceCall,
+        model: str,
+        path: str,
+        body: dict[str, Any],
+        check_answer: Callable[[Node, dict[str, Any]], None] | None = None,
+    ) -> bytes:
+        """The node's whole JSON answer; its usage is recorded on `call`. `check_answer` may refuse
+        the parsed answer with NodeFailed, which fails the node like garbage would."""
         payload = orjson.dumps(body)
         failure: Exception | None = None
         while True:
@@ -281,6 +289,8 @@ class InferenceRelay:
                 trace = attempt.observation.traceparent()
                 raw = await self._transport.post(node, path, payload, request_id=call.request_id, **trace)
                 parsed = answer_object(node, raw)  # garbage is a node failure
+                if check_answer is not None:
+                    check_answer(node, parsed)
                 call.usage = _checked_usage(attempt, call.limits, parsed.get("usage"))
                 if call.span is not None and isinstance(parsed.get("id"), str):
                     call.response_id = parsed["id"]

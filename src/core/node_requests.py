@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from google.protobuf import json_format
 
 from atoma_proxy.core.errors import InvalidRequest
 from atoma_proxy.core.json_depth import MAX_JSON_DEPTH, too_deep
@@ -51,6 +52,8 @@ def chat_completion_body(req: pb.ChatCompletionRequest) -> dict[str, Any]:
         body["frequency_penalty"] = req.frequency_penalty
     if req.user:
         body["user"] = req.user
+    if req.HasField("extra"):
+        _put_structured_extra(body, req.extra, _CHAT_GOVERNED)
     return _merge_extra(body, req.extra_json, "extra_json", _CHAT_GOVERNED)
 
 
@@ -136,7 +139,13 @@ def _put_stream(body: dict[str, Any], req: pb.ChatCompletionRequest | pb.Complet
 def _message_body(message: chat_pb2.ChatMessage, index: int) -> dict[str, Any]:
     body: dict[str, Any] = {"role": message.role}
     content = message.WhichOneof("content")
-    if content == "text":
+    if message.HasField("content_value"):  # OpenAI's content, as JSON: preferred to text/parts
+        value = plain_json(message.content_value)
+        if type(value) is not str and type(value) is not list:
+            param = f"messages[{index}].content"
+            raise InvalidRequest(f"`{param}` must be a string or an array of content parts.", param=param)
+        body["content"] = value
+    elif content == "text":
         body["content"] = message.text
     elif content == "parts":
         body["content"] = [_part_body(p, index, j) for j, p in enumerate(message.parts.parts)]
@@ -169,6 +178,32 @@ def _text_or_tokens(texts: Any, tokens: Any, name: str) -> list[Any] | None:
     if tokens:
         return [list(t.ids) for t in tokens]
     return None
+
+
+def plain_json(message: Any) -> Any:
+    """A google.protobuf.Value/Struct as plain JSON, integral floats as integers (proto JSON has no integers)."""
+    pending: list[Any] = [value := json_format.MessageToDict(message)]
+    while pending:
+        node = pending.pop()
+        items = node.items() if type(node) is dict else enumerate(node) if type(node) is list else ()
+        for key, item in items:
+            if type(item) is float and item.is_integer() and abs(item) < 2**53:
+                node[key] = int(item)
+            elif type(item) is dict or type(item) is list:
+                pending.append(item)
+    if type(value) is float and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def _put_structured_extra(body: dict[str, Any], extra: Any, governed: frozenset[str]) -> None:
+    fields = plain_json(extra)
+    if too_deep(fields):
+        raise InvalidRequest(f"`extra` nests deeper than {MAX_JSON_DEPTH} levels.", param="extra")
+    if not governed.isdisjoint(fields):
+        shadowed = sorted(governed.intersection(fields))
+        raise InvalidRequest(f"`extra` must not set {', '.join(shadowed)}: use the typed fields.", param="extra")
+    body.update(fields)
 
 
 # Per endpoint, the fields the proxy routes and meters by: only their typed form may set them,

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from atoma_proxy.core import node_requests, validation
+from atoma_proxy.core import images, node_requests, validation
 from atoma_proxy.core.auth import ApiKeyAuthenticator, Principal
 from atoma_proxy.core.catalog import ModelCatalog
 from atoma_proxy.core.errors import (
@@ -37,10 +37,12 @@ from atoma_proxy.core.errors import (
 from atoma_proxy.core.inference import InferenceCall, InferenceRelay, new_request_id, routing_options, usage_proto
 from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome, RequestKind, carries_generated_text
 from atoma_proxy.core.ledger.quotes import quote
-from atoma_proxy.core.nodes.registry import NodeRegistry
+from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.persistence.outage import is_database_outage
+from atoma_proxy.core.responses import service as responses
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.core.telemetry.requests import RequestObservation
+from atoma_proxy.core.usage_cost import is_usage_chunk, with_cost
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
@@ -295,29 +297,86 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             self._catalog.check_kind(request.model, kind)
             body = build_body(request)
             metered = await self._reserve(context, principal, call, kind, request.model, body)
+            usage_chunk: bytes | None = None  # held back until settled: it carries the cost (usage_cost.py)
+            raw = b""
             if request.stream:
                 wants_usage = request.stream_options.include_usage
                 batches = self._relay.stream(call, request.model, path, body, client_wants_usage=wants_usage)
+                async for relayed in batches:
+                    if metered is not None:
+                        metered.generated += sum(1 for chunk in relayed if carries_generated_text(chunk))
+                    if not call.metadata_sent:
+                        await self._send_metadata(context, call)
+                    out: list[bytes] = list(relayed)
+                    if usage_chunk is not None:
+                        out.insert(0, usage_chunk)
+                    usage_chunk = out.pop() if wants_usage and is_usage_chunk(out[-1]) else None
+                    if len(out) == 1:
+                        yield response(chunk=out[0].decode())
+                    elif out:
+                        yield response(chunks=common_pb2.Chunks(chunks=[chunk.decode() for chunk in out]))
+            else:
+                raw = await self._relay.unary(call, request.model, path, body)
+                if self._meter is not None and metered is not None and "completion_tokens" not in (call.usage or {}):
+                    metered.generated = self._meter.count_generated(request.model, raw)  # the node said nothing
+            end = call.end()
+            end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
+            if usage_chunk is not None:
+                yield response(chunk=with_cost(usage_chunk, end.cost_micro_usd).decode())
+            if not request.stream:
+                # The routing facts go in the trailing metadata only: an initial send costs a round of its own.
+                yield response(completion=with_cost(raw, end.cost_micro_usd).decode())
+            context.set_trailing_metadata(self._trailing(call, metered, observation))
+            observation.finish(call, end.cost_micro_usd, ok=True)
+            yield response(end=end)
+        except Exception as error:
+            observation.finish(call, await self._settle(metered, call, _outcome(error)), error, ok=False)
+            await self._fail(context, error, call, metered)
+        finally:
+            await self._settle_abandoned(context, metered, call)
+            observation.finish(call, metered.cost if metered is not None else 0, ok=False)  # cancelled
+
+    async def CreateResponse(
+        self, request: pb.CreateResponseRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CreateResponseResponse]:
+        """The Responses API over chat completions: translated, routed, metered and settled like chat."""
+        call: InferenceCall | None = None
+        metered: MeteredRequest | None = None
+        observation = RequestObservation(RequestKind.CHAT.value, "")
+        try:
+            principal, call = await self._authenticated(context, observation)
+            wanted = responses.read_request(request)
+            observation.model = wanted.model
+            body = wanted.chat
+            metered = await self._reserve(context, principal, call, RequestKind.CHAT, wanted.model, body)
+            path = "/v1/chat/completions"
+            translator = responses.ResponseStream(wanted)
+            raw = b""
+            if wanted.stream:
+                batches = self._relay.stream(call, wanted.model, path, body, client_wants_usage=True)
                 async for batch in batches:
                     if metered is not None:
                         metered.generated += sum(1 for chunk in batch if carries_generated_text(chunk))
                     if not call.metadata_sent:
                         await self._send_metadata(context, call)
-                    if len(batch) == 1:
-                        yield response(chunk=batch[0].decode())
-                    else:
-                        yield response(chunks=common_pb2.Chunks(chunks=[chunk.decode() for chunk in batch]))
+                    for event in responses.batch_events(translator, batch):
+                        yield event
             else:
-                raw = await self._relay.unary(call, request.model, path, body)
+                raw = await self._relay.unary(call, wanted.model, path, body)
                 if self._meter is not None and metered is not None and "completion_tokens" not in (call.usage or {}):
-                    metered.generated = self._meter.count_generated(request.model, raw)  # the node said nothing
-                # The routing facts go in the trailing metadata only: an initial send costs a round of its own.
-                yield response(completion=raw.decode())
+                    metered.generated = self._meter.count_generated(wanted.model, raw)
             end = call.end()
             end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
+            closing = (
+                responses.closing_events(translator, end.cost_micro_usd)
+                if wanted.stream
+                else [responses.whole_response(wanted, raw, end.cost_micro_usd)]
+            )
+            for event in closing:
+                yield event
             context.set_trailing_metadata(self._trailing(call, metered, observation))
             observation.finish(call, end.cost_micro_usd, ok=True)
-            yield response(end=end)
+            yield pb.CreateResponseResponse(end=end)
         except Exception as error:
             observation.finish(call, await self._settle(metered, call, _outcome(error)), error, ok=False)
             await self._fail(context, error, call, metered)
@@ -338,6 +397,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         path: str,
         check: Callable[[Any], None],
         build_body: Callable[[Any], dict[str, Any]],
+        check_answer: Callable[[Node, dict[str, Any]], None] | None = None,
     ) -> tuple[InferenceCall, bytes, int]:
         """Embeddings and images: the node's answer and the cost, or the RPC ends with the error."""
         call: InferenceCall | None = None
@@ -350,7 +410,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             self._catalog.check_kind(request.model, kind)
             body = build_body(request)
             metered = await self._reserve(context, principal, call, kind, request.model, body)
-            raw = await self._relay.unary(call, request.model, path, body)
+            raw = await self._relay.unary(call, request.model, path, body, check_answer)
             cost = await self._settle(metered, call, Outcome.OK)
             settled = True
         except Exception as error:
@@ -384,12 +444,17 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
     async def GenerateImages(
         self, request: pb.GenerateImagesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateImagesResponse:
+        def build_body(request: pb.GenerateImagesRequest) -> dict[str, Any]:
+            return {**node_requests.images_body(request), "response_format": "b64_json"}  # see images.py
+
         call, raw, cost = await self._unary(
             context,
             RequestKind.IMAGES,
             request,
             "/v1/images/generations",
             validation.check_generate_images,
-            node_requests.images_body,
+            build_body,
+            images.check_node_answer,
         )
-        return pb.GenerateImagesResponse(response_json=raw.decode(), routing=call.routing(), cost_micro_usd=cost)
+        answer = images.client_answer(raw, request.response_format or "url")
+        return pb.GenerateImagesResponse(response_json=answer.decode(), routing=call.routing(), cost_micro_usd=cost)

@@ -7,7 +7,6 @@ import logging
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from atoma_proxy.config import Settings
 from atoma_proxy.core.accounts import build_account_services
@@ -24,6 +23,7 @@ from atoma_proxy.core.nodes.runtime import NodeRuntime
 from atoma_proxy.core.nodes.transport import NodeTransport
 from atoma_proxy.core.persistence import create_engine, session_factory
 from atoma_proxy.core.ratelimit import RateLimitInterceptor, rate_limiter_from_settings
+from atoma_proxy.core.reflection import enable_reflection
 from atoma_proxy.core.routing_service import RoutingService
 from atoma_proxy.core.sui.atoma_transport import build_node_transport
 from atoma_proxy.core.sui.runtime import SuiRuntime
@@ -127,17 +127,8 @@ class CoreServer:
         )
         node_admin_grpc.add_NodeAdminServiceServicer_to_server(node_admin, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (
-                ROUTING_SERVICE,
-                *ACCOUNT_SERVICES,
-                NODE_ADMIN_SERVICE,
-                NODE_REGISTRATION_SERVICE,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            self._server,
-        )
+        self._services = (ROUTING_SERVICE, *ACCOUNT_SERVICES, NODE_ADMIN_SERVICE, NODE_REGISTRATION_SERVICE)
+        enable_reflection((*self._services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), self._server)
         self.port = 0
         nodes = node_collector(self.registry, settings.routing.price_weight, self.nodes.clock)
         self.metrics = (
@@ -159,7 +150,7 @@ class CoreServer:
         await self._server.start()
         if self.metrics is not None:
             await self.metrics.start()
-        for service in ("", ROUTING_SERVICE):
+        for service in ("", *self._services):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("routing core listening on %s (port %d)", self.settings.core.listen, self.port)
         return self.port

@@ -85,6 +85,8 @@ def check_generate_images(request: pb.GenerateImagesRequest) -> None:
         raise InvalidRequest("`prompt` must not be empty.", param="prompt")
     if request.HasField("n") and not 1 <= request.n <= 10:
         raise InvalidRequest("`n` must be between 1 and 10.", param="n")
+    if request.response_format not in ("", "url", "b64_json"):
+        raise InvalidRequest("`response_format` must be `url` or `b64_json`.", param="response_format")
     if request.size:
         width, x, height = request.size.partition("x")
         if not (x and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):

@@ -9,7 +9,7 @@ non-streaming completion can take minutes; the node should stop as soon as nobod
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -47,28 +47,36 @@ async def call_unary(request: Request, method: Callable[..., Any], message: Any)
     return response, headers
 
 
-async def relay_inference(request: Request, call: grpc.aio.UnaryStreamCall, *, stream: bool) -> Response:
-    """The response for a ChatCompletion/Completion call: the completion JSON, or an event stream."""
+async def relay_inference(
+    request: Request,
+    call: grpc.aio.UnaryStreamCall,
+    *,
+    stream: bool,
+    whole: str = "completion",
+    events: Callable[[grpc.aio.UnaryStreamCall, Any], AsyncGenerator[bytes, None]] | None = None,
+) -> Response:
+    """The response for a ChatCompletion/Completion/CreateResponse call: the JSON of its `whole` event,
+    or an event stream (framed by `events`, OpenAI's chat framing by default)."""
     async with _cancel_on_disconnect(request, call):
         try:
             first = await call.read()
             if first is grpc.aio.EOF:
                 raise ApiError(502, "The routing core ended the call without an answer.", code="bad_gateway")
             if stream:
-                return EventStreamResponse(call, first, routing_headers(await call.initial_metadata()))
-            completion = await _completion(call, first)
+                return EventStreamResponse(call, first, routing_headers(await call.initial_metadata()), events)
+            completion = await _completion(call, first, whole)
             headers = routing_headers(await call.initial_metadata(), await call.trailing_metadata())
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error) from None
     return Response(completion, media_type="application/json", headers=headers)
 
 
-async def _completion(call: grpc.aio.UnaryStreamCall, event: Any) -> str:
+async def _completion(call: grpc.aio.UnaryStreamCall, event: Any, whole: str) -> str:
     # Read to the end: the status is only known then, and an error after the completion wins.
     completion: str | None = None
     while event is not grpc.aio.EOF:
-        if event.WhichOneof("event") == "completion":
-            completion = event.completion
+        if event.WhichOneof("event") == whole:
+            completion = getattr(event, whole)
         event = await call.read()
     if completion is None:
         raise ApiError(502, "The routing core ended the call without a completion.", code="bad_gateway")

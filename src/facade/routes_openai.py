@@ -19,6 +19,7 @@ from atoma_proxy.facade.body import read_json_object
 from atoma_proxy.facade.errors import ApiError, invalid_request
 from atoma_proxy.facade.models_json import model_json, quote_json
 from atoma_proxy.facade.relay import call_options, call_unary, relay_inference
+from atoma_proxy.facade.responses_sse import response_events
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
 __all__ = ["HEALTH_TIMEOUT", "router"]
@@ -55,6 +56,43 @@ async def create_completion(request: Request) -> Response:
     message = translate.completion_request(await read_json_object(request))
     call = _core(request).routing.Completion(message, **call_options(request))
     return await relay_inference(request, call, stream=message.stream)
+
+
+@router.post(
+    "/v1/responses",
+    openapi_extra=schemas.json_body(schemas.CreateResponseRequest),
+    responses=_JSON_OR_EVENTS,
+)
+async def create_response(request: Request) -> Response:
+    """Creates a model response (OpenAI's Responses API); `stream: true` answers with its server-sent events."""
+    body = await read_json_object(request)
+    message = pb.CreateResponseRequest(request_json=orjson.dumps(body).decode())
+    call = _core(request).routing.CreateResponse(message, **call_options(request))
+    return await relay_inference(
+        request, call, stream=body.get("stream") is True, whole="response", events=response_events
+    )
+
+
+def _not_stored() -> ApiError:
+    return ApiError(
+        404,
+        "This proxy stores no responses (`store` is not supported), so none can be retrieved or deleted: "
+        "send the whole conversation in `input`.",
+        param="response_id",
+        code="not_found",
+    )
+
+
+@router.get("/v1/responses/{response_id:path}")
+async def retrieve_response(request: Request) -> Response:
+    """Responses are not stored (README "Responses API"): there is none to read."""
+    raise _not_stored()
+
+
+@router.delete("/v1/responses/{response_id:path}")
+async def delete_response(request: Request) -> Response:
+    """Responses are not stored (README "Responses API"): there is none to delete."""
+    raise _not_stored()
 
 
 @router.post("/v1/embeddings", openapi_extra=schemas.json_body(schemas.EmbeddingsRequest))

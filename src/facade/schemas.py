@@ -89,8 +89,28 @@ class GenerateImagesRequest(_Open):
     user: str | None = None
 
 
+class CreateResponseRequest(_Open):
+    """OpenAI's Responses request; the core translates it (README "Responses API")."""
+
+    model: str
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = None
+    top_p: float | None = None
+    stream: bool | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning: dict[str, Any] | None = None
+
+
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletionRequest,
+    CreateResponseRequest,
     CompletionRequest,
     EmbeddingsRequest,
     GenerateImagesRequest,

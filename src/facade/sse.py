@@ -12,7 +12,7 @@ cancelled, which the core propagates to the node: nobody keeps generating for a 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -47,11 +47,17 @@ class EventStreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, call: grpc.aio.UnaryStreamCall, first: Any, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        call: grpc.aio.UnaryStreamCall,
+        first: Any,
+        headers: Mapping[str, str],
+        events: Callable[[grpc.aio.UnaryStreamCall, Any], AsyncGenerator[bytes, None]] | None = None,
+    ) -> None:
         super().__init__(headers={**headers, **_STREAM_HEADERS})
         self.raw_headers = [(name, value) for name, value in self.raw_headers if name != b"content-length"]
         self._call = call
-        self._events = _events(call, first)
+        self._events = (events or _events)(call, first)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -194,3 +194,67 @@ class TextJob(Job):
             parts.append(usage_chunk)
         parts.append(DONE)
         return b"".join(parts)
+
+
+class ToolCallJob(TextJob):
+    """A chat reply that calls one function: `tool_choice` named it, or was "required" (the first tool).
+
+    The arguments are the JSON object `{"words": "<the generated words>"}`, one word per streamed
+    token (the first token opens the object, the last closes it); finish_reason is "tool_calls"
+    unless the output cap cut the words ("length", and then the arguments are cut too, as a real
+    model's would be).
+    """
+
+    def __init__(self, *, function: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.function = function
+        self.call_id = "call_" + uuid.uuid4().hex[:24]
+        if self.finish_reason == "stop":
+            self.finish_reason = "tool_calls"
+
+    def _argument_pieces(self) -> list[str]:
+        words = [orjson.dumps(piece).decode()[1:-1] for piece in self.choices[0]]
+        if not words:
+            return []
+        pieces = ['{"words": "' + words[0], *words[1:]]
+        if self.finish_reason == "tool_calls":
+            pieces[-1] += '"}'
+        return pieces
+
+    def render(self) -> bytes:
+        call = {
+            "id": self.call_id,
+            "type": "function",
+            "function": {"name": self.function, "arguments": "".join(self._argument_pieces())},
+        }
+        body = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                }
+            ],
+            "usage": self.usage(),
+        }
+        if body["usage"] is None:
+            del body["usage"]
+        return orjson.dumps(body)
+
+    def stream_token(self, step: int) -> bytes:
+        if step == 0:
+            self._pieces = self._argument_pieces()
+        call: dict[str, Any] = {"index": 0, "function": {"arguments": self._pieces[step]}}
+        if step == 0:
+            call = {
+                "index": 0,
+                "id": self.call_id,
+                "type": "function",
+                "function": {"name": self.function, "arguments": self._pieces[0]},
+            }
+        return self._chunk([{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}])

@@ -16,7 +16,7 @@ from typing import Any
 
 from atoma_proxy.nodesim.asgi import RequestError
 from atoma_proxy.nodesim.config import SimConfig
-from atoma_proxy.nodesim.jobs import TextJob, UsageFault
+from atoma_proxy.nodesim.jobs import TextJob, ToolCallJob, UsageFault
 from atoma_proxy.nodesim.text import chat_prompt_tokens, generate_pieces, generation_seed, prompt_tokens
 
 MAX_CHOICES = 128
@@ -124,16 +124,35 @@ def parse_chat(payload: dict[str, Any], config: SimConfig) -> TextJob:
     stream, include_usage = _stream_flags(payload)
     seed = payload.get("seed")
     choices = [generate_pieces(generation_seed(model, messages, seed, index), steps) for index in range(n)]
-    return TextJob(
-        chat=True,
-        model=model,
-        prompt_tokens=chat_prompt_tokens(messages),
-        choices=choices,
-        finish_reason=finish_reason,
-        stream=stream,
-        include_usage=include_usage,
-        usage_fault=usage_fault(config),
-    )
+    job: dict[str, Any] = {
+        "chat": True,
+        "model": model,
+        "prompt_tokens": chat_prompt_tokens(messages),
+        "choices": choices,
+        "finish_reason": finish_reason,
+        "stream": stream,
+        "include_usage": include_usage,
+        "usage_fault": usage_fault(config),
+    }
+    function = _called_function(payload)
+    if function is not None and n == 1 and steps > 0:
+        return ToolCallJob(function=function, **job)
+    return TextJob(**job)
+
+
+def _called_function(payload: dict[str, Any]) -> str | None:
+    """The function the reply calls: the one `tool_choice` names, or the first tool when it is "required"."""
+    tools, choice = payload.get("tools"), payload.get("tool_choice")
+    if not isinstance(tools, list) or not tools:
+        return None
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        return name if isinstance(name, str) and name else None
+    if choice == "required":
+        first = tools[0] if isinstance(tools[0], dict) else {}
+        name = (first.get("function") or {}).get("name")
+        return name if isinstance(name, str) and name else None
+    return None
 
 
 def split_inputs(value: Any, param: str) -> list[str | list[int]]:

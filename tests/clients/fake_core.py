@@ -159,6 +159,11 @@ class FakeRoutingService(pb_grpc.RoutingServiceServicer):
         await self._start("GetNodeAttestation", request, context)
         return cpb.GetNodeAttestationResponse(node_id=request.node_id)
 
+    async def CreateResponse(self, request, context):
+        await self._start("CreateResponse", request, context)
+        yield pb.CreateResponseResponse(response='{"object": "response"}')
+        yield pb.CreateResponseResponse(end=common_pb2.StreamEnd(routing=self._body_routing()))
+
     async def _start(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> None:
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
         self.calls.append(RecordedCall(method, request, metadata, context.time_remaining()))

@@ -35,6 +35,7 @@ MINIMAL_CALLS = {
         "signature": b"",
     },
     "GetNodeAttestation": {"node_id": "n"},
+    "CreateResponse": {"model": "m", "input": "hi"},
 }
 
 
@@ -74,6 +75,7 @@ def test_public_exports_are_deliberate():
         "NotFoundError",
         "RateLimitError",
         "RequestCancelledError",
+        "ResponseEvent",
         "RoutingClient",
         "RoutingError",
         "RoutingInfo",

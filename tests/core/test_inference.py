@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from atoma_proxy.core.errors import NodeFailed
+from atoma_proxy.core.images import check_node_answer, client_answer
 from atoma_proxy.core.inference import InferenceCall, InferenceRelay
 from atoma_proxy.core.node_limits import RequestLimits
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
@@ -191,3 +192,24 @@ class CheapestFirst:
     def select(self, model: str, candidates: Sequence[Node], request: SelectionRequest | None = None) -> Node:
         tried = request.tried if request else ()
         return min((n for n in candidates if n not in tried), key=lambda n: n.price)
+
+
+async def test_an_image_node_answering_with_its_own_url_fails_over() -> None:
+    """Issue 14.5: a node that answers a URL where b64_json was asked fails; its URL never reaches the client."""
+    leaky, honest = (
+        Node("leaky", "http://l", frozenset({"m"}), 1, 1),
+        Node("honest", "http://h", frozenset({"m"}), 9, 9),
+    )
+    answers = {
+        "leaky": b'{"created":1,"data":[{"url":"http://10.0.0.7:8000/images/1.png"}]}',
+        "honest": b'{"created":1,"data":[{"b64_json":"iVBORw0KGgoAAAA=","url":"http://10.0.0.8/x.png"}]}',
+    }
+    relay = InferenceRelay(NodeRegistry([leaky, honest]), CheapestFirst(), PerNodeAnswers(answers))
+    call = InferenceCall(request_id="r")
+    raw = await relay.unary(call, "m", "/v1/images/generations", {}, check_node_answer)
+    assert call.node is honest and call.attempts == 2 and leaky.model_stats("m").failures == 1
+    assert orjson.loads(client_answer(raw, "url")) == {
+        "created": 1,
+        "data": [{"url": "data:image/png;base64,iVBORw0KGgoAAAA="}],
+    }
+    assert orjson.loads(client_answer(raw, "b64_json"))["data"] == [{"b64_json": "iVBORw0KGgoAAAA="}]

@@ -183,3 +183,22 @@ def test_the_output_cap_replaces_every_cap_field_of_the_route() -> None:
     uncapped = node_requests.completion_body(pb.CompletionRequest(model="m", prompt=["hi"]))
     node_requests.put_output_cap(uncapped, 4096, chat=False)
     assert uncapped["max_tokens"] == 4096
+
+
+def test_content_value_and_structured_extra_become_plain_json() -> None:
+    """Issue 14.10: `content` (a Value) is preferred to text; `extra` (a Struct) merges with integers restored."""
+    from google.protobuf import json_format
+
+    request = json_format.ParseDict(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "text": "ignored", "contentValue": [{"type": "text", "text": "hi"}]}],
+            "extra": {"top_logprobs": 2, "logit_bias": {"50256": -100}, "temperature_scale": 0.5},
+            "extraJson": '{"top_logprobs": 3}',
+        },
+        pb.ChatCompletionRequest(),
+    )
+    body = node_requests.chat_completion_body(request)
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    assert body["top_logprobs"] == 3 and type(body["logit_bias"]["50256"]) is int
+    assert body["temperature_scale"] == 0.5

@@ -156,6 +156,16 @@ class FakeCore(pb_grpc.RoutingServiceServicer):
         async for event in self._inference(request, context, TEXT_COMPLETION):
             yield pb.CompletionResponse(**event)
 
+    async def CreateResponse(self, request: pb.CreateResponseRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._begin(request, context)
+        if self.script.error is not None:
+            await self._fail(context)
+        if b'"stream":true' in request.request_json.encode():
+            yield pb.CreateResponseResponse(stream_event='{"type":"response.created","sequence_number":0}')
+        else:
+            yield pb.CreateResponseResponse(response='{"object":"response"}')
+        yield pb.CreateResponseResponse(end=common_pb2.StreamEnd())
+
     async def _unary(self, request: Any, context: grpc.aio.ServicerContext) -> None:
         await self._begin(request, context)
         if self.script.error is not None:

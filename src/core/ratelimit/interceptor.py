@@ -1,6 +1,6 @@
 """Rate limits in front of the inference RPCs, as a grpc.aio server interceptor.
 
-For ChatCompletion, Completion, Embeddings, GenerateImages and LockNode it authenticates the caller with
+For ChatCompletion, Completion, CreateResponse, Embeddings, GenerateImages and LockNode it authenticates the caller with
 the servicer's own `ApiKeyAuthenticator` (whose cache makes the servicer's lookup free),
 estimates the request's tokens (estimate.py) and admits it, or ends the RPC with RATE_LIMITED,
 the x-ratelimit-* headers as trailing metadata, before the servicer (and any node) is reached.
@@ -94,6 +94,7 @@ GUARDED_METHODS: dict[str, _Guard] = {
     f"/{_SERVICE}/GenerateImages": _Guard(estimate.image_tokens, _no_usage),
     # Confidential requests are admitted at their lock, by the tokens it holds (README "Confidential inference").
     f"/{_SERVICE}/LockNode": _Guard(_locked_tokens, _no_usage),
+    f"/{_SERVICE}/CreateResponse": _Guard(estimate.response_tokens, _stream_end_usage),
 }
 
 

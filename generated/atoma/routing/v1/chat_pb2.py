@@ -22,21 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61toma/routing/v1/chat.proto\x12\x10\x61toma.routing.v1\"\xd3\x01\n\x0b\x43hatMessage\x12\x12\n\x04role\x18\x01 \x01(\tR\x04role\x12\x14\n\x04text\x18\x02 \x01(\tH\x00R\x04text\x12:\n\x05parts\x18\x03 \x01(\x0b\x32\".atoma.routing.v1.ChatContentPartsH\x00R\x05parts\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12 \n\x0ctool_call_id\x18\x05 \x01(\tR\ntoolCallId\x12\x1d\n\nextra_json\x18\x06 \x01(\tR\textraJsonB\t\n\x07\x63ontent\"K\n\x10\x43hatContentParts\x12\x37\n\x05parts\x18\x01 \x03(\x0b\x32!.atoma.routing.v1.ChatContentPartR\x05parts\"\x91\x01\n\x0f\x43hatContentPart\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12\x37\n\timage_url\x18\x03 \x01(\x0b\x32\x1a.atoma.routing.v1.ImageUrlR\x08imageUrl\x12\x1d\n\nextra_json\x18\x04 \x01(\tR\textraJson\"4\n\x08ImageUrl\x12\x10\n\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n\x06\x64\x65tail\x18\x02 \x01(\tR\x06\x64\x65tailb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61toma/routing/v1/chat.proto\x12\x10\x61toma.routing.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x90\x02\n\x0b\x43hatMessage\x12\x12\n\x04role\x18\x01 \x01(\tR\x04role\x12\x14\n\x04text\x18\x02 \x01(\tH\x00R\x04text\x12:\n\x05parts\x18\x03 \x01(\x0b\x32\".atoma.routing.v1.ChatContentPartsH\x00R\x05parts\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12 \n\x0ctool_call_id\x18\x05 \x01(\tR\ntoolCallId\x12\x1d\n\nextra_json\x18\x06 \x01(\tR\textraJson\x12;\n\rcontent_value\x18\x07 \x01(\x0b\x32\x16.google.protobuf.ValueR\x0c\x63ontentValueB\t\n\x07\x63ontent\"K\n\x10\x43hatContentParts\x12\x37\n\x05parts\x18\x01 \x03(\x0b\x32!.atoma.routing.v1.ChatContentPartR\x05parts\"\x91\x01\n\x0f\x43hatContentPart\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12\x37\n\timage_url\x18\x03 \x01(\x0b\x32\x1a.atoma.routing.v1.ImageUrlR\x08imageUrl\x12\x1d\n\nextra_json\x18\x04 \x01(\tR\textraJson\"4\n\x08ImageUrl\x12\x10\n\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n\x06\x64\x65tail\x18\x02 \x01(\tR\x06\x64\x65tailb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atoma.routing.v1.chat_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHATMESSAGE']._serialized_start=50
-  _globals['_CHATMESSAGE']._serialized_end=261
-  _globals['_CHATCONTENTPARTS']._serialized_start=263
-  _globals['_CHATCONTENTPARTS']._serialized_end=338
-  _globals['_CHATCONTENTPART']._serialized_start=341
-  _globals['_CHATCONTENTPART']._serialized_end=486
-  _globals['_IMAGEURL']._serialized_start=488
-  _globals['_IMAGEURL']._serialized_end=540
+  _globals['_CHATMESSAGE']._serialized_start=80
+  _globals['_CHATMESSAGE']._serialized_end=352
+  _globals['_CHATCONTENTPARTS']._serialized_start=354
+  _globals['_CHATCONTENTPARTS']._serialized_end=429
+  _globals['_CHATCONTENTPART']._serialized_start=432
+  _globals['_CHATCONTENTPART']._serialized_end=577
+  _globals['_IMAGEURL']._serialized_start=579
+  _globals['_IMAGEURL']._serialized_end=631
 # @@protoc_insertion_point(module_scope)

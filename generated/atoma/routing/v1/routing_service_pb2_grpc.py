@@ -117,6 +117,11 @@ class RoutingServiceStub:
                 request_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationRequest.SerializeToString,
                 response_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationResponse.FromString,
                 _registered_method=True)
+        self.CreateResponse = channel.unary_stream(
+                '/atoma.routing.v1.RoutingService/CreateResponse',
+                request_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseRequest.SerializeToString,
+                response_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -238,6 +243,16 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateResponse(self, request, context):
+        """Creates a model response (OpenAI's Responses API). The core translates the request to a chat
+        completion (README "Responses API" lists the fields), routes, meters and settles it like
+        ChatCompletion, and answers with Responses objects: one `response` event, or with `stream` the
+        Responses stream events in order; in both cases the stream ends with an `end` event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -315,6 +330,11 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.GetNodeAttestation,
                     request_deserializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationRequest.FromString,
                     response_serializer=atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationResponse.SerializeToString,
+            ),
+            'CreateResponse': grpc.unary_stream_rpc_method_handler(
+                    servicer.CreateResponse,
+                    request_deserializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseRequest.FromString,
+                    response_serializer=atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -729,6 +749,33 @@ class RoutingService:
             '/atoma.routing.v1.RoutingService/GetNodeAttestation',
             atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationRequest.SerializeToString,
             atoma_dot_routing_dot_v1_dot_confidential__pb2.GetNodeAttestationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/atoma.routing.v1.RoutingService/CreateResponse',
+            atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseRequest.SerializeToString,
+            atoma_dot_routing_dot_v1_dot_routing__service__pb2.CreateResponseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Value } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file atoma/routing/v1/chat.proto.
  */
 export const file_atoma_routing_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChthdG9tYS9yb3V0aW5nL3YxL2NoYXQucHJvdG8SEGF0b21hLnJvdXRpbmcudjEiowEKC0NoYXRNZXNzYWdlEgwKBHJvbGUYASABKAkSDgoEdGV4dBgCIAEoCUgAEjMKBXBhcnRzGAMgASgLMiIuYXRvbWEucm91dGluZy52MS5DaGF0Q29udGVudFBhcnRzSAASDAoEbmFtZRgEIAEoCRIUCgx0b29sX2NhbGxfaWQYBSABKAkSEgoKZXh0cmFfanNvbhgGIAEoCUIJCgdjb250ZW50IkQKEENoYXRDb250ZW50UGFydHMSMAoFcGFydHMYASADKAsyIS5hdG9tYS5yb3V0aW5nLnYxLkNoYXRDb250ZW50UGFydCJwCg9DaGF0Q29udGVudFBhcnQSDAoEdHlwZRgBIAEoCRIMCgR0ZXh0GAIgASgJEi0KCWltYWdlX3VybBgDIAEoCzIaLmF0b21hLnJvdXRpbmcudjEuSW1hZ2VVcmwSEgoKZXh0cmFfanNvbhgEIAEoCSInCghJbWFnZVVybBILCgN1cmwYASABKAkSDgoGZGV0YWlsGAIgASgJYgZwcm90bzM");
+  fileDesc("ChthdG9tYS9yb3V0aW5nL3YxL2NoYXQucHJvdG8SEGF0b21hLnJvdXRpbmcudjEi0gEKC0NoYXRNZXNzYWdlEgwKBHJvbGUYASABKAkSDgoEdGV4dBgCIAEoCUgAEjMKBXBhcnRzGAMgASgLMiIuYXRvbWEucm91dGluZy52MS5DaGF0Q29udGVudFBhcnRzSAASDAoEbmFtZRgEIAEoCRIUCgx0b29sX2NhbGxfaWQYBSABKAkSEgoKZXh0cmFfanNvbhgGIAEoCRItCg1jb250ZW50X3ZhbHVlGAcgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQgkKB2NvbnRlbnQiRAoQQ2hhdENvbnRlbnRQYXJ0cxIwCgVwYXJ0cxgBIAMoCzIhLmF0b21hLnJvdXRpbmcudjEuQ2hhdENvbnRlbnRQYXJ0InAKD0NoYXRDb250ZW50UGFydBIMCgR0eXBlGAEgASgJEgwKBHRleHQYAiABKAkSLQoJaW1hZ2VfdXJsGAMgASgLMhouYXRvbWEucm91dGluZy52MS5JbWFnZVVybBISCgpleHRyYV9qc29uGAQgASgJIicKCEltYWdlVXJsEgsKA3VybBgBIAEoCRIOCgZkZXRhaWwYAiABKAliBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * One message of a chat conversation (OpenAI's chat message object).
@@ -68,6 +70,15 @@ export type ChatMessage = Message<"atoma.routing.v1.ChatMessage"> & {
    * @generated from field: string extra_json = 6;
    */
   extraJson: string;
+
+  /**
+   * The content as OpenAI writes it, for callers that write JSON (grpcurl): a string, or an array of
+   * content part objects (`[{"type": "text", "text": "Hi"}]`); when set it is used instead of
+   * `text`/`parts`. (It cannot be called `content`: that is the name of the oneof above.)
+   *
+   * @generated from field: google.protobuf.Value content_value = 7;
+   */
+  contentValue?: Value | undefined;
 };
 
 /**

@@ -11,13 +11,89 @@ import { file_atoma_routing_v1_common } from "./common_pb.js";
 import type { ConfidentialChatCompletionRequestSchema, ConfidentialChatCompletionResponseSchema, ConfidentialCompletionRequestSchema, ConfidentialCompletionResponseSchema, ConfidentialEmbeddingsRequestSchema, ConfidentialEmbeddingsResponseSchema, ConfidentialGenerateImagesRequestSchema, ConfidentialGenerateImagesResponseSchema, GetNodeAttestationRequestSchema, GetNodeAttestationResponseSchema, LockNodeRequestSchema, LockNodeResponseSchema, RegisterNodeKeyRequestSchema, RegisterNodeKeyResponseSchema } from "./confidential_pb.js";
 import { file_atoma_routing_v1_confidential } from "./confidential_pb.js";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
-import type { Message } from "@bufbuild/protobuf";
+import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file atoma/routing/v1/routing_service.proto.
  */
 export const file_atoma_routing_v1_routing_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZhdG9tYS9yb3V0aW5nL3YxL3JvdXRpbmdfc2VydmljZS5wcm90bxIQYXRvbWEucm91dGluZy52MSITChFMaXN0TW9kZWxzUmVxdWVzdCJLChJMaXN0TW9kZWxzUmVzcG9uc2USDgoGb2JqZWN0GAEgASgJEiUKBGRhdGEYAiADKAsyFy5hdG9tYS5yb3V0aW5nLnYxLk1vZGVsIqwBCgVNb2RlbBIKCgJpZBgBIAEoCRIOCgZvYmplY3QYAiABKAkSDwoHY3JlYXRlZBgDIAEoAxIQCghvd25lZF9ieRgEIAEoCRIMCgRraW5kGAUgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAYgASgDEi8KB3ByaWNpbmcYByABKAsyHi5hdG9tYS5yb3V0aW5nLnYxLk1vZGVsUHJpY2luZxINCgVub2RlcxgIIAMoCSKyAQoMTW9kZWxQcmljaW5nEjcKEWlucHV0X3Blcl9taWxsaW9uGAEgASgLMhwuYXRvbWEucm91dGluZy52MS5QcmljZVJhbmdlEjgKEm91dHB1dF9wZXJfbWlsbGlvbhgCIAEoCzIcLmF0b21hLnJvdXRpbmcudjEuUHJpY2VSYW5nZRIvCglwZXJfaW1hZ2UYAyABKAsyHC5hdG9tYS5yb3V0aW5nLnYxLlByaWNlUmFuZ2UiXAoKUHJpY2VSYW5nZRIVCg1taW5fbWljcm9fdXNkGAEgASgDEhUKDW1heF9taWNyb191c2QYAiABKAMSDwoHbWluX3VzZBgDIAEoCRIPCgdtYXhfdXNkGAQgASgJIiAKD0dldE1vZGVsUmVxdWVzdBINCgVtb2RlbBgBIAEoCSI6ChBHZXRNb2RlbFJlc3BvbnNlEiYKBW1vZGVsGAEgASgLMhcuYXRvbWEucm91dGluZy52MS5Nb2RlbCKeAgoTRXN0aW1hdGVDb3N0UmVxdWVzdBJCCg9jaGF0X2NvbXBsZXRpb24YASABKAsyJy5hdG9tYS5yb3V0aW5nLnYxLkNoYXRDb21wbGV0aW9uUmVxdWVzdEgAEjkKCmNvbXBsZXRpb24YAiABKAsyIy5hdG9tYS5yb3V0aW5nLnYxLkNvbXBsZXRpb25SZXF1ZXN0SAASOQoKZW1iZWRkaW5ncxgDIAEoCzIjLmF0b21hLnJvdXRpbmcudjEuRW1iZWRkaW5nc1JlcXVlc3RIABJCCg9nZW5lcmF0ZV9pbWFnZXMYBCABKAsyJy5hdG9tYS5yb3V0aW5nLnYxLkdlbmVyYXRlSW1hZ2VzUmVxdWVzdEgAQgkKB3JlcXVlc3QizgIKFEVzdGltYXRlQ29zdFJlc3BvbnNlEg0KBW1vZGVsGAEgASgJEgwKBGtpbmQYAiABKAkSFQoNcHJvbXB0X3Rva2VucxgDIAEoAxIbChNwcm9tcHRfdG9rZW5zX2V4YWN0GAQgASgIEh0KFW1heF9jb21wbGV0aW9uX3Rva2VucxgFIAEoAxIiChpyZXNlcnZlZF9jb21wbGV0aW9uX3Rva2VucxgGIAEoAxIOCgZpbWFnZXMYByABKAMSGgoSbWluX2Nvc3RfbWljcm9fdXNkGAggASgDEhoKEm1heF9jb3N0X21pY3JvX3VzZBgJIAEoAxIaChJyZXNlcnZlZF9taWNyb191c2QYCiABKAMSEgoKdXNlcl9wcmljZRgLIAEoCBIqCgVub2RlcxgMIAMoCzIbLmF0b21hLnJvdXRpbmcudjEuTm9kZVF1b3RlIkUKCU5vZGVRdW90ZRIPCgdub2RlX2lkGAEgASgJEg8KB2hlYWx0aHkYAiABKAgSFgoOY29zdF9taWNyb191c2QYAyABKAMimgQKFUNoYXRDb21wbGV0aW9uUmVxdWVzdBINCgVtb2RlbBgBIAEoCRIvCghtZXNzYWdlcxgCIAMoCzIdLmF0b21hLnJvdXRpbmcudjEuQ2hhdE1lc3NhZ2USFwoKbWF4X3Rva2VucxgDIAEoA0gAiAEBEiIKFW1heF9jb21wbGV0aW9uX3Rva2VucxgEIAEoA0gBiAEBEhgKC3RlbXBlcmF0dXJlGAUgASgBSAKIAQESEgoFdG9wX3AYBiABKAFIA4gBARIOCgFuGAcgASgFSASIAQESDgoGc3RyZWFtGAggASgIEjcKDnN0cmVhbV9vcHRpb25zGAkgASgLMh8uYXRvbWEucm91dGluZy52MS5TdHJlYW1PcHRpb25zEgwKBHN0b3AYCiADKAkSEQoEc2VlZBgLIAEoA0gFiAEBEh0KEHByZXNlbmNlX3BlbmFsdHkYDCABKAFIBogBARIeChFmcmVxdWVuY3lfcGVuYWx0eRgNIAEoAUgHiAEBEgwKBHVzZXIYDiABKAkSEgoKZXh0cmFfanNvbhgPIAEoCUINCgtfbWF4X3Rva2Vuc0IYChZfbWF4X2NvbXBsZXRpb25fdG9rZW5zQg4KDF90ZW1wZXJhdHVyZUIICgZfdG9wX3BCBAoCX25CBwoFX3NlZWRCEwoRX3ByZXNlbmNlX3BlbmFsdHlCFAoSX2ZyZXF1ZW5jeV9wZW5hbHR5IqABChZDaGF0Q29tcGxldGlvblJlc3BvbnNlEg8KBWNodW5rGAEgASgJSAASFAoKY29tcGxldGlvbhgCIAEoCUgAEioKA2VuZBgDIAEoCzIbLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtRW5kSAASKgoGY2h1bmtzGAQgASgLMhguYXRvbWEucm91dGluZy52MS5DaHVua3NIAEIHCgVldmVudCKAAwoRQ29tcGxldGlvblJlcXVlc3QSDQoFbW9kZWwYASABKAkSDgoGcHJvbXB0GAIgAygJEjEKDXByb21wdF90b2tlbnMYAyADKAsyGi5hdG9tYS5yb3V0aW5nLnYxLlRva2VuSWRzEhcKCm1heF90b2tlbnMYBCABKANIAIgBARIYCgt0ZW1wZXJhdHVyZRgFIAEoAUgBiAEBEhIKBXRvcF9wGAYgASgBSAKIAQESDgoBbhgHIAEoBUgDiAEBEg4KBnN0cmVhbRgIIAEoCBI3Cg5zdHJlYW1fb3B0aW9ucxgJIAEoCzIfLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtT3B0aW9ucxIMCgRzdG9wGAogAygJEhEKBHNlZWQYCyABKANIBIgBARIMCgR1c2VyGAwgASgJEhIKCmV4dHJhX2pzb24YDSABKAlCDQoLX21heF90b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEIECgJfbkIHCgVfc2VlZCKcAQoSQ29tcGxldGlvblJlc3BvbnNlEg8KBWNodW5rGAEgASgJSAASFAoKY29tcGxldGlvbhgCIAEoCUgAEioKA2VuZBgDIAEoCzIbLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtRW5kSAASKgoGY2h1bmtzGAQgASgLMhguYXRvbWEucm91dGluZy52MS5DaHVua3NIAEIHCgVldmVudCLGAQoRRW1iZWRkaW5nc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSDQoFaW5wdXQYAiADKAkSMAoMaW5wdXRfdG9rZW5zGAMgAygLMhouYXRvbWEucm91dGluZy52MS5Ub2tlbklkcxIXCg9lbmNvZGluZ19mb3JtYXQYBCABKAkSFwoKZGltZW5zaW9ucxgFIAEoBUgAiAEBEgwKBHVzZXIYBiABKAkSEgoKZXh0cmFfanNvbhgHIAEoCUINCgtfZGltZW5zaW9ucyKbAQoSRW1iZWRkaW5nc1Jlc3BvbnNlEhUKDXJlc3BvbnNlX2pzb24YASABKAkSJgoFdXNhZ2UYAiABKAsyFy5hdG9tYS5yb3V0aW5nLnYxLlVzYWdlEi4KB3JvdXRpbmcYAyABKAsyHS5hdG9tYS5yb3V0aW5nLnYxLlJvdXRpbmdJbmZvEhYKDmNvc3RfbWljcm9fdXNkGAQgASgDIrUBChVHZW5lcmF0ZUltYWdlc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSDgoGcHJvbXB0GAIgASgJEg4KAW4YAyABKAVIAIgBARIMCgRzaXplGAQgASgJEg8KB3F1YWxpdHkYBSABKAkSFwoPcmVzcG9uc2VfZm9ybWF0GAYgASgJEg0KBXN0eWxlGAcgASgJEgwKBHVzZXIYCCABKAkSEgoKZXh0cmFfanNvbhgJIAEoCUIECgJfbiJ3ChZHZW5lcmF0ZUltYWdlc1Jlc3BvbnNlEhUKDXJlc3BvbnNlX2pzb24YASABKAkSLgoHcm91dGluZxgCIAEoCzIdLmF0b21hLnJvdXRpbmcudjEuUm91dGluZ0luZm8SFgoOY29zdF9taWNyb191c2QYAyABKAMiEgoQTGlzdE5vZGVzUmVxdWVzdCJAChFMaXN0Tm9kZXNSZXNwb25zZRIrCgVub2RlcxgBIAMoCzIcLmF0b21hLnJvdXRpbmcudjEuTm9kZVN0YXR1cyKUAQoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg4KBm1vZGVscxgCIAMoCRIPCgdoZWFsdGh5GAMgASgIEhEKCWluX2ZsaWdodBgEIAEoBRIfChdpbnB1dF9wcmljZV9wZXJfbWlsbGlvbhgFIAEoAxIgChhvdXRwdXRfcHJpY2VfcGVyX21pbGxpb24YBiABKAMyvhAKDlJvdXRpbmdTZXJ2aWNlEmsKCkxpc3RNb2RlbHMSIy5hdG9tYS5yb3V0aW5nLnYxLkxpc3RNb2RlbHNSZXF1ZXN0GiQuYXRvbWEucm91dGluZy52MS5MaXN0TW9kZWxzUmVzcG9uc2UiEoLT5JMCDBIKL3YxL21vZGVscxKGAQoOQ2hhdENvbXBsZXRpb24SJy5hdG9tYS5yb3V0aW5nLnYxLkNoYXRDb21wbGV0aW9uUmVxdWVzdBooLmF0b21hLnJvdXRpbmcudjEuQ2hhdENvbXBsZXRpb25SZXNwb25zZSIfgtPkkwIZOgEqIhQvdjEvY2hhdC9jb21wbGV0aW9uczABEnUKCkNvbXBsZXRpb24SIy5hdG9tYS5yb3V0aW5nLnYxLkNvbXBsZXRpb25SZXF1ZXN0GiQuYXRvbWEucm91dGluZy52MS5Db21wbGV0aW9uUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2NvbXBsZXRpb25zMAEScgoKRW1iZWRkaW5ncxIjLmF0b21hLnJvdXRpbmcudjEuRW1iZWRkaW5nc1JlcXVlc3QaJC5hdG9tYS5yb3V0aW5nLnYxLkVtYmVkZGluZ3NSZXNwb25zZSIZgtPkkwITOgEqIg4vdjEvZW1iZWRkaW5ncxKGAQoOR2VuZXJhdGVJbWFnZXMSJy5hdG9tYS5yb3V0aW5nLnYxLkdlbmVyYXRlSW1hZ2VzUmVxdWVzdBooLmF0b21hLnJvdXRpbmcudjEuR2VuZXJhdGVJbWFnZXNSZXNwb25zZSIhgtPkkwIbOgEqIhYvdjEvaW1hZ2VzL2dlbmVyYXRpb25zEnAKCEdldE1vZGVsEiEuYXRvbWEucm91dGluZy52MS5HZXRNb2RlbFJlcXVlc3QaIi5hdG9tYS5yb3V0aW5nLnYxLkdldE1vZGVsUmVzcG9uc2UiHYLT5JMCFxIVL3YxL21vZGVscy97bW9kZWw9Kip9EnMKDEVzdGltYXRlQ29zdBIlLmF0b21hLnJvdXRpbmcudjEuRXN0aW1hdGVDb3N0UmVxdWVzdBomLmF0b21hLnJvdXRpbmcudjEuRXN0aW1hdGVDb3N0UmVzcG9uc2UiFILT5JMCDjoBKiIJL3YxL3F1b3RlEm8KCUxpc3ROb2RlcxIiLmF0b21hLnJvdXRpbmcudjEuTGlzdE5vZGVzUmVxdWVzdBojLmF0b21hLnJvdXRpbmcudjEuTGlzdE5vZGVzUmVzcG9uc2UiGYLT5JMCExIRL3YxL3JvdXRpbmcvbm9kZXMSbAoITG9ja05vZGUSIS5hdG9tYS5yb3V0aW5nLnYxLkxvY2tOb2RlUmVxdWVzdBoiLmF0b21hLnJvdXRpbmcudjEuTG9ja05vZGVSZXNwb25zZSIZgtPkkwITOgEqIg4vdjEvbm9kZXMvbG9jaxK+AQoaQ29uZmlkZW50aWFsQ2hhdENvbXBsZXRpb24SMy5hdG9tYS5yb3V0aW5nLnYxLkNvbmZpZGVudGlhbENoYXRDb21wbGV0aW9uUmVxdWVzdBo0LmF0b21hLnJvdXRpbmcudjEuQ29uZmlkZW50aWFsQ2hhdENvbXBsZXRpb25SZXNwb25zZSIzgtPkkwItOghlbnZlbG9wZSIhL3YxL2NvbmZpZGVudGlhbC9jaGF0L2NvbXBsZXRpb25zMAESrQEKFkNvbmZpZGVudGlhbENvbXBsZXRpb24SLy5hdG9tYS5yb3V0aW5nLnYxLkNvbmZpZGVudGlhbENvbXBsZXRpb25SZXF1ZXN0GjAuYXRvbWEucm91dGluZy52MS5Db25maWRlbnRpYWxDb21wbGV0aW9uUmVzcG9uc2UiLoLT5JMCKDoIZW52ZWxvcGUiHC92MS9jb25maWRlbnRpYWwvY29tcGxldGlvbnMwARKqAQoWQ29uZmlkZW50aWFsRW1iZWRkaW5ncxIvLmF0b21hLnJvdXRpbmcudjEuQ29uZmlkZW50aWFsRW1iZWRkaW5nc1JlcXVlc3QaMC5hdG9tYS5yb3V0aW5nLnYxLkNvbmZpZGVudGlhbEVtYmVkZGluZ3NSZXNwb25zZSItgtPkkwInOghlbnZlbG9wZSIbL3YxL2NvbmZpZGVudGlhbC9lbWJlZGRpbmdzEr4BChpDb25maWRlbnRpYWxHZW5lcmF0ZUltYWdlcxIzLmF0b21hLnJvdXRpbmcudjEuQ29uZmlkZW50aWFsR2VuZXJhdGVJbWFnZXNSZXF1ZXN0GjQuYXRvbWEucm91dGluZy52MS5Db25maWRlbnRpYWxHZW5lcmF0ZUltYWdlc1Jlc3BvbnNlIjWC0+STAi86CGVudmVsb3BlIiMvdjEvY29uZmlkZW50aWFsL2ltYWdlcy9nZW5lcmF0aW9ucxKBAQoPUmVnaXN0ZXJOb2RlS2V5EiguYXRvbWEucm91dGluZy52MS5SZWdpc3Rlck5vZGVLZXlSZXF1ZXN0GikuYXRvbWEucm91dGluZy52MS5SZWdpc3Rlck5vZGVLZXlSZXNwb25zZSIZgtPkkwITOgEqIg4vdjEvbm9kZXMva2V5cxKYAQoSR2V0Tm9kZUF0dGVzdGF0aW9uEisuYXRvbWEucm91dGluZy52MS5HZXROb2RlQXR0ZXN0YXRpb25SZXF1ZXN0GiwuYXRvbWEucm91dGluZy52MS5HZXROb2RlQXR0ZXN0YXRpb25SZXNwb25zZSIngtPkkwIhEh8vdjEvbm9kZXMve25vZGVfaWR9L2F0dGVzdGF0aW9uYgZwcm90bzM", [file_atoma_routing_v1_chat, file_atoma_routing_v1_common, file_atoma_routing_v1_confidential, file_google_api_annotations]);
+  fileDesc("CiZhdG9tYS9yb3V0aW5nL3YxL3JvdXRpbmdfc2VydmljZS5wcm90bxIQYXRvbWEucm91dGluZy52MSJXChVDcmVhdGVSZXNwb25zZVJlcXVlc3QSFAoMcmVxdWVzdF9qc29uGAEgASgJEigKB3JlcXVlc3QYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0InkKFkNyZWF0ZVJlc3BvbnNlUmVzcG9uc2USFgoMc3RyZWFtX2V2ZW50GAEgASgJSAASEgoIcmVzcG9uc2UYAiABKAlIABIqCgNlbmQYAyABKAsyGy5hdG9tYS5yb3V0aW5nLnYxLlN0cmVhbUVuZEgAQgcKBWV2ZW50IhMKEUxpc3RNb2RlbHNSZXF1ZXN0IksKEkxpc3RNb2RlbHNSZXNwb25zZRIOCgZvYmplY3QYASABKAkSJQoEZGF0YRgCIAMoCzIXLmF0b21hLnJvdXRpbmcudjEuTW9kZWwirAEKBU1vZGVsEgoKAmlkGAEgASgJEg4KBm9iamVjdBgCIAEoCRIPCgdjcmVhdGVkGAMgASgDEhAKCG93bmVkX2J5GAQgASgJEgwKBGtpbmQYBSABKAkSFgoOY29udGV4dF9sZW5ndGgYBiABKAMSLwoHcHJpY2luZxgHIAEoCzIeLmF0b21hLnJvdXRpbmcudjEuTW9kZWxQcmljaW5nEg0KBW5vZGVzGAggAygJIrIBCgxNb2RlbFByaWNpbmcSNwoRaW5wdXRfcGVyX21pbGxpb24YASABKAsyHC5hdG9tYS5yb3V0aW5nLnYxLlByaWNlUmFuZ2USOAoSb3V0cHV0X3Blcl9taWxsaW9uGAIgASgLMhwuYXRvbWEucm91dGluZy52MS5QcmljZVJhbmdlEi8KCXBlcl9pbWFnZRgDIAEoCzIcLmF0b21hLnJvdXRpbmcudjEuUHJpY2VSYW5nZSJcCgpQcmljZVJhbmdlEhUKDW1pbl9taWNyb191c2QYASABKAMSFQoNbWF4X21pY3JvX3VzZBgCIAEoAxIPCgdtaW5fdXNkGAMgASgJEg8KB21heF91c2QYBCABKAkiIAoPR2V0TW9kZWxSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJIjoKEEdldE1vZGVsUmVzcG9uc2USJgoFbW9kZWwYASABKAsyFy5hdG9tYS5yb3V0aW5nLnYxLk1vZGVsIp4CChNFc3RpbWF0ZUNvc3RSZXF1ZXN0EkIKD2NoYXRfY29tcGxldGlvbhgBIAEoCzInLmF0b21hLnJvdXRpbmcudjEuQ2hhdENvbXBsZXRpb25SZXF1ZXN0SAASOQoKY29tcGxldGlvbhgCIAEoCzIjLmF0b21hLnJvdXRpbmcudjEuQ29tcGxldGlvblJlcXVlc3RIABI5CgplbWJlZGRpbmdzGAMgASgLMiMuYXRvbWEucm91dGluZy52MS5FbWJlZGRpbmdzUmVxdWVzdEgAEkIKD2dlbmVyYXRlX2ltYWdlcxgEIAEoCzInLmF0b21hLnJvdXRpbmcudjEuR2VuZXJhdGVJbWFnZXNSZXF1ZXN0SABCCQoHcmVxdWVzdCLOAgoURXN0aW1hdGVDb3N0UmVzcG9uc2USDQoFbW9kZWwYASABKAkSDAoEa2luZBgCIAEoCRIVCg1wcm9tcHRfdG9rZW5zGAMgASgDEhsKE3Byb21wdF90b2tlbnNfZXhhY3QYBCABKAgSHQoVbWF4X2NvbXBsZXRpb25fdG9rZW5zGAUgASgDEiIKGnJlc2VydmVkX2NvbXBsZXRpb25fdG9rZW5zGAYgASgDEg4KBmltYWdlcxgHIAEoAxIaChJtaW5fY29zdF9taWNyb191c2QYCCABKAMSGgoSbWF4X2Nvc3RfbWljcm9fdXNkGAkgASgDEhoKEnJlc2VydmVkX21pY3JvX3VzZBgKIAEoAxISCgp1c2VyX3ByaWNlGAsgASgIEioKBW5vZGVzGAwgAygLMhsuYXRvbWEucm91dGluZy52MS5Ob2RlUXVvdGUiRQoJTm9kZVF1b3RlEg8KB25vZGVfaWQYASABKAkSDwoHaGVhbHRoeRgCIAEoCBIWCg5jb3N0X21pY3JvX3VzZBgDIAEoAyLCBAoVQ2hhdENvbXBsZXRpb25SZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEi8KCG1lc3NhZ2VzGAIgAygLMh0uYXRvbWEucm91dGluZy52MS5DaGF0TWVzc2FnZRIXCgptYXhfdG9rZW5zGAMgASgDSACIAQESIgoVbWF4X2NvbXBsZXRpb25fdG9rZW5zGAQgASgDSAGIAQESGAoLdGVtcGVyYXR1cmUYBSABKAFIAogBARISCgV0b3BfcBgGIAEoAUgDiAEBEg4KAW4YByABKAVIBIgBARIOCgZzdHJlYW0YCCABKAgSNwoOc3RyZWFtX29wdGlvbnMYCSABKAsyHy5hdG9tYS5yb3V0aW5nLnYxLlN0cmVhbU9wdGlvbnMSDAoEc3RvcBgKIAMoCRIRCgRzZWVkGAsgASgDSAWIAQESHQoQcHJlc2VuY2VfcGVuYWx0eRgMIAEoAUgGiAEBEh4KEWZyZXF1ZW5jeV9wZW5hbHR5GA0gASgBSAeIAQESDAoEdXNlchgOIAEoCRISCgpleHRyYV9qc29uGA8gASgJEiYKBWV4dHJhGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEINCgtfbWF4X3Rva2Vuc0IYChZfbWF4X2NvbXBsZXRpb25fdG9rZW5zQg4KDF90ZW1wZXJhdHVyZUIICgZfdG9wX3BCBAoCX25CBwoFX3NlZWRCEwoRX3ByZXNlbmNlX3BlbmFsdHlCFAoSX2ZyZXF1ZW5jeV9wZW5hbHR5IqABChZDaGF0Q29tcGxldGlvblJlc3BvbnNlEg8KBWNodW5rGAEgASgJSAASFAoKY29tcGxldGlvbhgCIAEoCUgAEioKA2VuZBgDIAEoCzIbLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtRW5kSAASKgoGY2h1bmtzGAQgASgLMhguYXRvbWEucm91dGluZy52MS5DaHVua3NIAEIHCgVldmVudCKAAwoRQ29tcGxldGlvblJlcXVlc3QSDQoFbW9kZWwYASABKAkSDgoGcHJvbXB0GAIgAygJEjEKDXByb21wdF90b2tlbnMYAyADKAsyGi5hdG9tYS5yb3V0aW5nLnYxLlRva2VuSWRzEhcKCm1heF90b2tlbnMYBCABKANIAIgBARIYCgt0ZW1wZXJhdHVyZRgFIAEoAUgBiAEBEhIKBXRvcF9wGAYgASgBSAKIAQESDgoBbhgHIAEoBUgDiAEBEg4KBnN0cmVhbRgIIAEoCBI3Cg5zdHJlYW1fb3B0aW9ucxgJIAEoCzIfLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtT3B0aW9ucxIMCgRzdG9wGAogAygJEhEKBHNlZWQYCyABKANIBIgBARIMCgR1c2VyGAwgASgJEhIKCmV4dHJhX2pzb24YDSABKAlCDQoLX21heF90b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEIECgJfbkIHCgVfc2VlZCKcAQoSQ29tcGxldGlvblJlc3BvbnNlEg8KBWNodW5rGAEgASgJSAASFAoKY29tcGxldGlvbhgCIAEoCUgAEioKA2VuZBgDIAEoCzIbLmF0b21hLnJvdXRpbmcudjEuU3RyZWFtRW5kSAASKgoGY2h1bmtzGAQgASgLMhguYXRvbWEucm91dGluZy52MS5DaHVua3NIAEIHCgVldmVudCLGAQoRRW1iZWRkaW5nc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSDQoFaW5wdXQYAiADKAkSMAoMaW5wdXRfdG9rZW5zGAMgAygLMhouYXRvbWEucm91dGluZy52MS5Ub2tlbklkcxIXCg9lbmNvZGluZ19mb3JtYXQYBCABKAkSFwoKZGltZW5zaW9ucxgFIAEoBUgAiAEBEgwKBHVzZXIYBiABKAkSEgoKZXh0cmFfanNvbhgHIAEoCUINCgtfZGltZW5zaW9ucyKbAQoSRW1iZWRkaW5nc1Jlc3BvbnNlEhUKDXJlc3BvbnNlX2pzb24YASABKAkSJgoFdXNhZ2UYAiABKAsyFy5hdG9tYS5yb3V0aW5nLnYxLlVzYWdlEi4KB3JvdXRpbmcYAyABKAsyHS5hdG9tYS5yb3V0aW5nLnYxLlJvdXRpbmdJbmZvEhYKDmNvc3RfbWljcm9fdXNkGAQgASgDIrUBChVHZW5lcmF0ZUltYWdlc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSDgoGcHJvbXB0GAIgASgJEg4KAW4YAyABKAVIAIgBARIMCgRzaXplGAQgASgJEg8KB3F1YWxpdHkYBSABKAkSFwoPcmVzcG9uc2VfZm9ybWF0GAYgASgJEg0KBXN0eWxlGAcgASgJEgwKBHVzZXIYCCABKAkSEgoKZXh0cmFfanNvbhgJIAEoCUIECgJfbiJ3ChZHZW5lcmF0ZUltYWdlc1Jlc3BvbnNlEhUKDXJlc3BvbnNlX2pzb24YASABKAkSLgoHcm91dGluZxgCIAEoCzIdLmF0b21hLnJvdXRpbmcudjEuUm91dGluZ0luZm8SFgoOY29zdF9taWNyb191c2QYAyABKAMiEgoQTGlzdE5vZGVzUmVxdWVzdCJAChFMaXN0Tm9kZXNSZXNwb25zZRIrCgVub2RlcxgBIAMoCzIcLmF0b21hLnJvdXRpbmcudjEuTm9kZVN0YXR1cyKUAQoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg4KBm1vZGVscxgCIAMoCRIPCgdoZWFsdGh5GAMgASgIEhEKCWluX2ZsaWdodBgEIAEoBRIfChdpbnB1dF9wcmljZV9wZXJfbWlsbGlvbhgFIAEoAxIgChhvdXRwdXRfcHJpY2VfcGVyX21pbGxpb24YBiABKAMyvxEKDlJvdXRpbmdTZXJ2aWNlEmsKCkxpc3RNb2RlbHMSIy5hdG9tYS5yb3V0aW5nLnYxLkxpc3RNb2RlbHNSZXF1ZXN0GiQuYXRvbWEucm91dGluZy52MS5MaXN0TW9kZWxzUmVzcG9uc2UiEoLT5JMCDBIKL3YxL21vZGVscxKGAQoOQ2hhdENvbXBsZXRpb24SJy5hdG9tYS5yb3V0aW5nLnYxLkNoYXRDb21wbGV0aW9uUmVxdWVzdBooLmF0b21hLnJvdXRpbmcudjEuQ2hhdENvbXBsZXRpb25SZXNwb25zZSIfgtPkkwIZOgEqIhQvdjEvY2hhdC9jb21wbGV0aW9uczABEnUKCkNvbXBsZXRpb24SIy5hdG9tYS5yb3V0aW5nLnYxLkNvbXBsZXRpb25SZXF1ZXN0GiQuYXRvbWEucm91dGluZy52MS5Db21wbGV0aW9uUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2NvbXBsZXRpb25zMAEScgoKRW1iZWRkaW5ncxIjLmF0b21hLnJvdXRpbmcudjEuRW1iZWRkaW5nc1JlcXVlc3QaJC5hdG9tYS5yb3V0aW5nLnYxLkVtYmVkZGluZ3NSZXNwb25zZSIZgtPkkwITOgEqIg4vdjEvZW1iZWRkaW5ncxKGAQoOR2VuZXJhdGVJbWFnZXMSJy5hdG9tYS5yb3V0aW5nLnYxLkdlbmVyYXRlSW1hZ2VzUmVxdWVzdBooLmF0b21hLnJvdXRpbmcudjEuR2VuZXJhdGVJbWFnZXNSZXNwb25zZSIhgtPkkwIbOgEqIhYvdjEvaW1hZ2VzL2dlbmVyYXRpb25zEnAKCEdldE1vZGVsEiEuYXRvbWEucm91dGluZy52MS5HZXRNb2RlbFJlcXVlc3QaIi5hdG9tYS5yb3V0aW5nLnYxLkdldE1vZGVsUmVzcG9uc2UiHYLT5JMCFxIVL3YxL21vZGVscy97bW9kZWw9Kip9EnMKDEVzdGltYXRlQ29zdBIlLmF0b21hLnJvdXRpbmcudjEuRXN0aW1hdGVDb3N0UmVxdWVzdBomLmF0b21hLnJvdXRpbmcudjEuRXN0aW1hdGVDb3N0UmVzcG9uc2UiFILT5JMCDjoBKiIJL3YxL3F1b3RlEm8KCUxpc3ROb2RlcxIiLmF0b21hLnJvdXRpbmcudjEuTGlzdE5vZGVzUmVxdWVzdBojLmF0b21hLnJvdXRpbmcudjEuTGlzdE5vZGVzUmVzcG9uc2UiGYLT5JMCExIRL3YxL3JvdXRpbmcvbm9kZXMSbAoITG9ja05vZGUSIS5hdG9tYS5yb3V0aW5nLnYxLkxvY2tOb2RlUmVxdWVzdBoiLmF0b21hLnJvdXRpbmcudjEuTG9ja05vZGVSZXNwb25zZSIZgtPkkwITOgEqIg4vdjEvbm9kZXMvbG9jaxK+AQoaQ29uZmlkZW50aWFsQ2hhdENvbXBsZXRpb24SMy5hdG9tYS5yb3V0aW5nLnYxLkNvbmZpZGVudGlhbENoYXRDb21wbGV0aW9uUmVxdWVzdBo0LmF0b21hLnJvdXRpbmcudjEuQ29uZmlkZW50aWFsQ2hhdENvbXBsZXRpb25SZXNwb25zZSIzgtPkkwItOghlbnZlbG9wZSIhL3YxL2NvbmZpZGVudGlhbC9jaGF0L2NvbXBsZXRpb25zMAESrQEKFkNvbmZpZGVudGlhbENvbXBsZXRpb24SLy5hdG9tYS5yb3V0aW5nLnYxLkNvbmZpZGVudGlhbENvbXBsZXRpb25SZXF1ZXN0GjAuYXRvbWEucm91dGluZy52MS5Db25maWRlbnRpYWxDb21wbGV0aW9uUmVzcG9uc2UiLoLT5JMCKDoIZW52ZWxvcGUiHC92MS9jb25maWRlbnRpYWwvY29tcGxldGlvbnMwARKqAQoWQ29uZmlkZW50aWFsRW1iZWRkaW5ncxIvLmF0b21hLnJvdXRpbmcudjEuQ29uZmlkZW50aWFsRW1iZWRkaW5nc1JlcXVlc3QaMC5hdG9tYS5yb3V0aW5nLnYxLkNvbmZpZGVudGlhbEVtYmVkZGluZ3NSZXNwb25zZSItgtPkkwInOghlbnZlbG9wZSIbL3YxL2NvbmZpZGVudGlhbC9lbWJlZGRpbmdzEr4BChpDb25maWRlbnRpYWxHZW5lcmF0ZUltYWdlcxIzLmF0b21hLnJvdXRpbmcudjEuQ29uZmlkZW50aWFsR2VuZXJhdGVJbWFnZXNSZXF1ZXN0GjQuYXRvbWEucm91dGluZy52MS5Db25maWRlbnRpYWxHZW5lcmF0ZUltYWdlc1Jlc3BvbnNlIjWC0+STAi86CGVudmVsb3BlIiMvdjEvY29uZmlkZW50aWFsL2ltYWdlcy9nZW5lcmF0aW9ucxKBAQoPUmVnaXN0ZXJOb2RlS2V5EiguYXRvbWEucm91dGluZy52MS5SZWdpc3Rlck5vZGVLZXlSZXF1ZXN0GikuYXRvbWEucm91dGluZy52MS5SZWdpc3Rlck5vZGVLZXlSZXNwb25zZSIZgtPkkwITOgEqIg4vdjEvbm9kZXMva2V5cxKYAQoSR2V0Tm9kZUF0dGVzdGF0aW9uEisuYXRvbWEucm91dGluZy52MS5HZXROb2RlQXR0ZXN0YXRpb25SZXF1ZXN0GiwuYXRvbWEucm91dGluZy52MS5HZXROb2RlQXR0ZXN0YXRpb25SZXNwb25zZSIngtPkkwIhEh8vdjEvbm9kZXMve25vZGVfaWR9L2F0dGVzdGF0aW9uEn8KDkNyZWF0ZVJlc3BvbnNlEicuYXRvbWEucm91dGluZy52MS5DcmVhdGVSZXNwb25zZVJlcXVlc3QaKC5hdG9tYS5yb3V0aW5nLnYxLkNyZWF0ZVJlc3BvbnNlUmVzcG9uc2UiGILT5JMCEjoBKiINL3YxL3Jlc3BvbnNlczABYgZwcm90bzM", [file_atoma_routing_v1_chat, file_atoma_routing_v1_common, file_atoma_routing_v1_confidential, file_google_api_annotations, file_google_protobuf_struct]);
+
+/**
+ * Request of CreateResponse: OpenAI's Responses request object, whole.
+ *
+ * @generated from message atoma.routing.v1.CreateResponseRequest
+ */
+export type CreateResponseRequest = Message<"atoma.routing.v1.CreateResponseRequest"> & {
+  /**
+   * The Responses request as JSON text (`{"model": ..., "input": ..., "stream": true, ...}`).
+   *
+   * @generated from field: string request_json = 1;
+   */
+  requestJson: string;
+
+  /**
+   * The same request as a structured object, for callers that write JSON directly (grpcurl);
+   * used when `request_json` is empty. Integral numbers may arrive as floats and are read as integers.
+   *
+   * @generated from field: google.protobuf.Struct request = 2;
+   */
+  request?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message atoma.routing.v1.CreateResponseRequest.
+ * Use `create(CreateResponseRequestSchema)` to create a new message.
+ */
+export const CreateResponseRequestSchema: GenMessage<CreateResponseRequest> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 0);
+
+/**
+ * One event of a CreateResponse stream.
+ *
+ * @generated from message atoma.routing.v1.CreateResponseResponse
+ */
+export type CreateResponseResponse = Message<"atoma.routing.v1.CreateResponseResponse"> & {
+  /**
+   * The event.
+   *
+   * @generated from oneof atoma.routing.v1.CreateResponseResponse.event
+   */
+  event: {
+    /**
+     * One Responses stream event (`response.created`, `response.output_text.delta`, ...) as JSON
+     * text; its `type` is the SSE event name. Sent when the request asked for `stream`.
+     *
+     * @generated from field: string stream_event = 1;
+     */
+    value: string;
+    case: "streamEvent";
+  } | {
+    /**
+     * The whole `response` object of a non-streaming request, as JSON text.
+     *
+     * @generated from field: string response = 2;
+     */
+    value: string;
+    case: "response";
+  } | {
+    /**
+     * The last event: usage and routing facts.
+     *
+     * @generated from field: atoma.routing.v1.StreamEnd end = 3;
+     */
+    value: StreamEnd;
+    case: "end";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message atoma.routing.v1.CreateResponseResponse.
+ * Use `create(CreateResponseResponseSchema)` to create a new message.
+ */
+export const CreateResponseResponseSchema: GenMessage<CreateResponseResponse> = /*@__PURE__*/
+  messageDesc(file_atoma_routing_v1_routing_service, 1);
 
 /**
  * Request of ListModels.
@@ -32,7 +108,7 @@ export type ListModelsRequest = Message<"atoma.routing.v1.ListModelsRequest"> & 
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 0);
+  messageDesc(file_atoma_routing_v1_routing_service, 2);
 
 /**
  * Response of ListModels, shaped like OpenAI's model list.
@@ -60,7 +136,7 @@ export type ListModelsResponse = Message<"atoma.routing.v1.ListModelsResponse"> 
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 1);
+  messageDesc(file_atoma_routing_v1_routing_service, 3);
 
 /**
  * A model that the network serves.
@@ -130,7 +206,7 @@ export type Model = Message<"atoma.routing.v1.Model"> & {
  * Use `create(ModelSchema)` to create a new message.
  */
 export const ModelSchema: GenMessage<Model> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 2);
+  messageDesc(file_atoma_routing_v1_routing_service, 4);
 
 /**
  * The prices of a model over the nodes that serve it.
@@ -165,7 +241,7 @@ export type ModelPricing = Message<"atoma.routing.v1.ModelPricing"> & {
  * Use `create(ModelPricingSchema)` to create a new message.
  */
 export const ModelPricingSchema: GenMessage<ModelPricing> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 3);
+  messageDesc(file_atoma_routing_v1_routing_service, 5);
 
 /**
  * The lowest and highest price of something over several nodes.
@@ -207,7 +283,7 @@ export type PriceRange = Message<"atoma.routing.v1.PriceRange"> & {
  * Use `create(PriceRangeSchema)` to create a new message.
  */
 export const PriceRangeSchema: GenMessage<PriceRange> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 4);
+  messageDesc(file_atoma_routing_v1_routing_service, 6);
 
 /**
  * Request of GetModel.
@@ -228,7 +304,7 @@ export type GetModelRequest = Message<"atoma.routing.v1.GetModelRequest"> & {
  * Use `create(GetModelRequestSchema)` to create a new message.
  */
 export const GetModelRequestSchema: GenMessage<GetModelRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 5);
+  messageDesc(file_atoma_routing_v1_routing_service, 7);
 
 /**
  * Response of GetModel.
@@ -249,7 +325,7 @@ export type GetModelResponse = Message<"atoma.routing.v1.GetModelResponse"> & {
  * Use `create(GetModelResponseSchema)` to create a new message.
  */
 export const GetModelResponseSchema: GenMessage<GetModelResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 6);
+  messageDesc(file_atoma_routing_v1_routing_service, 8);
 
 /**
  * Request of EstimateCost: the request to price, exactly as it would be sent.
@@ -302,7 +378,7 @@ export type EstimateCostRequest = Message<"atoma.routing.v1.EstimateCostRequest"
  * Use `create(EstimateCostRequestSchema)` to create a new message.
  */
 export const EstimateCostRequestSchema: GenMessage<EstimateCostRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 7);
+  messageDesc(file_atoma_routing_v1_routing_service, 9);
 
 /**
  * Response of EstimateCost. Costs are micro-USD; a request is never charged more than `reserved_micro_usd`.
@@ -400,7 +476,7 @@ export type EstimateCostResponse = Message<"atoma.routing.v1.EstimateCostRespons
  * Use `create(EstimateCostResponseSchema)` to create a new message.
  */
 export const EstimateCostResponseSchema: GenMessage<EstimateCostResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 8);
+  messageDesc(file_atoma_routing_v1_routing_service, 10);
 
 /**
  * The cost of a request at one node.
@@ -435,7 +511,7 @@ export type NodeQuote = Message<"atoma.routing.v1.NodeQuote"> & {
  * Use `create(NodeQuoteSchema)` to create a new message.
  */
 export const NodeQuoteSchema: GenMessage<NodeQuote> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 9);
+  messageDesc(file_atoma_routing_v1_routing_service, 11);
 
 /**
  * Request of ChatCompletion: OpenAI's chat completion request.
@@ -551,6 +627,15 @@ export type ChatCompletionRequest = Message<"atoma.routing.v1.ChatCompletionRequ
    * @generated from field: string extra_json = 15;
    */
   extraJson: string;
+
+  /**
+   * The same as `extra_json`, as a structured object (`"extra": {"tools": [...]}` in proto JSON), for
+   * callers that write JSON (grpcurl). Both may be given: `extra_json` wins on a shared key. Integral
+   * numbers arrive as floats and reach the node as integers.
+   *
+   * @generated from field: google.protobuf.Struct extra = 16;
+   */
+  extra?: JsonObject | undefined;
 };
 
 /**
@@ -558,7 +643,7 @@ export type ChatCompletionRequest = Message<"atoma.routing.v1.ChatCompletionRequ
  * Use `create(ChatCompletionRequestSchema)` to create a new message.
  */
 export const ChatCompletionRequestSchema: GenMessage<ChatCompletionRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 10);
+  messageDesc(file_atoma_routing_v1_routing_service, 12);
 
 /**
  * One event of a ChatCompletion stream.
@@ -612,7 +697,7 @@ export type ChatCompletionResponse = Message<"atoma.routing.v1.ChatCompletionRes
  * Use `create(ChatCompletionResponseSchema)` to create a new message.
  */
 export const ChatCompletionResponseSchema: GenMessage<ChatCompletionResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 11);
+  messageDesc(file_atoma_routing_v1_routing_service, 13);
 
 /**
  * Request of Completion: OpenAI's (legacy) text completion request.
@@ -717,7 +802,7 @@ export type CompletionRequest = Message<"atoma.routing.v1.CompletionRequest"> & 
  * Use `create(CompletionRequestSchema)` to create a new message.
  */
 export const CompletionRequestSchema: GenMessage<CompletionRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 12);
+  messageDesc(file_atoma_routing_v1_routing_service, 14);
 
 /**
  * One event of a Completion stream.
@@ -770,7 +855,7 @@ export type CompletionResponse = Message<"atoma.routing.v1.CompletionResponse"> 
  * Use `create(CompletionResponseSchema)` to create a new message.
  */
 export const CompletionResponseSchema: GenMessage<CompletionResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 13);
+  messageDesc(file_atoma_routing_v1_routing_service, 15);
 
 /**
  * Request of Embeddings: OpenAI's embeddings request.
@@ -833,7 +918,7 @@ export type EmbeddingsRequest = Message<"atoma.routing.v1.EmbeddingsRequest"> & 
  * Use `create(EmbeddingsRequestSchema)` to create a new message.
  */
 export const EmbeddingsRequestSchema: GenMessage<EmbeddingsRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 14);
+  messageDesc(file_atoma_routing_v1_routing_service, 16);
 
 /**
  * Response of Embeddings.
@@ -875,7 +960,7 @@ export type EmbeddingsResponse = Message<"atoma.routing.v1.EmbeddingsResponse"> 
  * Use `create(EmbeddingsResponseSchema)` to create a new message.
  */
 export const EmbeddingsResponseSchema: GenMessage<EmbeddingsResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 15);
+  messageDesc(file_atoma_routing_v1_routing_service, 17);
 
 /**
  * Request of GenerateImages: OpenAI's image generation request.
@@ -952,7 +1037,7 @@ export type GenerateImagesRequest = Message<"atoma.routing.v1.GenerateImagesRequ
  * Use `create(GenerateImagesRequestSchema)` to create a new message.
  */
 export const GenerateImagesRequestSchema: GenMessage<GenerateImagesRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 16);
+  messageDesc(file_atoma_routing_v1_routing_service, 18);
 
 /**
  * Response of GenerateImages.
@@ -987,7 +1072,7 @@ export type GenerateImagesResponse = Message<"atoma.routing.v1.GenerateImagesRes
  * Use `create(GenerateImagesResponseSchema)` to create a new message.
  */
 export const GenerateImagesResponseSchema: GenMessage<GenerateImagesResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 17);
+  messageDesc(file_atoma_routing_v1_routing_service, 19);
 
 /**
  * Request of ListNodes.
@@ -1002,7 +1087,7 @@ export type ListNodesRequest = Message<"atoma.routing.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 18);
+  messageDesc(file_atoma_routing_v1_routing_service, 20);
 
 /**
  * Response of ListNodes.
@@ -1023,7 +1108,7 @@ export type ListNodesResponse = Message<"atoma.routing.v1.ListNodesResponse"> & 
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 19);
+  messageDesc(file_atoma_routing_v1_routing_service, 21);
 
 /**
  * What this proxy instance knows of one node.
@@ -1079,7 +1164,7 @@ export type NodeStatus = Message<"atoma.routing.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_atoma_routing_v1_routing_service, 20);
+  messageDesc(file_atoma_routing_v1_routing_service, 22);
 
 /**
  * RoutingService serves OpenAI-style inference through the network of inference nodes.
@@ -1246,6 +1331,19 @@ export const RoutingService: GenService<{
     methodKind: "unary";
     input: typeof GetNodeAttestationRequestSchema;
     output: typeof GetNodeAttestationResponseSchema;
+  },
+  /**
+   * Creates a model response (OpenAI's Responses API). The core translates the request to a chat
+   * completion (README "Responses API" lists the fields), routes, meters and settles it like
+   * ChatCompletion, and answers with Responses objects: one `response` event, or with `stream` the
+   * Responses stream events in order; in both cases the stream ends with an `end` event.
+   *
+   * @generated from rpc atoma.routing.v1.RoutingService.CreateResponse
+   */
+  createResponse: {
+    methodKind: "server_streaming";
+    input: typeof CreateResponseRequestSchema;
+    output: typeof CreateResponseResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_atoma_routing_v1_routing_service, 0);

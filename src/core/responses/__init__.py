@@ -1,0 +1,1 @@
+"""OpenAI's Responses API served over chat completions: request translation and output events."""
