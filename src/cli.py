@@ -30,14 +30,15 @@ def _configure_logging(args: argparse.Namespace, level: str = "INFO", fmt: str =
 
 
 def _database(settings: Settings, command: str) -> str:
-    """The database URL this command uses, said on standard error (password hidden); the embedded
+    """The database URL this command uses, said in the log on standard error (password hidden); the embedded
     database's directory is created when missing."""
     from sqlalchemy.engine import make_url
 
     url = make_url(settings.database.url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    print(f"atoma-proxy {command}: database {url.render_as_string(hide_password=True)}", file=sys.stderr, flush=True)
+    shown = url.render_as_string(hide_password=True)
+    logging.getLogger("atoma_proxy.cli").info("atoma-proxy %s: database %s", command, shown)  # a log line: JSON too
     return settings.database.url
 
 
