@@ -89,7 +89,7 @@ class CoreServer:
         catalog = ModelCatalog(self.registry, settings.models, settings.nodes, self.meter.image_price)
         routing = RoutingService(self.registry, relay, authenticator, self.meter, catalog)
         self.confidential = build_confidential_service(
-            settings, self.registry, self.nodes.selector, authenticator, self.meter
+            settings, self.registry, self.nodes.selector, authenticator, self.meter, self.engine
         )
         pb_grpc.add_RoutingServiceServicer_to_server(RoutingWithConfidential(routing, self.confidential), self._server)
         self.sui = SuiRuntime(settings.sui, sessions, self.registry)  # README "Sui"
@@ -133,6 +133,7 @@ class CoreServer:
         self.nodes.reload_on_sighup()
         if self.settings.ledger.enabled:
             self._sweeper.start()
+        self.confidential.start()
         await self._server.start()
         for service in ("", ROUTING_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
