@@ -107,7 +107,9 @@ class CoreServer:
         accounts_grpc.add_AccountServiceServicer_to_server(account_service, self._server)
         account_admin_grpc.add_AccountAdminServiceServicer_to_server(account_admin_service, self._server)
         admin_token = settings.accounts.admin_token.get_secret_value() if settings.accounts.admin_token else None
-        node_admin = NodeAdminService(self.registry, self.nodes.poller, AdminGate(admin_token), self.nodes.clock)
+        node_admin = NodeAdminService(
+            self.registry, self.nodes.poller, AdminGate(admin_token), self.nodes.clock, self.confidential.keys
+        )
         node_admin_grpc.add_NodeAdminServiceServicer_to_server(node_admin, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

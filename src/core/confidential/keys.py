@@ -205,7 +205,10 @@ class KeyRegistry:
         self._cache[key.node_id if key is not None else node_id or ""] = (self._clock() + self._cache_ttl, key)
 
     async def latest(self, node_id: str, *, fresh: bool = False) -> NodeKey | None:
-        """The latest accepted key, valid or not (served with its evidence); cached unless `fresh`."""
+        """The latest accepted key, valid or not (served with its evidence); cached unless `fresh`.
+        None for a node not (or no longer) confidential here, whatever is stored for it."""
+        if not self.is_confidential(node_id):
+            return None
         cached = self._cache.get(node_id)
         if not fresh and cached is not None and cached[0] > self._clock():
             return cached[1]
