@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from nacl.signing import SigningKey
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from atoma_proxy.confidential import crypto
 from atoma_proxy.confidential.node_keys import AuthorityAttester, NodeKeys
-from atoma_proxy.config import DatabaseSettings
 from atoma_proxy.core.confidential.errors import KeyRegistrationRefused
 from atoma_proxy.core.confidential.keys import AuthorityVerifier, KeyRegistry, RejectAll
-from atoma_proxy.core.persistence import create_engine, session_factory
-from tests.support.databases import DATABASE_KINDS, temporary_database
 
 
 class Clock:
@@ -23,16 +17,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=DATABASE_KINDS)
-async def sessions(request: pytest.FixtureRequest) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with temporary_database(request.param) as url:
-        engine = create_engine(DatabaseSettings(url=url))
-        try:
-            yield session_factory(engine)
-        finally:
-            await engine.dispose()
 
 
 @pytest.fixture
