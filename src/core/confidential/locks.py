@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Table, and_, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from atoma_proxy.core.auth import Principal
 from atoma_proxy.core.confidential.errors import (
@@ -98,9 +98,14 @@ def _record(row: object) -> LockRecord:
 
 class LockTable:
     def __init__(
-        self, engine: AsyncEngine, *, sweep_interval: float = 5.0, clock: Callable[[], datetime] = utcnow
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        sweep_interval: float = 5.0,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._engine = engine
+        """`sessions`: bounded by `database.statement_timeout` on the serving path (README "Outages")."""
+        self._sessions = sessions
         self._sweep_interval = sweep_interval
         self._clock = clock
         self._timers: dict[int, asyncio.TimerHandle] = {}
@@ -113,19 +118,14 @@ class LockTable:
 
     async def add(self, record: LockRecord) -> None:
         """Store a new lock; this instance releases it when it expires unused (so does any instance's sweep)."""
-        async with self._engine.begin() as connection:
-            await connection.execute(
+        async with self._sessions() as session, session.begin():
+            await session.execute(
                 locks_table.insert().values(
                     **{name: getattr(record, name) for name in LockRecord.__dataclass_fields__}, created_at=utcnow()
                 )
             )
         delay = max(0.0, (record.expires_at - self._clock()).total_seconds())
         self._timers[record.id] = asyncio.get_running_loop().call_later(delay, self._expire_soon, record.id)
-
-    async def find(self, lock_id: int) -> LockRecord | None:
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(select(locks_table).where(locks_table.c.id == lock_id))).first()
-        return _record(row) if row is not None else None
 
     async def check(
         self, lock_id: int, principal: Principal, *, model: str, endpoint: str, units: int | None
@@ -149,8 +149,8 @@ class LockTable:
 
     async def take(self, record: LockRecord) -> None:
         """Consume the lock, exactly once across every instance; LOCK_ALREADY_USED / LOCK_EXPIRED otherwise."""
-        async with self._engine.begin() as connection:
-            taken = await connection.execute(
+        async with self._sessions() as session, session.begin():
+            taken = await session.execute(
                 update(locks_table)
                 .where(
                     locks_table.c.id == record.id,
@@ -171,9 +171,9 @@ class LockTable:
 
     async def held(self, record: LockRecord) -> Hold | None:
         """The reservation the lock holds, as the Meter settles it (None when it is not held any more)."""
-        async with self._engine.connect() as connection:
+        async with self._sessions() as session:
             row = (
-                await connection.execute(
+                await session.execute(
                     select(reservations).where(
                         reservations.c.request_id == record.request_id, reservations.c.state == "held"
                     )
@@ -186,8 +186,8 @@ class LockTable:
         )
 
     async def _state(self, lock_id: int) -> tuple[LockRecord, bool, bool] | None:
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(select(locks_table).where(locks_table.c.id == lock_id))).first()
+        async with self._sessions() as session:
+            row = (await session.execute(select(locks_table).where(locks_table.c.id == lock_id))).first()
         return (_record(row), row.consumed, row.released) if row is not None else None
 
     def _expire_soon(self, lock_id: int) -> None:
@@ -214,9 +214,9 @@ class LockTable:
             target = locks_table.c.id.in_(
                 select(locks_table.c.id).where(due).order_by(locks_table.c.expires_at).limit(_SWEEP_BATCH)
             )
-        async with self._engine.begin() as connection:
+        async with self._sessions() as session, session.begin():
             rows = (
-                await connection.execute(
+                await session.execute(
                     update(locks_table)
                     .where(target, due)
                     .values(released=True)
@@ -225,15 +225,15 @@ class LockTable:
             ).all()
             for row in rows:
                 if row.metered:  # charges nothing; a reservation no longer held is left as it is
-                    await release(connection, row.request_id, LOCK_EXPIRED_OUTCOME, node_id=row.node_id)
+                    await release(session, row.request_id, LOCK_EXPIRED_OUTCOME, node_id=row.node_id)
         for row in rows:
             log.info("lock %d on node %s expired unused", row.id, row.node_id)
         return len(rows)
 
     async def forget_finished(self) -> None:
         """Delete the rows of locks finished long ago (a reuse is then LOCK_NOT_FOUND)."""
-        async with self._engine.begin() as connection:
-            await connection.execute(
+        async with self._sessions() as session, session.begin():
+            await session.execute(
                 delete(locks_table).where(
                     locks_table.c.expires_at < self._clock() - _FORGET_AFTER,
                     or_(locks_table.c.consumed.is_(True), locks_table.c.released.is_(True)),

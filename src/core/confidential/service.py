@@ -25,6 +25,7 @@ from atoma_proxy.core.confidential.keys import AuthorityVerifier, KeyRegistry, N
 from atoma_proxy.core.confidential.locks import Lock, LockRecord, LockTable
 from atoma_proxy.core.confidential.node_client import ConfidentialNodeClient
 from atoma_proxy.core.errors import (
+    DatabaseUnavailable,
     InternalError,
     InvalidRequest,
     ModelNotFound,
@@ -40,6 +41,7 @@ from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.nodes.selection import NodeSelector, SelectionRequest, eligible_nodes
 from atoma_proxy.core.persistence import session_factory
 from atoma_proxy.core.persistence.models import utcnow
+from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
@@ -125,7 +127,8 @@ class ConfidentialService:
         self._auth = authenticator
         self._meter = meter if meter is not None and meter.enabled else None
         self.keys = keys
-        self.locks = LockTable(engine, sweep_interval=settings.ledger.sweep_interval, clock=wall_clock)
+        sessions = session_factory(engine, timeout=settings.database.statement_timeout)
+        self.locks = LockTable(sessions, sweep_interval=settings.ledger.sweep_interval, clock=wall_clock)
         self._client = client or ConfidentialNodeClient(settings.core)
         self._wall = wall_clock
 
@@ -138,7 +141,12 @@ class ConfidentialService:
         await self._client.aclose()
 
     async def _fail(self, context: grpc.aio.ServicerContext, error: Exception, call: InferenceCall | None) -> None:
-        if not isinstance(error, ProxyError):
+        if isinstance(error, ProxyError):
+            pass
+        elif is_database_outage(error):
+            log.warning("database unavailable: %s", error)
+            error = DatabaseUnavailable()
+        else:
             log.exception("unexpected error", exc_info=error)
             error = InternalError("The proxy failed unexpectedly; the error was logged.")
         await context.abort_with_status(to_grpc_status(error, call.metadata() if call else ()))

@@ -18,7 +18,7 @@ from atoma_proxy.core.confidential.locks import LOCK_EXPIRED_OUTCOME, LockRecord
 from atoma_proxy.core.ledger._sql import balances, reservations, usage_records
 from atoma_proxy.core.ledger.admin import credit_user
 from atoma_proxy.core.ledger.reservations import reserve
-from atoma_proxy.core.persistence import User, create_engine
+from atoma_proxy.core.persistence import User, create_engine, session_factory
 from atoma_proxy.core.persistence.models import utcnow
 from tests.support.databases import DATABASE_KINDS, temporary_database
 
@@ -92,7 +92,7 @@ async def _state(engine: AsyncEngine, request_id: str) -> tuple[str, int, list[s
 async def test_a_lock_is_consumed_exactly_once_across_instances(engines) -> None:  # type: ignore[no-untyped-def]
     first, second, user_id = engines
     clock = Clock()
-    a, b = LockTable(first, clock=clock), LockTable(second, clock=clock)
+    a, b = LockTable(session_factory(first), clock=clock), LockTable(session_factory(second), clock=clock)
     try:
         record = await _lock(first, a, user_id, clock, "req-once")
         principal = Principal(user_id=user_id, api_key_id=0)
@@ -122,7 +122,7 @@ async def test_a_lock_is_consumed_exactly_once_across_instances(engines) -> None
 async def test_an_expired_lock_is_released_once_and_can_no_longer_be_taken(engines) -> None:  # type: ignore[no-untyped-def]
     first, second, user_id = engines
     clock = Clock()
-    a, b = LockTable(first, clock=clock), LockTable(second, clock=clock)
+    a, b = LockTable(session_factory(first), clock=clock), LockTable(session_factory(second), clock=clock)
     try:
         record = await _lock(first, a, user_id, clock, "req-expired")
         assert await b.release_expired() == 0  # not expired yet
