@@ -124,7 +124,8 @@ class LockTable:
                     **{name: getattr(record, name) for name in LockRecord.__dataclass_fields__}, created_at=utcnow()
                 )
             )
-        delay = max(0.0, (record.expires_at - self._clock()).total_seconds())
+        # a moment past the expiry, so that the database's comparison (`expires_at <= now`) agrees
+        delay = max(0.0, (record.expires_at - self._clock()).total_seconds()) + 0.05
         self._timers[record.id] = asyncio.get_running_loop().call_later(delay, self._expire_soon, record.id)
 
     async def check(
