@@ -145,7 +145,7 @@ class Sidecar:
 
     async def _rotate_forever(self) -> None:
         """Rotates every `rotate_every` seconds; in between, re-sends the current registration every
-        `refresh_every` seconds, so a core that restarted (and forgot the key) learns it again."""
+        `refresh_every` seconds, so a core whose database lost the key (or a new one) learns it again."""
         next_rotation = 0.0
         loop = asyncio.get_running_loop()
         while True:

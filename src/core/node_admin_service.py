@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import grpc
 
 from atoma_proxy.core.accounts.callers import AdminGate
+from atoma_proxy.core.confidential.keys import KeyRegistry
 from atoma_proxy.core.errors import AlreadyExists, InternalError, InvalidRequest, NotFound, ProxyError
 from atoma_proxy.core.limits import MAX_PRICE_MICRO_USD
 from atoma_proxy.core.nodes.breaker import CircuitState
@@ -97,6 +98,10 @@ def _new_node(request: pb.AddNodeRequest) -> Node:
     for field in ("input_price_per_million", "output_price_per_million"):
         if not 0 <= getattr(request, field) <= MAX_PRICE_MICRO_USD:
             raise InvalidRequest(f"`{field}` must be between 0 and {MAX_PRICE_MICRO_USD}.", param=field)
+    if request.confidential_signing_key and len(request.confidential_signing_key) != 32:
+        raise InvalidRequest(
+            "`confidential_signing_key` must be a 32-byte Ed25519 public key.", param="confidential_signing_key"
+        )
     return Node(
         id=node_id,
         url=request.url.strip().rstrip("/"),
@@ -119,14 +124,17 @@ class NodeAdminService(pb_grpc.NodeAdminServiceServicer):
         poller: HealthPoller,
         gate: AdminGate,
         clock: Callable[[], float],
+        keys: KeyRegistry | None = None,
         *,
         price_weight: float = 0.5,
     ) -> None:
+        """`keys`: the confidential key registry, told of the signing keys of nodes added here."""
         self._price_weight = price_weight
         self._registry = registry
         self._poller = poller
         self._gate = gate
         self._clock = clock
+        self._keys = keys
 
     async def _fail(self, context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
         if not isinstance(error, ProxyError):
@@ -150,6 +158,8 @@ class NodeAdminService(pb_grpc.NodeAdminServiceServicer):
                     reason="NODE_ALREADY_EXISTS",
                     metadata={"param": "node_id"},
                 ) from None
+            if request.confidential_signing_key and self._keys is not None:
+                self._keys.add_signing_key(node.id, request.confidential_signing_key)
             await self._poller.probe(node)
             log.info("node %s added at %s (%s)", node.id, node.url, ", ".join(sorted(node.models)))
             return pb.AddNodeResponse(node=node_state(node, self._clock()))
@@ -177,6 +187,8 @@ class NodeAdminService(pb_grpc.NodeAdminServiceServicer):
                 node = self._registry.remove(request.node_id)
             except KeyError:
                 raise _unknown(request.node_id) from None
+            if node.source == ADMIN and self._keys is not None:
+                self._keys.remove_signing_key(node.id)
             log.info("node %s removed (%d requests in flight finish)", node.id, node.in_flight)
             return pb.RemoveNodeResponse(node=node_state(node, self._clock()))
         except Exception as error:

@@ -100,7 +100,7 @@ class CoreServer:
         catalog = ModelCatalog(self.registry, settings.models, settings.nodes, self.meter.image_price)
         routing = RoutingService(self.registry, relay, authenticator, self.meter, catalog)
         self.confidential = build_confidential_service(
-            settings, self.registry, self.nodes.selector, authenticator, self.meter
+            settings, self.registry, self.nodes.selector, authenticator, self.meter, self.engine
         )
         pb_grpc.add_RoutingServiceServicer_to_server(RoutingWithConfidential(routing, self.confidential), self._server)
         self.sui = SuiRuntime(settings.sui, sessions, self.registry)  # README "Sui"
@@ -123,6 +123,7 @@ class CoreServer:
             self.nodes.poller,
             AdminGate(admin_token),
             self.nodes.clock,
+            self.confidential.keys,
             price_weight=self.nodes.selector.price_weight,
         )
         node_admin_grpc.add_NodeAdminServiceServicer_to_server(node_admin, self._server)
@@ -147,6 +148,7 @@ class CoreServer:
         self.nodes.reload_on_sighup()
         if self.settings.ledger.enabled:
             self._sweeper.start()
+        self.confidential.start()
         await self._server.start()
         if self.metrics is not None:
             await self.metrics.start()

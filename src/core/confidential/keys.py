@@ -4,6 +4,11 @@ A registration is accepted when the node is configured with a confidential signi
 Ed25519 signature verifies, its rotation counter is above the last one, and its evidence verifies
 and is bound to the key (`AttestationVerifier`). Only the key of a node's latest rotation is
 offered, and only until `valid_until`.
+
+Keys live in the database (`key_store`), shared by every core instance and worker: a key registered
+through one is offered by all, and survives a restart. Lookups are cached for `cache_ttl` seconds.
+A key committed on chain (`sui_node_public_keys`) at the latest key rotation is a second source
+(`chain_keys`), offered when its evidence verifies and the node's signing key is known.
 """
 
 from __future__ import annotations
@@ -14,9 +19,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from atoma_proxy.confidential import attestation, signing
+from atoma_proxy.core.confidential import chain_keys, key_store
 from atoma_proxy.core.confidential.errors import KeyRegistrationRefused
+from atoma_proxy.core.confidential.key_store import NodeKey
+from atoma_proxy.core.errors import InvalidRequest
 from atoma_proxy.sui.crypto import SignatureScheme, address_of
+
+__all__ = [
+    "AttestationInvalid",
+    "AttestationVerifier",
+    "AuthorityVerifier",
+    "KeyRegistry",
+    "NodeKey",
+    "RejectAll",
+    "decode_key",
+]
 
 
 class AttestationInvalid(Exception):
@@ -58,15 +78,8 @@ class RejectAll:
         raise AttestationInvalid("no attestation authority is configured")
 
 
-@dataclass(frozen=True)
-class NodeKey:
-    node_id: str
-    public_key: bytes
-    rotation_counter: int
-    rotation_nonce: int
-    evidence: bytes
-    valid_until: float  # unix time
-    signing_key: bytes  # the node's Ed25519 key
+_MAX_COUNTER = 2**63 - 1  # a BIGINT
+_MAX_NONCE = 2**64 - 1
 
 
 def decode_key(text: str, what: str) -> bytes:
@@ -81,22 +94,40 @@ class KeyRegistry:
         self,
         signing_keys: Mapping[str, bytes],
         verifier: AttestationVerifier,
+        sessions: async_sessionmaker[AsyncSession],
         *,
         lifetime: float,
         sui_addresses: Mapping[str, str] | None = None,
+        small_ids: Mapping[str, int] | None = None,
+        cache_ttl: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`signing_keys`: nodes' configured Ed25519 keys; `sui_addresses`: nodes known by their Sui address only,
-        whose registrations must then carry an Ed25519 key with that address (the node's Sui key)."""
+        whose registrations must then carry an Ed25519 key with that address (the node's Sui key);
+        `small_ids`: nodes' small ids in the Atoma contract (their keys committed on chain are a source)."""
         self._signing_keys = dict(signing_keys)
         self._sui_addresses = {n: a for n, a in (sui_addresses or {}).items() if n not in self._signing_keys}
+        self._small_ids = dict(small_ids or {})
         self._verifier = verifier
+        self._sessions = sessions
         self._lifetime = lifetime
+        self._cache_ttl = cache_ttl
         self._clock = clock
-        self._keys: dict[str, NodeKey] = {}
+        self._cache: dict[str, tuple[float, NodeKey | None]] = {}
+        self._chain_verified: dict[tuple[str, int, bytes, bytes], bool] = {}
 
     def is_confidential(self, node_id: str) -> bool:
         return node_id in self._signing_keys or node_id in self._sui_addresses
+
+    def add_signing_key(self, node_id: str, signing_key: bytes) -> None:
+        """A node added at run time (NodeAdminService.AddNode) with its confidential signing key."""
+        self._signing_keys[node_id] = signing_key
+        self._sui_addresses.pop(node_id, None)
+        self._cache.pop(node_id, None)
+
+    def remove_signing_key(self, node_id: str) -> None:
+        self._signing_keys.pop(node_id, None)
+        self._cache.pop(node_id, None)
 
     def _signer(self, node_id: str, offered: bytes) -> bytes:
         """The Ed25519 key the registration of `node_id` must be signed with."""
@@ -115,7 +146,7 @@ class KeyRegistry:
             raise KeyRegistrationRefused("The registration's signing key is not the node's Sui key.")
         return offered
 
-    def register(
+    async def register(
         self,
         *,
         node_id: str,
@@ -129,6 +160,10 @@ class KeyRegistry:
         signing_key = self._signer(node_id, signing_key)
         if len(public_key) != 32:
             raise KeyRegistrationRefused("The public key must be 32 bytes.", reason="KEY_SIGNATURE_INVALID")
+        if not 0 <= rotation_counter <= _MAX_COUNTER:
+            raise InvalidRequest(f"`rotation_counter` must be at most {_MAX_COUNTER}.", param="rotation_counter")
+        if not 0 <= rotation_nonce <= _MAX_NONCE:
+            raise InvalidRequest("`rotation_nonce` must be a u64.", param="rotation_nonce")
         message = signing.key_registration_message(
             node_id=node_id,
             rotation_counter=rotation_counter,
@@ -140,18 +175,13 @@ class KeyRegistry:
             signing.verify(signing_key, message, signature)
         except signing.SignatureInvalid:
             raise KeyRegistrationRefused("The registration's signature does not verify.") from None
-        last = self._keys.get(node_id)
-        if (
-            last is not None
-            and rotation_counter == last.rotation_counter
-            and (public_key, rotation_nonce, evidence) == (last.public_key, last.rotation_nonce, last.evidence)
-        ):
+        async with self._sessions() as session:
+            last = await key_store.load(session, node_id)
+        if last is not None and _same(last, rotation_counter, public_key, rotation_nonce, evidence):
+            self._remember(last)
             return last  # the node refreshing its registration (a restarted core learns it again): no change
         if last is not None and rotation_counter <= last.rotation_counter:
-            raise KeyRegistrationRefused(
-                f"Rotation {rotation_counter} is not above the registered {last.rotation_counter}.",
-                reason="ROTATION_NOT_NEWER",
-            )
+            raise _not_newer(rotation_counter, last.rotation_counter)
         try:
             self._verifier.verify(node_id, public_key, rotation_nonce, evidence)
         except AttestationInvalid as error:
@@ -159,18 +189,87 @@ class KeyRegistry:
         key = NodeKey(
             node_id, public_key, rotation_counter, rotation_nonce, evidence, self._clock() + self._lifetime, signing_key
         )
-        self._keys[node_id] = key
+        async with self._sessions() as session, session.begin():
+            stored = await key_store.save_if_newer(session, key)
+        if stored is None:  # another instance stored this rotation (or a newer one) meanwhile
+            async with self._sessions() as session:
+                last = await key_store.load(session, node_id)
+            if last is not None and _same(last, rotation_counter, public_key, rotation_nonce, evidence):
+                self._remember(last)
+                return last
+            raise _not_newer(rotation_counter, last.rotation_counter if last is not None else -1)
+        self._remember(key)
         return key
 
-    def current(self, node_id: str) -> NodeKey | None:
+    def _remember(self, key: NodeKey | None, node_id: str | None = None) -> None:
+        self._cache[key.node_id if key is not None else node_id or ""] = (self._clock() + self._cache_ttl, key)
+
+    async def latest(self, node_id: str, *, fresh: bool = False) -> NodeKey | None:
+        """The latest accepted key, valid or not (served with its evidence); cached unless `fresh`.
+        None for a node not (or no longer) confidential here, whatever is stored for it."""
+        if not self.is_confidential(node_id):
+            return None
+        cached = self._cache.get(node_id)
+        if not fresh and cached is not None and cached[0] > self._clock():
+            return cached[1]
+        async with self._sessions() as session:
+            key = await key_store.load(session, node_id)
+            committed = await self._from_chain(session, node_id, key)
+        key = committed or key
+        self._remember(key, node_id)
+        return key
+
+    async def current(self, node_id: str, *, fresh: bool = False) -> NodeKey | None:
         """The key offered for the node now: its latest rotation's, while valid."""
-        key = self._keys.get(node_id)
+        key = await self.latest(node_id, fresh=fresh)
         return key if key is not None and key.valid_until > self._clock() else None
 
-    def latest(self, node_id: str) -> NodeKey | None:
-        """The latest registration, valid or not (served with its evidence)."""
-        return self._keys.get(node_id)
+    async def _from_chain(self, session: AsyncSession, node_id: str, registered: NodeKey | None) -> NodeKey | None:
+        """The node's key committed on chain at the latest rotation, when newer than `registered` and attested."""
+        small_id = self._small_ids.get(node_id, chain_keys.small_id_of(node_id))
+        signing_key = self._signing_keys.get(node_id) or (registered.signing_key if registered else None)
+        if small_id is None or signing_key is None:
+            return None
+        committed = await chain_keys.latest_commitment(session, small_id)
+        if committed is None or (registered is not None and committed.rotation_counter <= registered.rotation_counter):
+            return None
+        verdict_key = (node_id, committed.rotation_nonce, committed.public_key, committed.evidence)
+        verified = self._chain_verified.get(verdict_key)
+        if verified is None:
+            try:
+                self._verifier.verify(node_id, committed.public_key, committed.rotation_nonce, committed.evidence)
+                verified = True
+            except AttestationInvalid:
+                verified = False
+            if len(self._chain_verified) > 10_000:
+                self._chain_verified.clear()
+            self._chain_verified[verdict_key] = verified
+        if not verified:
+            return None
+        return NodeKey(
+            node_id,
+            committed.public_key,
+            committed.rotation_counter,
+            committed.rotation_nonce,
+            committed.evidence,
+            self._clock() + self._lifetime,  # valid while it is the latest rotation on chain
+            signing_key,
+        )
 
-    def signing_key(self, node_id: str) -> bytes | None:
-        key = self._keys.get(node_id)
+    async def signing_key(self, node_id: str) -> bytes | None:
+        key = await self.latest(node_id)
         return key.signing_key if key is not None else self._signing_keys.get(node_id)
+
+
+def _same(key: NodeKey, rotation_counter: int, public_key: bytes, rotation_nonce: int, evidence: bytes) -> bool:
+    return key.rotation_counter == rotation_counter and (key.public_key, key.rotation_nonce, key.evidence) == (
+        public_key,
+        rotation_nonce,
+        evidence,
+    )
+
+
+def _not_newer(rotation_counter: int, last: int) -> KeyRegistrationRefused:
+    return KeyRegistrationRefused(
+        f"Rotation {rotation_counter} is not above the registered {last}.", reason="ROTATION_NOT_NEWER"
+    )

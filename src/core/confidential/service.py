@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atoma_proxy.confidential import envelope, signing, wire
 from atoma_proxy.config import Settings
 from atoma_proxy.core.auth import ApiKeyAuthenticator, Principal
-from atoma_proxy.core.confidential.errors import NoConfidentialNode, NodeAnswerInvalid, StaleNodeKey
-from atoma_proxy.core.confidential.keys import AuthorityVerifier, KeyRegistry, RejectAll, decode_key
-from atoma_proxy.core.confidential.locks import Lock, LockTable
+from atoma_proxy.core.confidential.errors import LockExpired, NoConfidentialNode, NodeAnswerInvalid, StaleNodeKey
+from atoma_proxy.core.confidential.keys import AuthorityVerifier, KeyRegistry, NodeKey, RejectAll, decode_key
+from atoma_proxy.core.confidential.locks import Lock, LockRecord, LockTable
 from atoma_proxy.core.confidential.node_client import ConfidentialNodeClient
 from atoma_proxy.core.errors import (
+    DatabaseUnavailable,
     InternalError,
     InvalidRequest,
     ModelNotFound,
@@ -37,6 +39,9 @@ from atoma_proxy.core.inference import InferenceCall, new_request_id, usage_prot
 from atoma_proxy.core.ledger import Estimate, Meter, Outcome, RequestKind
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.nodes.selection import NodeSelector, SelectionRequest, eligible_nodes
+from atoma_proxy.core.persistence import session_factory
+from atoma_proxy.core.persistence.models import utcnow
+from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
@@ -111,9 +116,10 @@ class ConfidentialService:
         authenticator: ApiKeyAuthenticator,
         meter: Meter | None,
         keys: KeyRegistry,
+        engine: AsyncEngine,
         *,
         client: ConfidentialNodeClient | None = None,
-        wall_clock: Callable[[], float] = time.time,
+        wall_clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._settings = settings.confidential
         self._registry = registry
@@ -121,16 +127,26 @@ class ConfidentialService:
         self._auth = authenticator
         self._meter = meter if meter is not None and meter.enabled else None
         self.keys = keys
-        self.locks = LockTable(self._meter)
+        sessions = session_factory(engine, timeout=settings.database.statement_timeout)
+        self.locks = LockTable(sessions, sweep_interval=settings.ledger.sweep_interval, clock=wall_clock)
         self._client = client or ConfidentialNodeClient(settings.core)
         self._wall = wall_clock
+
+    def start(self) -> None:
+        """Start the periodic release of expired unused locks (any instance's)."""
+        self.locks.start()
 
     async def aclose(self) -> None:
         await self.locks.aclose()
         await self._client.aclose()
 
     async def _fail(self, context: grpc.aio.ServicerContext, error: Exception, call: InferenceCall | None) -> None:
-        if not isinstance(error, ProxyError):
+        if isinstance(error, ProxyError):
+            pass
+        elif is_database_outage(error):
+            log.warning("database unavailable: %s", error)
+            error = DatabaseUnavailable()
+        else:
             log.exception("unexpected error", exc_info=error)
             error = InternalError("The proxy failed unexpectedly; the error was logged.")
         await context.abort_with_status(to_grpc_status(error, call.metadata() if call else ()))
@@ -141,7 +157,7 @@ class ConfidentialService:
         self, request: cpb.RegisterNodeKeyRequest, context: grpc.aio.ServicerContext
     ) -> cpb.RegisterNodeKeyResponse:
         try:
-            key = self.keys.register(
+            key = await self.keys.register(
                 node_id=request.node_id,
                 rotation_counter=request.rotation_counter,
                 rotation_nonce=request.rotation_nonce,
@@ -161,7 +177,7 @@ class ConfidentialService:
     ) -> cpb.GetNodeAttestationResponse:
         try:
             await self._auth.authenticate(context.invocation_metadata())
-            key = self.keys.latest(request.node_id)
+            key = await self.keys.latest(request.node_id)
             if key is None:
                 raise NotFound(f"Node `{request.node_id}` has no confidential key.", reason="NODE_NOT_FOUND")
         except Exception as error:
@@ -183,23 +199,23 @@ class ConfidentialService:
     async def LockNode(self, request: cpb.LockNodeRequest, context: grpc.aio.ServicerContext) -> cpb.LockNodeResponse:
         try:
             principal = await self._auth.authenticate(context.invocation_metadata())
-            lock = await self._lock(principal, request)
+            lock, key = await self._lock(principal, request)
         except Exception as error:
             await self._fail(context, error, None)
             raise
         context.set_trailing_metadata(lock.call.metadata())  # x-request-id, and x-ratelimit-* when limits apply
         return cpb.LockNodeResponse(
-            public_key=lock.key.public_key,
+            public_key=key.public_key,
             node_id=lock.node.id,
             node_small_id=signing.node_small_id(lock.node.id),
             stack_small_id=lock.id,
-            expires_at=lock.expires_at_unix,
-            node_signing_key=lock.key.signing_key,
-            rotation_counter=lock.key.rotation_counter,
+            expires_at=lock.record.expires_at.timestamp(),
+            node_signing_key=key.signing_key,
+            rotation_counter=key.rotation_counter,
             max_num_tokens=lock.max_num_tokens,
         )
 
-    async def _lock(self, principal: Principal, request: cpb.LockNodeRequest) -> Lock:
+    async def _lock(self, principal: Principal, request: cpb.LockNodeRequest) -> tuple[Lock, NodeKey]:
         settings = self._settings
         model = request.model.strip()
         if not model:
@@ -218,7 +234,7 @@ class ConfidentialService:
         timeout = request.timeout if request.HasField("timeout") else settings.default_lock_timeout
         if not 0 < timeout <= settings.max_lock_timeout:
             raise InvalidRequest(f"`timeout` must be above 0 and at most {settings.max_lock_timeout}.", param="timeout")
-        confidential = [n for n in self._registry.candidates(model) if self.keys.current(n.id) is not None]
+        confidential = [n for n in self._registry.candidates(model) if await self.keys.current(n.id) is not None]
         if not confidential:
             raise NoConfidentialNode(f"No node with a valid confidential key serves `{model}` right now.")
         excluded = set(request.exclude_node_ids)
@@ -242,28 +258,27 @@ class ConfidentialService:
             )
         try:
             node = self._selector.select(model, confidential, SelectionRequest(pinned_node_id=call.pinned_node_id))
-            key = self.keys.current(node.id)
-            if key is None:  # pragma: no cover - filtered above, in the same loop turn
+            key = await self.keys.current(node.id)
+            if key is None:  # pragma: no cover - filtered above
                 raise NoConfidentialNode(f"Node `{node.id}` has no valid key.")
+            record = LockRecord(
+                id=self.locks.new_id(),
+                user_id=principal.user_id,
+                node_id=node.id,
+                model=model,
+                endpoint=endpoint,
+                max_num_tokens=units,
+                rotation_counter=key.rotation_counter,
+                request_id=call.request_id,
+                metered=metered is not None,
+                expires_at=self._wall() + timedelta(seconds=timeout),
+            )
+            await self.locks.add(record)
         except BaseException:
             if self._meter is not None and metered is not None:
                 await self._meter.settle(metered, call, Outcome.NO_NODE)
             raise
-        lock = Lock(
-            id=self.locks.new_id(),
-            user_id=principal.user_id,
-            model=model,
-            endpoint=endpoint,
-            max_num_tokens=units,
-            node=node,
-            key=key,
-            call=call,
-            metered=metered,
-            expires_at=time.monotonic() + timeout,
-            expires_at_unix=self._wall() + timeout,
-        )
-        self.locks.add(lock)
-        return lock
+        return Lock(record, node, key, call, metered), key
 
     # ---- relays -------------------------------------------------------------------------------
 
@@ -326,17 +341,8 @@ class ConfidentialService:
         sealed = _envelope(message)
         if sealed.stream and endpoint not in STREAMABLE:
             raise InvalidRequest(f"/{endpoint} does not stream.", param="stream")
-        lock = state.lock = self.locks.take(
-            sealed.stack_small_id,
-            principal,
-            model=sealed.model_name,
-            endpoint=endpoint,
-            units=sealed.num_compute_units,
-        )
+        lock, key = await self._take(sealed, principal, endpoint, state)
         node, call = lock.node, lock.call
-        key = self.keys.current(node.id)
-        if key is None or key.public_key != sealed.node_dh_public_key:
-            raise StaleNodeKey(f"Node {node.id} rotated its key after the lock: lock again.")
         call.node, call.attempts = node, 1
         document = sealed.to_json()
         document.setdefault("num_compute_units", lock.max_num_tokens)
@@ -390,6 +396,36 @@ class ConfidentialService:
         context.set_trailing_metadata((*call.metadata(), ("x-atoma-cost", str(end.cost_micro_usd))))
         yield "end", end
 
+    async def _take(
+        self, sealed: envelope.ConfidentialRequest, principal: Principal, endpoint: str, state: _Relay
+    ) -> tuple[Lock, NodeKey]:
+        """The lock of this request, consumed (through whichever instance granted it), with its reservation."""
+        record = await self.locks.check(
+            sealed.stack_small_id, principal, model=sealed.model_name, endpoint=endpoint, units=sealed.num_compute_units
+        )
+        node = self._registry.get(record.node_id)
+        if node is None:  # not consumed: an instance that knows the node can still serve it
+            raise NoConfidentialNode(f"Node `{record.node_id}` is not known to this proxy instance: lock again.")
+        await self.locks.take(record)
+        metered = None
+        if record.metered and self._meter is not None:
+            hold = await self.locks.held(record)
+            if hold is None:  # swept by the ledger: nothing is held for it any more
+                raise LockExpired("This lock's reservation expired before it was used: lock again.")
+            override = await self._meter.user_price(hold.user_id, record.model)
+            metered = self._meter.resume(hold, lock_estimate(KINDS[endpoint], record.max_num_tokens), override)
+        call = InferenceCall(request_id=record.request_id)
+        if metered is not None and metered.hold.stack_id is not None:
+            call.pinned_node_id = metered.hold.node_id
+        state.lock = lock = Lock(record, node, None, call, metered)  # settled by the relay, whatever happens next
+        key = await self.keys.current(node.id)
+        if key is None or key.public_key != sealed.node_dh_public_key:
+            key = await self.keys.current(node.id, fresh=True)  # a cached key may be older than the lock
+        if key is None or key.public_key != sealed.node_dh_public_key:
+            raise StaleNodeKey(f"Node {node.id} rotated its key after the lock: lock again.")
+        lock.key = key
+        return lock, key
+
     async def _settle(self, state: _Relay, outcome: str) -> int:
         """Charges exactly the usage the node signed (nothing when it signed none)."""
         lock = state.lock
@@ -424,6 +460,7 @@ def build_confidential_service(
     selector: NodeSelector,
     authenticator: ApiKeyAuthenticator,
     meter: Meter | None,
+    engine: AsyncEngine,
 ) -> ConfidentialService:
     signing_keys = {
         node.id: decode_key(node.confidential_signing_key, f"node {node.id}'s confidential_signing_key")
@@ -433,8 +470,16 @@ def build_confidential_service(
     authority = settings.confidential.attestation_authority_key
     verifier = AuthorityVerifier(decode_key(authority, "attestation_authority_key")) if authority else RejectAll()
     sui_addresses = {node.id: normalize_address(node.sui_address) for node in settings.nodes if node.sui_address}
-    keys = KeyRegistry(signing_keys, verifier, lifetime=settings.confidential.key_lifetime, sui_addresses=sui_addresses)
-    return ConfidentialService(settings, registry, selector, authenticator, meter, keys)
+    small_ids = {node.id: node.node_small_id for node in settings.nodes if node.node_small_id is not None}
+    keys = KeyRegistry(
+        signing_keys,
+        verifier,
+        session_factory(engine, timeout=settings.database.statement_timeout),
+        lifetime=settings.confidential.key_lifetime,
+        sui_addresses=sui_addresses,
+        small_ids=small_ids,
+    )
+    return ConfidentialService(settings, registry, selector, authenticator, meter, keys, engine)
 
 
 class RoutingWithConfidential:

@@ -332,6 +332,10 @@ class Meter:
         RESERVATIONS_HELD.inc()
         return MeteredRequest(hold, estimate, override, self._clock())
 
+    def resume(self, hold: Hold, estimate: Estimate, override: TokenPrice | None) -> MeteredRequest:
+        """A reservation made elsewhere (another core instance's confidential lock), to settle here."""
+        return MeteredRequest(hold, estimate, override, self._clock())
+
     def count_generated(self, model: str, answer: bytes) -> int:
         """Generated tokens of a non-streamed answer that reported no usage: its choices' text, counted
         by the model's tokenizer, else bounded by its UTF-8 bytes (`token_counting`)."""

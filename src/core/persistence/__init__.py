@@ -10,6 +10,7 @@ Repositories flush, never commit; the `session.begin()` block (the unit of work)
 
 # `ledger_models` registers the ledger's tables on `Base.metadata` (Alembic's comparison needs every table).
 from atoma_proxy.core.persistence import (
+    confidential_models,  # noqa: F401
     ledger_models,  # noqa: F401
     sui_models,  # noqa: F401
 )

@@ -1,4 +1,4 @@
-"""The key registry: which registrations it accepts, and which keys it offers."""
+"""The key registry: which registrations it accepts, and which keys it offers (stored in a real database)."""
 
 from __future__ import annotations
 
@@ -20,16 +20,21 @@ class Clock:
 
 
 @pytest.fixture
-def setup():  # type: ignore[no-untyped-def]
+def setup(sessions):  # type: ignore[no-untyped-def]
     authority, identity, clock = SigningKey.generate(), SigningKey.generate(), Clock()
     registry = KeyRegistry(
-        {"n1": bytes(identity.verify_key)}, AuthorityVerifier(bytes(authority.verify_key)), lifetime=60, clock=clock
+        {"n1": bytes(identity.verify_key)},
+        AuthorityVerifier(bytes(authority.verify_key)),
+        sessions,
+        lifetime=60,
+        cache_ttl=0,
+        clock=clock,
     )
     keys = NodeKeys("n1", identity, AuthorityAttester(authority))
     return registry, keys, authority, identity, clock
 
 
-def _register(registry: KeyRegistry, rotation, node_id: str = "n1", **changes):  # type: ignore[no-untyped-def]
+async def _register(registry: KeyRegistry, rotation, node_id: str = "n1", **changes):  # type: ignore[no-untyped-def]
     fields = {
         "node_id": node_id,
         "rotation_counter": rotation.rotation_counter,
@@ -38,27 +43,27 @@ def _register(registry: KeyRegistry, rotation, node_id: str = "n1", **changes): 
         "evidence": rotation.evidence,
         "signature": rotation.signature,
     }
-    return registry.register(**{**fields, **changes})
+    return await registry.register(**{**fields, **changes})
 
 
-def test_a_signed_attested_rotation_is_offered_until_it_expires(setup) -> None:  # type: ignore[no-untyped-def]
+async def test_a_signed_attested_rotation_is_offered_until_it_expires(setup) -> None:  # type: ignore[no-untyped-def]
     registry, keys, _, _, clock = setup
     rotation = keys.rotate()
-    _register(registry, rotation)
-    current = registry.current("n1")
+    await _register(registry, rotation)
+    current = await registry.current("n1")
     assert current is not None and current.public_key == rotation.public_key
     clock.now += 61
-    assert registry.current("n1") is None and registry.latest("n1") is not None
+    assert await registry.current("n1") is None and await registry.latest("n1") is not None
 
 
-def test_only_the_latest_rotation_is_offered_and_counters_must_grow(setup) -> None:  # type: ignore[no-untyped-def]
+async def test_only_the_latest_rotation_is_offered_and_counters_must_grow(setup) -> None:  # type: ignore[no-untyped-def]
     registry, keys, *_ = setup
     first, second = keys.rotate(), keys.rotate()
-    _register(registry, second)
+    await _register(registry, second)
     with pytest.raises(KeyRegistrationRefused) as refused:
-        _register(registry, first)
+        await _register(registry, first)
     assert refused.value.reason == "ROTATION_NOT_NEWER"
-    assert registry.current("n1").public_key == second.public_key  # type: ignore[union-attr]
+    assert (await registry.current("n1")).public_key == second.public_key  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -69,15 +74,15 @@ def test_only_the_latest_rotation_is_offered_and_counters_must_grow(setup) -> No
         ({"node_id": "n2"}, "NOT_A_CONFIDENTIAL_NODE"),
     ],
 )
-def test_bad_registrations_are_refused(setup, change, reason) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_registrations_are_refused(setup, change, reason) -> None:  # type: ignore[no-untyped-def]
     registry, keys, *_ = setup
     with pytest.raises(KeyRegistrationRefused) as refused:
-        _register(registry, keys.rotate(), **change)
+        await _register(registry, keys.rotate(), **change)
     assert refused.value.reason == reason
-    assert registry.current("n1") is None
+    assert await registry.current("n1") is None
 
 
-def test_evidence_not_bound_to_the_key_or_from_another_authority_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
+async def test_evidence_not_bound_to_the_key_or_from_another_authority_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
     registry, _, authority, identity, _ = setup
     # evidence for another key, correctly signed by the authority and by the node: the binding fails
     other = NodeKeys("n1", identity, AuthorityAttester(authority)).rotate()
@@ -92,22 +97,22 @@ def test_evidence_not_bound_to_the_key_or_from_another_authority_is_refused(setu
         evidence=other.evidence,
     )
     with pytest.raises(KeyRegistrationRefused) as refused:
-        _register(registry, mine, evidence=other.evidence, signature=identity.sign(message).signature)
+        await _register(registry, mine, evidence=other.evidence, signature=identity.sign(message).signature)
     assert refused.value.reason == "ATTESTATION_INVALID"
     # evidence from an authority the proxy does not trust
     rogue = NodeKeys("n1", identity, AuthorityAttester(SigningKey.generate())).rotate()
     with pytest.raises(KeyRegistrationRefused) as refused:
-        _register(registry, rogue)
+        await _register(registry, rogue)
     assert refused.value.reason == "ATTESTATION_INVALID"
 
 
-def test_without_an_authority_no_key_is_ever_offered() -> None:
+async def test_without_an_authority_no_key_is_ever_offered(sessions) -> None:  # type: ignore[no-untyped-def]
     identity = SigningKey.generate()
-    registry = KeyRegistry({"n1": bytes(identity.verify_key)}, RejectAll(), lifetime=60)
+    registry = KeyRegistry({"n1": bytes(identity.verify_key)}, RejectAll(), sessions, lifetime=60)
     rotation = NodeKeys("n1", identity, AuthorityAttester(SigningKey.generate())).rotate()
     with pytest.raises(KeyRegistrationRefused):
-        _register(registry, rotation)
-    assert registry.current("n1") is None
+        await _register(registry, rotation)
+    assert await registry.current("n1") is None
 
 
 def test_the_sidecar_accepts_only_its_current_and_pending_keys(setup) -> None:  # type: ignore[no-untyped-def]
@@ -121,38 +126,38 @@ def test_the_sidecar_accepts_only_its_current_and_pending_keys(setup) -> None:  
     assert keys.private_key_for(first.public_key) is None  # stale now
 
 
-def test_a_repeated_registration_is_an_idempotent_refresh(setup) -> None:  # type: ignore[no-untyped-def]
+async def test_a_repeated_registration_is_an_idempotent_refresh(setup) -> None:  # type: ignore[no-untyped-def]
     registry, keys, _, _, clock = setup
     rotation = keys.rotate()
-    first = _register(registry, rotation)
+    first = await _register(registry, rotation)
     clock.now += 30
-    assert _register(registry, rotation) is first  # same key, validity not extended by a replay
+    assert await _register(registry, rotation) == first  # same key, validity not extended by a replay
     clock.now += 31
-    assert registry.current("n1") is None
+    assert await registry.current("n1") is None
 
 
-def test_a_node_known_by_its_sui_address_registers_with_its_sui_key() -> None:
+async def test_a_node_known_by_its_sui_address_registers_with_its_sui_key(sessions) -> None:  # type: ignore[no-untyped-def]
     from atoma_proxy.sui.crypto import SignatureScheme, address_of
 
     authority, sui_key = SigningKey.generate(), SigningKey.generate()
     address = address_of(SignatureScheme.ED25519, bytes(sui_key.verify_key))
     registry = KeyRegistry(
-        {}, AuthorityVerifier(bytes(authority.verify_key)), lifetime=60, sui_addresses={"sui-node": address}
+        {}, AuthorityVerifier(bytes(authority.verify_key)), sessions, lifetime=60, sui_addresses={"sui-node": address}
     )
     assert registry.is_confidential("sui-node")
     rotation = NodeKeys("sui-node", sui_key, AuthorityAttester(authority)).rotate()
     with pytest.raises(KeyRegistrationRefused):  # no key offered: the address alone cannot verify
-        _register(registry, rotation, node_id="sui-node")
+        await _register(registry, rotation, node_id="sui-node")
     impostor = SigningKey.generate()
     forged = NodeKeys("sui-node", impostor, AuthorityAttester(authority)).rotate()
     with pytest.raises(KeyRegistrationRefused) as refused:  # a key that is not the address's
-        _register(registry, forged, node_id="sui-node", signing_key=bytes(impostor.verify_key))
+        await _register(registry, forged, node_id="sui-node", signing_key=bytes(impostor.verify_key))
     assert refused.value.reason == "KEY_SIGNATURE_INVALID"
-    key = _register(registry, rotation, node_id="sui-node", signing_key=bytes(sui_key.verify_key))
-    assert key.signing_key == bytes(sui_key.verify_key) == registry.signing_key("sui-node")
+    key = await _register(registry, rotation, node_id="sui-node", signing_key=bytes(sui_key.verify_key))
+    assert key.signing_key == bytes(sui_key.verify_key) == await registry.signing_key("sui-node")
 
 
-def test_a_configured_key_is_not_replaced_by_the_one_offered(setup) -> None:  # type: ignore[no-untyped-def]
+async def test_a_configured_key_is_not_replaced_by_the_one_offered(setup) -> None:  # type: ignore[no-untyped-def]
     registry, keys, *_ = setup
     with pytest.raises(KeyRegistrationRefused):
-        _register(registry, keys.rotate(), signing_key=bytes(SigningKey.generate().verify_key))
+        await _register(registry, keys.rotate(), signing_key=bytes(SigningKey.generate().verify_key))

@@ -41,7 +41,8 @@ SUI_TABLES = {
     "sui_usdc_deposits",
     "sui_stack_purchases",
 }
-APP_TABLES = {"users", "api_keys"} | ACCOUNT_TABLES | LEDGER_TABLES | SUI_TABLES
+CONFIDENTIAL_TABLES = {"confidential_node_keys", "confidential_locks"}
+APP_TABLES = {"users", "api_keys"} | ACCOUNT_TABLES | LEDGER_TABLES | SUI_TABLES | CONFIDENTIAL_TABLES
 WRITES = ("CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE")
 
 

@@ -1,5 +1,5 @@
-"""A core killed with locks held: the ledger's sweeper releases their holds, and the restarted core learns
-the node's key again from the sidecar's periodic re-registration (no rotation needed)."""
+"""A core killed with locks held: the restarted core's sweep releases their holds (charging nothing), and it
+offers the node's key at once, from the database (the sidecar does not re-register meanwhile)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ async def test_a_crashed_core_is_swept_and_relearns_the_key(tmp_path: Path, kind
             _seed_file(tmp_path / "node.key", identity),
             _seed_file(tmp_path / "authority.key", authority),
         )
-        sidecar += ["--refresh-every", "0.3"]
+        sidecar += ["--refresh-every", "600"]  # no re-registration during the test
         with (
             running(sim, ready_url=f"{engine}/health", log=tmp_path / "engine.log"),
             running(sidecar, ready_url=None, log=tmp_path / "sidecar.log"),
@@ -77,14 +77,15 @@ async def test_a_crashed_core_is_swept_and_relearns_the_key(tmp_path: Path, kind
             second = spawn(["core"], tmp_path / "core-2.log", env)
             try:
                 wait_grpc_serving(core, second, tmp_path / "core-2.log")
-                for _ in range(200):  # the new core's sweeper frees the dead core's hold once it expires
+                for _ in range(200):  # the new core's sweeps free the dead core's hold once it expires
                     ledger = await stored_ledger(database_url, email)
                     if ledger.held == 0:
                         break
                     await asyncio.sleep(0.1)
                 assert ledger.held == 0 and ledger.reserved == 0 and ledger.debited == 0
-                assert [r.outcome for r in ledger.records] == ["expired"]  # swept, charging nothing
-                again = await _lock_when_offered(core, api_key)  # the key, re-registered by the sidecar
+                # released by the lock sweep (or the ledger's, whichever came first), charging nothing
+                assert [r.outcome for r in ledger.records] in (["lock_expired"], ["expired"])
+                again = await _lock_when_offered(core, api_key)  # the key, as stored in the database
                 assert again.public_key == lock.public_key and again.rotation_counter == lock.rotation_counter
             finally:
                 stop(second)

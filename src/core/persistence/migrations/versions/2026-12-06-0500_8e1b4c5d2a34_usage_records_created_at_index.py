@@ -1,7 +1,7 @@
 """ledger: index usage_records by time
 
 Revision ID: 8e1b4c5d2a34
-Revises: 7d9e3f4a1c23
+Revises: 8e0f4a5b2d34
 Create Date: 2026-12-06 01:00:00.000000+00:00
 
 AccountAdminService.GetUsageStats reads every user's records of a time window (`created_at >= start AND
@@ -14,7 +14,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "8e1b4c5d2a34"
-down_revision: str | Sequence[str] | None = "7d9e3f4a1c23"
+down_revision: str | Sequence[str] | None = "8e0f4a5b2d34"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
