@@ -57,7 +57,7 @@ RESULTS = ROOT / "bench" / "results"
 PLAIN_MODEL = stacks.MODEL
 CONF_MODEL = "atoma/sim-chat-confidential"
 CONF_NODE = "bench-confidential"
-DATABASE = "atoma_bench_confidential"
+DATABASE = os.environ.get("BENCH_CONFIDENTIAL_DATABASE", "atoma_bench_confidential")
 COLUMNS = ("direct", "plain", "confidential")
 REQUEST_BYTES = 1024  # a typical chat request body
 CREDIT = 10**12  # micro-USD: the most one `balance credit` takes, far beyond what the bench spends
@@ -352,7 +352,8 @@ class Columns:
                 raise RuntimeError("confidential: an answer without choices")
             return Timing((time.perf_counter() - start) * 1000, None)
         ttft = None
-        async for chunk in self.confidential.chat_completion(model=CONF_MODEL, messages=self.messages, max_tokens=tokens):
+        chunks = self.confidential.chat_completion(model=CONF_MODEL, messages=self.messages, max_tokens=tokens)
+        async for chunk in chunks:
             if ttft is None and _has_content(chunk):
                 ttft = time.perf_counter()
         if ttft is None:
@@ -393,6 +394,7 @@ def _cpu_ms_per_request(before: dict[str, float], after: dict[str, float], count
         "facade": delta["facade"],
         "sidecar": delta["sidecar"],
         "node": delta["node"],
+        "client": delta["client"],  # this process: the HTTP client, and the confidential client's crypto
     }
 
 
@@ -414,9 +416,10 @@ async def measure_run(
         for column in order:
             call = columns.call(column, stream, tokens)
             await _sequential(call, max(1, args.requests // 20))  # warm connections and caches
-            before = deployment.cpu()
+            before = {**deployment.cpu(), "client": time.process_time()}
             timings = await _sequential(call, args.requests)
-            cpu = _cpu_ms_per_request(before, deployment.cpu(), args.requests)
+            after = {**deployment.cpu(), "client": time.process_time()}
+            cpu = _cpu_ms_per_request(before, after, args.requests)
             rps = await _closed_loop(call, args.requests, args.concurrency)
             latencies = [t.latency_ms for t in timings]
             ttfts = [t.ttft_ms for t in timings if t.ttft_ms is not None]
@@ -464,6 +467,7 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     **{key: med(key) for key in ("p50_ms", "p99_ms", "ttft_p50_ms", "ttft_p99_ms", "rps")},
                     "proxy_cpu_ms": _median([r["cpu_ms"]["proxy"] for r in group]),
                     "sidecar_cpu_ms": _median([r["cpu_ms"]["sidecar"] for r in group]),
+                    "client_cpu_ms": _median([r["cpu_ms"]["client"] for r in group]),
                 }
             )
     return rows
@@ -528,22 +532,25 @@ def derived(records: list[dict[str, Any]], tokens: int) -> list[dict[str, Any]]:
                 ),
             }
         )
-    for who in ("proxy", "sidecar"):
-        rows.append(
+
+    def cpu_rows(who: str) -> list[dict[str, Any]]:
+        found = [
             {
                 "what": f"{who} CPU per confidential request, non-streamed",
-                "cpu_ms": per_run(lambda run, who=who: cpu(run, "nonstream", who)),
+                "cpu_ms": per_run(lambda run: cpu(run, "nonstream", who)),
             }
-        )
+        ]
         if tokens > 1:
-            rows.append(
+            found.append(
                 {
                     "what": f"{who} CPU per chunk (stream of {tokens} vs 1)",
-                    "cpu_ms": per_run(
-                        lambda run, who=who: (cpu(run, "stream", who) - cpu(run, "stream1", who)) / (tokens - 1)
-                    ),
+                    "cpu_ms": per_run(lambda run: (cpu(run, "stream", who) - cpu(run, "stream1", who)) / (tokens - 1)),
                 }
             )
+        return found
+
+    for who in ("proxy", "sidecar", "client"):
+        rows += cpu_rows(who)
     rows.append(
         {
             "what": "proxy CPU added per request by confidentiality, non-streamed (confidential - plain)",
@@ -602,8 +609,8 @@ def render(results: dict[str, Any]) -> str:
         " (lock + encrypt + request + verify + decrypt, all counted).",
         "",
         f"| scenario | column | p50 ms | p99 ms | TTFT p50 ms | TTFT p99 ms | req/s at c={meta['concurrency']}"
-        " | proxy CPU ms/req | sidecar CPU ms/req |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " | proxy CPU ms/req | sidecar CPU ms/req | client CPU ms/req |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
         out.append(
@@ -619,6 +626,7 @@ def render(results: dict[str, Any]) -> str:
                     _fmt(row["rps"], 0),
                     _fmt(row["proxy_cpu_ms"]) if row["column"] != "direct" else "-",
                     _fmt(row["sidecar_cpu_ms"]) if row["column"] == "confidential" else "-",
+                    _fmt(row["client_cpu_ms"]),
                 ]
             )
             + " |"
@@ -640,8 +648,10 @@ def render(results: dict[str, Any]) -> str:
         "",
         "Read: the confidential column pays two HTTP round trips (lock, then request) where plain pays one,"
         " plus the client's sealing and opening in this process; the sidecar is one more hop and process."
-        " CPU ms/req is the servers' CPU time (from /proc) over the sequential requests, divided by their number;"
-        " `proxy` = core + facade. On a shared machine compare the interleaved columns, not absolute numbers.",
+        " CPU ms/req is a process's CPU time (from /proc) over the sequential requests, divided by their number"
+        " (clock ticks of 10 ms: use enough `--requests`); `proxy` = core + facade, `client` = the bench process"
+        " itself (HTTP client, and for `confidential` the client's crypto)."
+        " On a shared machine compare the interleaved columns, not absolute numbers.",
         "",
     ]
     return "\n".join(out)
@@ -671,9 +681,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def _until_served(columns: Columns, timeout: float = 60) -> None:
+async def _until_served(columns: Columns, patience: float = 60) -> None:
     """The core learns the sidecar's key and health a little after both are up: wait for a first answer."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience
     while True:
         try:
             for column in COLUMNS:
