@@ -141,7 +141,15 @@ class FacadeSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Listen host of the OpenAI REST facade.")
     port: int = Field(8080, ge=0, le=65535, description="Listen port of the OpenAI REST facade.")
     core_target: str = Field("127.0.0.1:50051", description="gRPC address of the routing core.")
+    core_targets: list[str] = Field(
+        default_factory=list,
+        description="gRPC addresses of several cores, round robin over the healthy ones (replaces core_target).",
+    )
     request_timeout: float = Field(600.0, gt=0, description="Deadline given to the core for each request.")
+    in_process: bool = Field(
+        True,
+        description="With the core in the same process (`serve`, `demo`): call it in-process, not over loopback gRPC.",
+    )
     core_connections: int = Field(
         1,
         ge=1,
@@ -159,6 +167,10 @@ class FacadeSettings(BaseModel):
     body_timeout: float = Field(
         60.0, gt=0, description="Seconds a client has to send a request's body after its headers; past it: 408."
     )
+
+    def targets(self) -> list[str]:
+        """The cores' addresses: `core_targets`, else the one `core_target`."""
+        return list(self.core_targets) or [self.core_target]
 
 
 class RoutingSettings(BaseModel):

@@ -16,6 +16,7 @@ from atoma_proxy.core.accounts.throttle import auth_throttle_from_settings
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.inference import InferenceRelay
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
+from atoma_proxy.core.local_channel import LocalChannel, LocalServer
 from atoma_proxy.core.malformed import MalformedRequestInterceptor
 from atoma_proxy.core.node_admin_service import NodeAdminService
 from atoma_proxy.core.nodes.runtime import NodeRuntime
@@ -81,13 +82,16 @@ class CoreServer:
                 ("grpc.so_reuseport", int(reuse_port)),
             ],
         )
+        # The same services and interceptors, callable in-process by a facade in this process.
+        self.local = LocalServer(interceptors)
+        registered = self.local.recording(self._server)
         relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)
         self.meter = Meter.from_settings(settings, self.engine, self.registry)
         self._sweeper = LedgerSweeper(sessions, settings.ledger.sweep_interval)
         routing = RoutingService(self.registry, relay, authenticator, self.meter)
-        pb_grpc.add_RoutingServiceServicer_to_server(routing, self._server)
+        pb_grpc.add_RoutingServiceServicer_to_server(routing, registered)
         self.sui = SuiRuntime(settings.sui, sessions, self.registry)  # README "Sui"
-        node_registration_grpc.add_NodeRegistrationServiceServicer_to_server(self.sui.registration, self._server)
+        node_registration_grpc.add_NodeRegistrationServiceServicer_to_server(self.sui.registration, registered)
         self._auth_throttle = auth_throttle_from_settings(settings.accounts, settings.rate_limits)
         account_service, account_admin_service = build_account_services(
             settings.accounts,
@@ -98,12 +102,12 @@ class CoreServer:
             throttle=self._auth_throttle,
             sui=self.sui.accounts,
         )
-        accounts_grpc.add_AccountServiceServicer_to_server(account_service, self._server)
-        account_admin_grpc.add_AccountAdminServiceServicer_to_server(account_admin_service, self._server)
+        accounts_grpc.add_AccountServiceServicer_to_server(account_service, registered)
+        account_admin_grpc.add_AccountAdminServiceServicer_to_server(account_admin_service, registered)
         admin_token = settings.accounts.admin_token.get_secret_value() if settings.accounts.admin_token else None
         node_admin = NodeAdminService(self.registry, self.nodes.poller, AdminGate(admin_token), self.nodes.clock)
-        node_admin_grpc.add_NodeAdminServiceServicer_to_server(node_admin, self._server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        node_admin_grpc.add_NodeAdminServiceServicer_to_server(node_admin, registered)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, registered)
         reflection.enable_server_reflection(
             (
                 ROUTING_SERVICE,
@@ -116,6 +120,10 @@ class CoreServer:
             self._server,
         )
         self.port = 0
+
+    def local_channel(self) -> LocalChannel:
+        """A channel to this core's services without the network (src/core/local_channel.py)."""
+        return self.local.channel()
 
     async def start(self) -> int:
         """Bind, probe the nodes once, start serving; returns the bound port."""

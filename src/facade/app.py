@@ -10,7 +10,7 @@ which a default gRPC server accepts without GOAWAY(too_many_pings).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +20,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from grpc_health.v1 import health_pb2_grpc
 
-from atoma_proxy.config import Settings
+from atoma_proxy.config import FacadeSettings, Settings
 from atoma_proxy.facade import routes_openai
 from atoma_proxy.facade.body import MAX_BODY_BYTES
+from atoma_proxy.facade.core_targets import channel_target
 from atoma_proxy.facade.errors import install_error_handlers
 from atoma_proxy.facade.fast_path import FacadeApp
 from atoma_proxy.facade.gateway import add_gateway_routes
@@ -38,7 +39,7 @@ from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
-__all__ = ["CHANNEL_OPTIONS", "CoreStubs", "create_app"]
+__all__ = ["CHANNEL_OPTIONS", "CoreStubs", "core_channels", "create_app"]
 
 _MESSAGE_LIMIT = MAX_BODY_BYTES
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
@@ -72,15 +73,25 @@ class CoreStubs:
         return self.routing_stubs[self._turn]
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The facade app for `settings.facade`; serve it with uvicorn."""
+def core_channels(facade: FacadeSettings) -> list[grpc.aio.Channel]:
+    """`facade.core_connections` gRPC channels to the core(s) of `facade.core_targets` (core_targets.py)."""
+    count = facade.core_connections
+    # A channel of its own subchannel pool opens its own connection instead of sharing one.
+    options = CHANNEL_OPTIONS + ((("grpc.use_local_subchannel_pool", 1),) if count > 1 else ())
+    target, balancing = channel_target(facade.targets())
+    return [grpc.aio.insecure_channel(target, options=options + balancing) for _ in range(count)]
+
+
+def create_app(settings: Settings, core_channel: Callable[[], Any] | None = None) -> FastAPI:
+    """The facade app for `settings.facade`; serve it with uvicorn.
+
+    `core_channel`: opens the channel to a core in the same process (`CoreServer.local_channel`),
+    used instead of gRPC connections to `facade.core_targets`.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        count = settings.facade.core_connections
-        # A channel of its own subchannel pool opens its own connection instead of sharing one.
-        options = CHANNEL_OPTIONS + ((("grpc.use_local_subchannel_pool", 1),) if count > 1 else ())
-        channels = [grpc.aio.insecure_channel(settings.facade.core_target, options=options) for _ in range(count)]
+        channels = [core_channel()] if core_channel is not None else core_channels(settings.facade)
         channel = channels[0]
         app.state.core = CoreStubs(
             channels,
