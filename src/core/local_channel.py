@@ -150,6 +150,9 @@ class _LocalCall:
         except asyncio.CancelledError:
             self._finish(grpc.StatusCode.CANCELLED, "Cancelled")  # no-op when the caller or the deadline set it
         except Exception as error:
+            if context.status_code not in (None, grpc.StatusCode.OK):  # set_code() before raising wins
+                self._finish(context.status_code, context.status_details or "")
+                return
             log.exception("Unexpected error in an in-process call of %s", context.method)
             self._finish(grpc.StatusCode.UNKNOWN, f"Unexpected {type(error)}: {error}")
 
