@@ -81,6 +81,10 @@ class LedgerSettings(BaseModel):
         3600.0, gt=0, description="Deadline assumed for reservations of calls that carry no gRPC deadline."
     )
     sweep_interval: float = Field(5.0, gt=0, description="Seconds between sweeps of expired reservations.")
+    answer_before_settlement: bool = Field(
+        False,
+        description="A successful answer leaves without waiting for its settlement to commit (README 'Metering').",
+    )
     price_cache_ttl: float = Field(
         5.0, ge=0, description="Seconds a user's price overrides and stacks are cached by each core."
     )

@@ -18,7 +18,7 @@ from fastapi import Request
 from starlette.responses import Response
 
 from atoma_proxy.facade.disconnect import watch_disconnect
-from atoma_proxy.facade.errors import ApiError
+from atoma_proxy.facade.errors import ApiError, connection_lost
 from atoma_proxy.facade.metadata import Metadata, call_metadata, routing_headers, rpc_error
 from atoma_proxy.facade.sse import EventStreamResponse
 
@@ -64,12 +64,18 @@ async def relay_inference(request: Request, call: grpc.aio.UnaryStreamCall, *, s
 
 
 async def _completion(call: grpc.aio.UnaryStreamCall, event: Any) -> str:
-    # Read to the end: the status is only known then, and an error after the completion wins.
+    # Read to the end: the status is only known then, and the core's error after the completion wins.
+    # A core that died after sending the whole completion (its connection lost: UNAVAILABLE without a
+    # google.rpc.Status) does not take the answer with it: it is charged at most once (README "Crashes").
     completion: str | None = None
-    while event is not grpc.aio.EOF:
-        if event.WhichOneof("event") == "completion":
-            completion = event.completion
-        event = await call.read()
+    try:
+        while event is not grpc.aio.EOF:
+            if event.WhichOneof("event") == "completion":
+                completion = event.completion
+            event = await call.read()
+    except grpc.aio.AioRpcError as error:
+        if completion is None or not connection_lost(error):
+            raise
     if completion is None:
         raise ApiError(502, "The routing core ended the call without a completion.", code="bad_gateway")
     return completion

@@ -372,8 +372,11 @@ class Meter:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         # The answer does not wait for a database that is away: it reports what the settlement will charge
-        # (the charge, capped by the hold) while the settlement retries until the database is back.
-        done, _ = await asyncio.wait({task}, timeout=self._statement_timeout)
+        # (the charge, capped by the hold) while the settlement retries until the database is back. With
+        # `answer_before_settlement` a successful answer does not wait at all: the commit follows it.
+        done: set[Any] = set()
+        if not (self.settings.answer_before_settlement and outcome == Outcome.OK):
+            done, _ = await asyncio.wait({task}, timeout=self._statement_timeout)
         if not done:
             metered.cost = 0 if metered.hold.stack_id is not None else min(charge.cost, metered.hold.amount)
             return metered.cost
