@@ -78,7 +78,7 @@ def core_channels(facade: FacadeSettings) -> list[grpc.aio.Channel]:
     count = facade.core_connections
     # A channel of its own subchannel pool opens its own connection instead of sharing one.
     options = CHANNEL_OPTIONS + ((("grpc.use_local_subchannel_pool", 1),) if count > 1 else ())
-    target, balancing = channel_target(facade.targets())
+    target, balancing = channel_target(facade.targets(), balanced=bool(facade.core_targets))
     return [grpc.aio.insecure_channel(target, options=options + balancing) for _ in range(count)]
 
 

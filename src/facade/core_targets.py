@@ -1,9 +1,11 @@
 """The gRPC target and channel options for the core(s) a facade talks to.
 
 `facade.core_targets` names several cores (`host:port` each), or one name whose DNS answer lists
-several addresses; `facade.core_target` stays the one-core spelling. The channel balances on the
-client side, the way gRPC does it natively: `round_robin` over the cores whose grpc.health.v1
-check (service "") says SERVING, so a core that is stopping (NOT_SERVING) or gone gets no new call.
+several addresses; the channel balances on the client side, the way gRPC does it natively:
+`round_robin` over the cores whose grpc.health.v1 check (service "") says SERVING, so a core that
+is stopping (NOT_SERVING) or gone gets no new call. `facade.core_target` stays the one-core
+spelling: one connection (pick_first) without health checks, so the facade's /health still reports
+the core's own NOT_SERVING; it gets the retries below too.
 
 A call that never reached a core (its connection broke first) is retried on another one
 transparently by gRPC. Past that, gRPC's retry policy retries UNAVAILABLE until a response header
@@ -21,43 +23,49 @@ import ipaddress
 import json
 import socket
 
-__all__ = ["SERVICE_CONFIG", "channel_target"]
+__all__ = ["channel_target"]
 
 MAX_ATTEMPTS = 4  # the first attempt included: three cores and one more try
 
-SERVICE_CONFIG = json.dumps(
-    {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "healthCheckConfig": {"serviceName": ""},
-        "methodConfig": [
-            {
-                "name": [{}],
-                "retryPolicy": {
-                    "maxAttempts": MAX_ATTEMPTS,
-                    "initialBackoff": "0.02s",
-                    "maxBackoff": "0.5s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
-)
-_OPTIONS: tuple[tuple[str, str | int], ...] = (
-    ("grpc.service_config", SERVICE_CONFIG),
-    ("grpc.service_config_disable_resolution", 1),  # ours, never one from DNS TXT records
-    ("grpc.enable_retries", 1),
-)
+_RETRIES: dict[str, object] = {
+    "methodConfig": [
+        {
+            "name": [{}],
+            "retryPolicy": {
+                "maxAttempts": MAX_ATTEMPTS,
+                "initialBackoff": "0.02s",
+                "maxBackoff": "0.5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
+_BALANCED: dict[str, object] = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": ""},
+    **_RETRIES,
+}
 
 
-def channel_target(targets: list[str]) -> tuple[str, tuple[tuple[str, str | int], ...]]:
+def _options(config: dict[str, object]) -> tuple[tuple[str, str | int], ...]:
+    return (
+        ("grpc.service_config", json.dumps(config)),
+        ("grpc.service_config_disable_resolution", 1),  # ours, never one from DNS TXT records
+        ("grpc.enable_retries", 1),
+    )
+
+
+def channel_target(targets: list[str], *, balanced: bool = True) -> tuple[str, tuple[tuple[str, str | int], ...]]:
     """The channel target for these core addresses and the options that balance and retry over them.
 
     One target is passed to gRPC as written (a DNS name with several addresses is balanced over all);
-    several are resolved once, here, into one `ipv4:`/`ipv6:` address list.
+    several are resolved once, here, into one `ipv4:`/`ipv6:` address list. `balanced=False` (the one
+    `facade.core_target`): retries only.
     """
+    options = _options(_BALANCED if balanced else _RETRIES)
     if len(targets) == 1:
-        return targets[0], _OPTIONS
+        return targets[0], options
     addresses: list[str] = []
     for target in targets:
         addresses.extend(_addresses(target))
@@ -65,7 +73,7 @@ def channel_target(targets: list[str]) -> tuple[str, tuple[tuple[str, str | int]
     if len(families) > 1:  # one URI has one scheme
         raise ValueError(f"facade.core_targets mixes IPv4 and IPv6 addresses: {targets}")
     scheme = families.pop()
-    return f"{scheme}:" + ",".join(address.partition(":")[2] for address in addresses), _OPTIONS
+    return f"{scheme}:" + ",".join(address.partition(":")[2] for address in addresses), options
 
 
 def _addresses(target: str) -> list[str]:
