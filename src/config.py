@@ -82,7 +82,7 @@ class LedgerSettings(BaseModel):
     )
     sweep_interval: float = Field(5.0, gt=0, description="Seconds between sweeps of expired reservations.")
     answer_before_settlement: bool = Field(
-        False,
+        True,
         description="A successful answer leaves without waiting for its settlement to commit (README 'Metering').",
     )
     price_cache_ttl: float = Field(

@@ -13,7 +13,9 @@ pinned to the stack's node. Per-user price overrides and stacks are cached for
 
 `settle` computes what the request used and applies it in one transaction, as a task the
 caller's cancellation cannot interrupt (a client that leaves must not skip its settlement); the
-server drains those tasks at shutdown. What a request used:
+server drains those tasks at shutdown. A successful request does not wait for that commit
+(`ledger.answer_before_settlement`): its charge is known before, and the answer leaves first; a
+core that dies in between leaves the hold to the sweeper, which frees it at no charge. What a request used:
 
 * it succeeded and the node reported usage the request could have produced (`node_limits`):
   the node's usage;

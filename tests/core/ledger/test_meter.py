@@ -58,7 +58,8 @@ async def make_meter(engine: AsyncEngine) -> AsyncIterator[MakeMeter]:
 
     def make(registry: NodeRegistry | None = None, **settings: Any) -> Meter:
         meter = Meter(
-            LedgerSettings(price_cache_ttl=0, **settings),
+            # The settlement is awaited (the tests read the ledger right after) unless a test asks otherwise.
+            LedgerSettings(price_cache_ttl=0, **{"answer_before_settlement": False, **settings}),
             engine,
             registry or _registry(),
             Tokenizers({MODEL: SimWordsCounter()}),
