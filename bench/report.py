@@ -17,7 +17,9 @@ from typing import Any
 
 MODES = ("nonstream", "stream")
 MODE_TITLES = {"nonstream": "Non-streaming", "stream": "Streaming (stream_options.include_usage)"}
-STACK_ORDER = ("direct", "atoma", "litellm")
+STACK_ORDER = ("direct", "atoma1", "atoma", "litellm1", "litellm")
+# Each atoma-proxy topology and the LiteLLM column of as many processes it is compared with.
+TOPOLOGY_PAIRS = (("atoma1", "litellm1"), ("atoma", "litellm"))
 
 # The issue's targets.
 TARGET_VS_LITELLM = 10.0  # x LiteLLM's throughput at concurrency 32
@@ -26,6 +28,7 @@ TARGET_ADDED_P50_MS = 2.0  # at concurrency 1
 TARGET_ADDED_P99_MS = 5.0
 TARGET_ADDED_TTFT_P50_MS = 2.0
 TARGET_PEAK_RSS_MB = 200.0  # per process, 256 concurrent streams
+TARGET_CPU_MS = {"nonstream": 1.0, "stream": 1.5}  # the proxy's own CPU per request, all its processes, c=32
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -120,11 +123,20 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def target_checks(rows: list[dict[str, Any]], skipped: dict[str, str]) -> list[Check]:
-    """The issue's targets, each PASS, MISS or N/A (with the numbers it was decided on)."""
+    """The issue's targets for each topology measured, each PASS, MISS or N/A (with the numbers)."""
     checks: list[Check] = []
+    for atoma_key, litellm_key in TOPOLOGY_PAIRS:
+        if any(row["stack"] == atoma_key for row in rows):
+            checks += _topology_checks(rows, skipped, atoma_key, litellm_key)
+    return checks
+
+
+def _topology_checks(rows: list[dict[str, Any]], skipped: dict[str, str], key: str, peer: str) -> list[Check]:
+    checks: list[Check] = []
+    prefix = f"[{key}] "
     for mode in MODES:
-        atoma, litellm, direct = (_find(rows, mode, 32, s) for s in ("atoma", "litellm", "direct"))
-        name = f"{mode} throughput at c=32 >= {TARGET_VS_LITELLM:.0f}x LiteLLM"
+        atoma, litellm, direct = (_find(rows, mode, 32, s) for s in (key, peer, "direct"))
+        name = f"{prefix}{mode} throughput at c=32 >= {TARGET_VS_LITELLM:.0f}x LiteLLM ({peer}, as many processes)"
         if atoma is None or litellm is None or not atoma["rps"] or not litellm["rps"]:
             reason = skipped.get("litellm", "not measured")
             checks.append(Check(name, "N/A", f"LiteLLM column missing ({reason})"))
@@ -132,32 +144,39 @@ def target_checks(rows: list[dict[str, Any]], skipped: dict[str, str]) -> list[C
             ratio = atoma["rps"] / litellm["rps"]
             detail = f"{atoma['rps']:.0f} vs {litellm['rps']:.1f} req/s = {ratio:.1f}x"
             checks.append(Check(name, _status(ratio >= TARGET_VS_LITELLM), detail))
-        name = f"{mode} throughput at c=32 >= 1/3 of the node direct"
+        name = f"{prefix}{mode} throughput at c=32 >= 1/3 of the node direct"
         if atoma is None or direct is None or not direct["rps"]:
             checks.append(Check(name, "N/A", "not measured"))
         else:
             share = (atoma["rps"] or 0) / direct["rps"]
             detail = f"{atoma['rps']:.0f} vs {direct['rps']:.0f} req/s = {share:.2f} of direct"
             checks.append(Check(name, _status(share >= TARGET_VS_DIRECT), detail))
+        name = f"{prefix}{mode} proxy CPU at c=32 <= {TARGET_CPU_MS[mode]:g} ms per request (all its processes)"
+        per_request = None if atoma is None else [s["cpu_ms_per_request"] for s in atoma["servers"].values()]
+        if not per_request or any(value is None for value in per_request):
+            checks.append(Check(name, "N/A", "not measured"))
+        else:
+            total = sum(per_request)
+            checks.append(Check(name, _status(total <= TARGET_CPU_MS[mode]), f"{total:.2f} ms"))
     for mode in MODES:
-        atoma = _find(rows, mode, 1, "atoma")
-        for key, target in (("added_p50_ms", TARGET_ADDED_P50_MS), ("added_p99_ms", TARGET_ADDED_P99_MS)):
-            label = key.removeprefix("added_").removesuffix("_ms")
-            name = f"{mode} added latency at c=1 {label} <= {target:g} ms"
-            value = None if atoma is None else atoma.get(key)
+        atoma = _find(rows, mode, 1, key)
+        for field_name, target in (("added_p50_ms", TARGET_ADDED_P50_MS), ("added_p99_ms", TARGET_ADDED_P99_MS)):
+            label = field_name.removeprefix("added_").removesuffix("_ms")
+            name = f"{prefix}{mode} added latency at c=1 {label} <= {target:g} ms"
+            value = None if atoma is None else atoma.get(field_name)
             if value is None:
                 checks.append(Check(name, "N/A", "not measured"))
             else:
                 checks.append(Check(name, _status(value <= target), f"+{value:.2f} ms"))
-    atoma = _find(rows, "stream", 1, "atoma")
-    name = f"stream added TTFT p50 at c=1 <= {TARGET_ADDED_TTFT_P50_MS:g} ms"
+    atoma = _find(rows, "stream", 1, key)
+    name = f"{prefix}stream added TTFT p50 at c=1 <= {TARGET_ADDED_TTFT_P50_MS:g} ms"
     value = None if atoma is None else atoma.get("added_ttft_p50_ms")
     if value is None:
         checks.append(Check(name, "N/A", "not measured"))
     else:
         checks.append(Check(name, _status(value <= TARGET_ADDED_TTFT_P50_MS), f"+{value:.2f} ms"))
-    atoma = _find(rows, "stream", 256, "atoma")
-    name = f"peak RSS at 256 concurrent streams <= {TARGET_PEAK_RSS_MB:g} MB per process"
+    atoma = _find(rows, "stream", 256, key)
+    name = f"{prefix}peak RSS at 256 concurrent streams <= {TARGET_PEAK_RSS_MB:g} MB per process"
     if atoma is None:
         checks.append(Check(name, "N/A", "not measured"))
     else:
@@ -279,7 +298,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     for mode in MODES:
         if any(row["mode"] == mode for row in rows):
             out += ["", f"## {MODE_TITLES[mode]}", "", markdown_table(rows, labels, mode)]
-    out += ["", "## Targets (issue 5)", ""]
+    out += ["", "## Targets (issue 16; per topology, LiteLLM at as many processes)", ""]
     out += [check.line() for check in results["checks"]]
     check = results.get("client_check")
     if check:

@@ -4,11 +4,13 @@
     python -m bench.run --duration 2 --repeats 1 --skip-litellm      # a quick look
     python -m bench.run --profile-only       # py-spy profiles of core and facade, c=32 streaming
 
-Order of work: start one node simulator (the `direct` column and the upstream of both proxies),
-atoma-proxy (core + facade on PostgreSQL, features on) and LiteLLM; check that the client is not the
-bottleneck; then for every (mode, concurrency) cell run the columns interleaved (direct, atoma,
-litellm, direct, atoma, litellm, ...) `--repeats` times, each run in a fresh load-generator process;
-then write bench/results/latest.md and latest.json. See bench/README.md for the method.
+Order of work: start one node simulator (the `direct` column and the upstream of the proxies),
+atoma-proxy in both topologies (`atoma1`: one `serve` process whose facade calls the core
+in-process; `atoma`: core + facade processes; PostgreSQL, features on) and LiteLLM at equal process
+counts (`litellm1`: 1 worker; `litellm`: `--litellm-workers`, 2); check that the client is not the
+bottleneck; then for every (mode, concurrency) cell run the columns interleaved `--repeats` times,
+each run in a fresh load-generator process; then write bench/results/latest.md and latest.json.
+See bench/README.md for the method.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 LAUNCH_DELAY = 0.25  # seconds between a ready load-generator process and its first request
 PROFILE_RATE = 100  # py-spy samples per second
+
+
+TOPOLOGIES = ("one", "split")
 
 
 def log(message: str) -> None:
@@ -372,7 +377,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--modes", type=lambda s: s.split(","), default=list(report.MODES), help="nonstream,stream (both)"
     )
     parser.add_argument("--skip-litellm", action="store_true", help="leave the LiteLLM column out")
-    parser.add_argument("--litellm-workers", type=int, default=1, help="LiteLLM uvicorn workers (1)")
+    parser.add_argument(
+        "--litellm-workers",
+        type=int,
+        default=2,
+        help="LiteLLM workers of the column compared with core + facade (2: as many processes); a 1-worker"
+        " LiteLLM column is compared with the one-process topology",
+    )
+    parser.add_argument(
+        "--topologies",
+        type=lambda s: s.split(","),
+        default=list(TOPOLOGIES),
+        help="one (serve: core + facade in one process), split (core + facade processes); both by default",
+    )
     parser.add_argument("--no-client-check", action="store_true", help="skip the 1-vs-2 client process check")
     parser.add_argument("--profile", action="store_true", help="also py-spy the core and facade (c=32 stream)")
     parser.add_argument("--profile-only", action="store_true", help="only the py-spy profiles")
@@ -382,6 +399,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="output directory (bench/results)")
     args = parser.parse_args(argv)
+    if set(args.topologies) - set(TOPOLOGIES) or not args.topologies:
+        parser.error(f"--topologies takes {','.join(TOPOLOGIES)}")
     unknown = set(args.modes) - set(report.MODES)
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}; use {','.join(report.MODES)}")
@@ -404,12 +423,19 @@ def main(argv: list[str] | None = None) -> None:
     node = stacks.start_node(work)
     try:
         direct = stacks.direct_stack(node)
-        atoma, database_url = stacks.atoma_stack(node.url, work, extra_env)
-        running.append(atoma)
-        log(f"atoma-proxy up: core pid {atoma.processes[0].pid}, facade pid {atoma.processes[1].pid}")
-        for line in atoma.features + atoma.notes:
-            log(f"  atoma: {line}")
-        columns = [direct, atoma]
+        columns = [direct]
+        database_url: str | None = None
+        for topology in args.topologies:  # "one" first when both: it creates the database
+            one = topology == "one"
+            stack, database_url = stacks.atoma_stack(
+                node.url, work, extra_env, one_process=one, database_url=database_url
+            )
+            running.append(stack)
+            columns.append(stack)
+            log(f"{stack.label} up: " + ", ".join(f"{p.name} pid {p.pid}" for p in stack.processes))
+            for line in stack.features + stack.notes:
+                log(f"  {stack.key}: {line}")
+        atoma = columns[-1]  # the profiles are of core + facade when it runs
         if args.profile_only:
             results["profile"] = profile_stack(atoma, args.profile_duration, args.results / "profiles")
             return
@@ -417,10 +443,13 @@ def main(argv: list[str] | None = None) -> None:
             results["skipped"]["litellm"] = "--skip-litellm"
         else:
             try:
-                litellm = stacks.litellm_stack(node.url, work, ensure_litellm(), args.litellm_workers)
-                running.append(litellm)
-                columns.append(litellm)
-                log(f"LiteLLM {LITELLM_VERSION} up: pid {litellm.processes[0].pid}")
+                # At equal process counts: 1 worker against one process, N against core + facade.
+                wanted = {"one": ("litellm1", 1), "split": ("litellm", args.litellm_workers)}
+                for key, workers in dict(wanted[t] for t in args.topologies).items():
+                    litellm = stacks.litellm_stack(node.url, work, ensure_litellm(), workers, key=key)
+                    running.append(litellm)
+                    columns.append(litellm)
+                    log(f"LiteLLM {LITELLM_VERSION} ({workers} workers) up: pid {litellm.processes[0].pid}")
             except (LiteLLMUnavailable, RuntimeError) as error:
                 results["skipped"]["litellm"] = f"LiteLLM could not run: {str(error).splitlines()[0]}"
                 log(f"SKIPPING the LiteLLM column: {error}")
@@ -444,6 +473,7 @@ def main(argv: list[str] | None = None) -> None:
                                 f" {run['load']['late_start_s']:.2f} s late"
                             )
         with contextlib.suppress(Exception):
+            assert database_url is not None
             results["database_rows"] = stacks.table_row_counts(database_url)
         results["meta"]["load_average_end"] = load_average()
         if args.profile:

@@ -37,7 +37,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 ATOMA_PROXY = [sys.executable, "-m", "atoma_proxy.cli", "--log-level", "WARNING"]
 BENCH_EMAIL = "bench@atoma.test"
 GENEROUS_LIMIT = 1_000_000_000
-GENEROUS_CREDIT = 10**15  # micro-USD, far beyond what a bench can spend
+GENEROUS_CREDIT = 10**12  # micro-USD: the largest single credit (README "Limits"), far beyond what a bench spends
 
 _BASE_SECTIONS = {"database", "core", "facade", "nodes"}
 
@@ -183,7 +183,7 @@ def run_atoma_command(*args: str, env: dict[str, str]) -> str:
 class Stack:
     """A running system under test: where to send requests, with which key, and its processes."""
 
-    key: str  # "direct" | "atoma" | "litellm"
+    key: str  # "direct" | "atoma1" | "atoma" | "litellm1" | "litellm"
     label: str
     base_url: str
     api_key: str | None
@@ -434,11 +434,25 @@ def _credit_with_admin_api(core_target: str, admin_token: str, database_url: str
     return f"credited {GENEROUS_CREDIT} micro-USD via AccountAdminService.CreditBalance"
 
 
-def atoma_stack(node_url: str, work: Path, extra_env: dict[str, str] | None = None) -> tuple[Stack, str]:
-    """core + facade on a fresh PostgreSQL database, all optional features on; returns (stack, db url)."""
-    database_url = reset_database()
+def atoma_stack(
+    node_url: str,
+    work: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    one_process: bool = False,
+    database_url: str | None = None,
+) -> tuple[Stack, str]:
+    """All optional features on, on PostgreSQL; returns (stack, db url).
+
+    Topologies: core + facade as separate processes (`atoma`), or one `atoma-proxy serve` whose facade
+    calls the core in-process (`atoma1`, `one_process`). `database_url`: an existing bench database
+    (another topology's), else a fresh one.
+    """
+    fresh = database_url is None
+    database_url = database_url or reset_database()
     plan = feature_plan()
-    config = work / "atoma.toml"
+    name = "atoma1" if one_process else "atoma"
+    config = work / f"{name}.toml"
     config.write_text(
         "[core]\nhealth_interval = 5.0\n\n"
         f"[[nodes]]\nid = 'bench-node'\nurl = '{node_url}'\nmodels = ['{MODEL}']\n"
@@ -454,15 +468,18 @@ def atoma_stack(node_url: str, work: Path, extra_env: dict[str, str] | None = No
         **plan.env,
         **(extra_env or {}),
     }
-    notes = [f"PostgreSQL database {BENCH_DATABASE} (dropped and created for this run)"]
-    if plan.uses_redis:
+    notes = [f"PostgreSQL database {BENCH_DATABASE} (dropped and created for this run, shared by the topologies)"]
+    if plan.uses_redis and fresh:
         notes.append(f"Redis {REDIS_URL} flushed: {flush_redis()}")
-    run_atoma_command("db", "upgrade", env=env)
+    if fresh:
+        run_atoma_command("db", "upgrade", env=env)
     api_key = run_atoma_command("keys", "create", "--email", BENCH_EMAIL, "--name", "bench", env=env).strip()
     api_key = api_key.splitlines()[-1].strip()
     credited = _credit_with_cli(env) if plan.wants_credit else None
     if extra_env:
         notes.append("extra env: " + ", ".join(f"{k}={v}" for k, v in extra_env.items()))
+    if one_process:
+        return _one_process_stack(env, work, api_key, plan, notes, credited), database_url
     core = start_core(env, work / "core.log")
     if plan.wants_credit and credited is None:
         if plan.admin_token:
@@ -486,6 +503,29 @@ def atoma_stack(node_url: str, work: Path, extra_env: dict[str, str] | None = No
     features += plan.features or ["no optional feature sections in Settings (ledger/rate limits not in the code yet)"]
     stack = Stack("atoma", "atoma-proxy", f"http://127.0.0.1:{facade_port}", api_key, [core, facade], features, notes)
     return stack, database_url
+
+
+def _one_process_stack(
+    env: dict[str, str], work: Path, api_key: str, plan: FeaturePlan, notes: list[str], credited: str | None
+) -> Stack:
+    """`atoma-proxy serve`: core and facade in one process, the facade calling the core in-process."""
+    if credited:
+        notes.append(credited)
+    elif plan.wants_credit:
+        notes.append("bench user NOT credited (no CLI command)")
+    facade_port = env["ATOMA_FACADE__PORT"]
+    serve = start_process(
+        "serve",
+        [*ATOMA_PROXY, "serve", "--no-migrate"],
+        ready_url=f"http://127.0.0.1:{facade_port}/health",
+        log=work / "serve.log",
+        env=env,
+    )
+    features = ["auth (API key, SHA-256 hashed, cached)", "routing (core's default node selection)"]
+    features += plan.features or ["no optional feature sections in Settings"]
+    notes.append("core and facade in one process: the facade calls the core in-process (no gRPC hop)")
+    label = "atoma-proxy (1 process)"
+    return Stack("atoma1", label, f"http://127.0.0.1:{facade_port}", api_key, [serve], features, notes)
 
 
 def start_core(env: dict[str, str], log: Path) -> ServerProcess:
@@ -517,9 +557,9 @@ def start_core(env: dict[str, str], log: Path) -> ServerProcess:
 LITELLM_MASTER_KEY = "sk-bench-litellm"
 
 
-def litellm_stack(node_url: str, work: Path, litellm_bin: Path, workers: int = 1) -> Stack:
+def litellm_stack(node_url: str, work: Path, litellm_bin: Path, workers: int = 1, key: str = "litellm") -> Stack:
     """LiteLLM's proxy, no database, master-key auth, `workers` uvicorn workers, upstream = the node."""
-    config = work / "litellm.yaml"
+    config = work / f"{key}.yaml"
     config.write_text(
         "model_list:\n"
         f"  - model_name: {MODEL}\n"
@@ -558,18 +598,17 @@ def litellm_stack(node_url: str, work: Path, litellm_bin: Path, workers: int = 1
         "litellm",
         args,
         ready_url=f"http://127.0.0.1:{port}/health/liveliness",
-        log=work / "litellm.log",
+        log=work / f"{key}.log",
         env=env,
         timeout=180,
     )
     notes = [
         f"no database, master_key auth, {workers} worker(s), model_list -> node (openai/ provider, api_base)",
-        "2 workers would give LiteLLM both cores of this 2-core machine (shared with the node and the client);"
-        " atoma-proxy uses 2 processes (core + facade)",
+        f"{workers} process(es): compared with the atoma-proxy topology of as many processes",
     ]
     return Stack(
-        "litellm",
-        "LiteLLM 1.100.0",
+        key,
+        f"LiteLLM 1.100.0 ({workers} worker{'s' if workers > 1 else ''})",
         f"http://127.0.0.1:{port}",
         LITELLM_MASTER_KEY,
         [process],

@@ -100,6 +100,10 @@ class LedgerSettings(BaseModel):
         3600.0, gt=0, description="Deadline assumed for reservations of calls that carry no gRPC deadline."
     )
     sweep_interval: float = Field(5.0, gt=0, description="Seconds between sweeps of expired reservations.")
+    answer_before_settlement: bool = Field(
+        True,
+        description="A successful answer leaves without waiting for its settlement to commit (README 'Metering').",
+    )
     price_cache_ttl: float = Field(
         5.0, ge=0, description="Seconds a user's price overrides and stacks are cached by each core."
     )
@@ -171,8 +175,15 @@ class FacadeSettings(BaseModel):
     core_target: str = Field(
         "127.0.0.1:50051",
         description="gRPC target of the core; `dns:///name:port` or `ipv4:a:p,b:p` spread calls over several cores.",
+    core_targets: list[str] = Field(
+        default_factory=list,
+        description="gRPC addresses of several cores, round robin over the healthy ones (replaces core_target).",
     )
     request_timeout: float = Field(600.0, gt=0, description="Deadline given to the core for each request.")
+    in_process: bool = Field(
+        True,
+        description="With the core in the same process (`serve`, `demo`): call it in-process, not over loopback gRPC.",
+    )
     core_connections: int = Field(
         1,
         ge=1,
@@ -194,6 +205,10 @@ class FacadeSettings(BaseModel):
         default_factory=list,
         description='Browser origins allowed to call the facade (CORS): ["https://app.example"], "*" any; empty: off.',
     )
+
+    def targets(self) -> list[str]:
+        """The cores' addresses: `core_targets`, else the one `core_target`."""
+        return list(self.core_targets) or [self.core_target]
 
 
 class RoutingSettings(BaseModel):

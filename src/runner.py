@@ -1,9 +1,11 @@
 """Running the proxy's parts in one asyncio process: core, facade, simulated nodes.
 
 Deployments run `core` and `facade` as separate processes; `serve` and `demo` put them in one
-event loop for local use. Everything stops on SIGINT/SIGTERM, the core last so in-flight
-streams that the facade still relays can finish. A worker (src/workers.py) is one such process
-that shares its port with the other workers.
+event loop, where the facade calls the core's services in-process (src/core/local_channel.py:
+no serialization, no loopback connection; the gRPC port stays open for other clients).
+Everything stops on SIGINT/SIGTERM, the core last so in-flight streams that the facade still
+relays can finish. A worker (src/workers.py) is one such process that shares its port with the
+other workers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import errno
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import uvicorn
 
@@ -61,12 +64,15 @@ class _EmbeddedUvicorn(uvicorn.Server):
 class FacadeServer:
     """The FastAPI facade under uvicorn, as a task of the current loop; `reuse_port` for the workers of `facade`."""
 
-    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, reuse_port: bool = False, core_channel: Callable[[], Any] | None = None
+    ) -> None:
+        """`core_channel`: the in-process channel of a core in this process, else gRPC to `facade.core_targets`."""
         from atoma_proxy.facade.app import create_app
         from atoma_proxy.facade.http_protocol import facade_protocol
 
         config = uvicorn.Config(
-            create_app(settings),
+            create_app(settings, core_channel),
             host=settings.facade.host,
             port=settings.facade.port,
             loop="none",
@@ -125,7 +131,10 @@ async def run_until_stopped(
     if migrate:
         await upgrade_database(settings.database.url)
     core_server = CoreServer(settings, reuse_port=worker) if core else None
-    facade_server = FacadeServer(settings, reuse_port=worker) if facade else None
+    # Core and facade in one process: the facade calls the core in-process (unless `facade.in_process` is off).
+    in_process = core_server is not None and settings.facade.in_process
+    local = core_server.local_channel if core_server is not None and in_process else None
+    facade_server = FacadeServer(settings, reuse_port=worker, core_channel=local) if facade else None
     with stop_when_orphaned(stop) if worker else contextlib.nullcontext():
         try:
             if core_server is not None:

@@ -46,3 +46,48 @@ async def test_load_generator_counts_errors_not_latencies() -> None:
     assert samples.latencies == []
     assert samples.errors.get("http_503", 0) > 0
     assert set(samples.errors) == {"http_503"}
+
+
+def _run(stack: str, mode: str, concurrency: int, rps: float, servers: dict[str, float]) -> dict[str, object]:
+    load = {
+        "rps": rps,
+        "p50_ms": 5.0,
+        "p99_ms": 9.0,
+        "ttft_p50_ms": 2.0 if mode == "stream" else None,
+        "ttft_p99_ms": None,
+        "ok": int(rps * 5),
+        "errors": {},
+        "client_cpu_util": 0.5,
+        "window_s": 5.0,
+    }
+    # cpu_util such that each server spends `ms` CPU per request.
+    return {
+        "mode": mode,
+        "concurrency": concurrency,
+        "stack": stack,
+        "load": load,
+        "servers": {name: {"peak_rss_mb": 100.0, "cpu_util": ms * rps / 1000} for name, ms in servers.items()},
+    }
+
+
+def test_report_checks_each_topology_against_litellm_of_as_many_processes() -> None:
+    from bench.report import aggregate, target_checks
+
+    runs = []
+    for mode in ("nonstream", "stream"):
+        runs += [
+            _run("direct", mode, 32, 3000, {"node": 0.3}),
+            _run("atoma1", mode, 32, 1200, {"serve": 0.8}),
+            _run("atoma", mode, 32, 900, {"core": 1.0, "facade": 0.5}),
+            _run("litellm1", mode, 32, 100, {"litellm": 10}),
+            _run("litellm", mode, 32, 200, {"litellm": 10}),
+        ]
+    checks = {check.name: check for check in target_checks(aggregate(runs), {})}
+
+    one = checks["[atoma1] nonstream throughput at c=32 >= 10x LiteLLM (litellm1, as many processes)"]
+    split = checks["[atoma] nonstream throughput at c=32 >= 10x LiteLLM (litellm, as many processes)"]
+    assert (one.status, split.status) == ("PASS", "MISS")  # 12x the 1-worker LiteLLM; 4.5x the 2-worker one
+    assert "1200 vs 100.0" in one.detail and "900 vs 200.0" in split.detail
+    cpu = checks["[atoma] nonstream proxy CPU at c=32 <= 1 ms per request (all its processes)"]
+    assert (cpu.status, cpu.detail) == ("MISS", "1.50 ms")  # core and facade summed
+    assert checks["[atoma1] stream proxy CPU at c=32 <= 1.5 ms per request (all its processes)"].status == "PASS"

@@ -10,6 +10,7 @@ servicer is reached. Wrapped handlers are cached per method, so an RPC costs one
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
@@ -74,8 +75,12 @@ def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             if request is _MALFORMED:
                 await context.abort_with_status(to_grpc_status(_ERROR))
+            responses = inner_stream(request, context)
+            if inspect.isawaitable(responses):  # a handler that writes with context.write (health's Watch)
+                await responses
+                return
             # Closing this generator closes the servicer's at once (its `finally` settles the request).
-            async with aclosing(inner_stream(request, context)) as responses:
+            async with aclosing(responses):
                 async for response in responses:
                     yield response
 

@@ -17,6 +17,7 @@ from atoma_proxy.core.catalog import ModelCatalog
 from atoma_proxy.core.confidential.service import RoutingWithConfidential, build_confidential_service
 from atoma_proxy.core.inference import InferenceRelay
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
+from atoma_proxy.core.local_channel import LocalChannel, LocalServer
 from atoma_proxy.core.malformed import MalformedRequestInterceptor
 from atoma_proxy.core.node_admin_service import NodeAdminService
 from atoma_proxy.core.nodes.runtime import NodeRuntime
@@ -94,6 +95,9 @@ class CoreServer:
                 ),
             ],
         )
+        # The same services and interceptors, callable in-process by a facade in this process.
+        self.local = LocalServer(interceptors)
+        registered = self.local.recording(self._server)
         relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)
         self.meter = Meter.from_settings(settings, self.engine, self.registry)
         self._sweeper = LedgerSweeper(sessions, settings.ledger.sweep_interval)
@@ -102,9 +106,9 @@ class CoreServer:
         self.confidential = build_confidential_service(
             settings, self.registry, self.nodes.selector, authenticator, self.meter, self.engine
         )
-        pb_grpc.add_RoutingServiceServicer_to_server(RoutingWithConfidential(routing, self.confidential), self._server)
+        pb_grpc.add_RoutingServiceServicer_to_server(RoutingWithConfidential(routing, self.confidential), registered)
         self.sui = SuiRuntime(settings.sui, sessions, self.registry)  # README "Sui"
-        node_registration_grpc.add_NodeRegistrationServiceServicer_to_server(self.sui.registration, self._server)
+        node_registration_grpc.add_NodeRegistrationServiceServicer_to_server(self.sui.registration, registered)
         self._auth_throttle = auth_throttle_from_settings(settings.accounts, settings.rate_limits)
         account_service, account_admin_service = build_account_services(
             settings.accounts,
@@ -115,8 +119,8 @@ class CoreServer:
             throttle=self._auth_throttle,
             sui=self.sui.accounts,
         )
-        accounts_grpc.add_AccountServiceServicer_to_server(account_service, self._server)
-        account_admin_grpc.add_AccountAdminServiceServicer_to_server(account_admin_service, self._server)
+        accounts_grpc.add_AccountServiceServicer_to_server(account_service, registered)
+        account_admin_grpc.add_AccountAdminServiceServicer_to_server(account_admin_service, registered)
         admin_token = settings.accounts.admin_token.get_secret_value() if settings.accounts.admin_token else None
         node_admin = NodeAdminService(
             self.registry,
@@ -126,8 +130,8 @@ class CoreServer:
             self.confidential.keys,
             price_weight=self.nodes.selector.price_weight,
         )
-        node_admin_grpc.add_NodeAdminServiceServicer_to_server(node_admin, self._server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        node_admin_grpc.add_NodeAdminServiceServicer_to_server(node_admin, registered)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, registered)
         self._services = (ROUTING_SERVICE, *ACCOUNT_SERVICES, NODE_ADMIN_SERVICE, NODE_REGISTRATION_SERVICE)
         enable_reflection((*self._services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), self._server)
         self.port = 0
@@ -137,6 +141,10 @@ class CoreServer:
             if settings.core.metrics_listen
             else None
         )
+
+    def local_channel(self) -> LocalChannel:
+        """A channel to this core's services without the network (src/core/local_channel.py)."""
+        return self.local.channel()
 
     async def start(self) -> int:
         """Bind, probe the nodes once, start serving; returns the bound port."""

@@ -15,6 +15,9 @@ from atoma_proxy.core.errors import ERROR_DOMAIN, ProxyError
 # A status message travels twice in the trailers (grpc-message and the Status detail) and gRPC refuses
 # trailers over 8 KiB: a longer message would reach the client as RESOURCE_EXHAUSTED instead.
 _MAX_MESSAGE = 1024
+# The core's own UNAVAILABLE is an answer, not a lost connection: a facade's gRPC retry policy
+# (src/facade/core_targets.py) must not try it on another core. A negative pushback says so (gRFC A6).
+NO_RETRY = ("grpc-retry-pushback-ms", "-1")
 
 
 class _Status(grpc.Status):
@@ -47,7 +50,8 @@ def to_grpc_status(
         detail.Pack(detail_message)
         packed.append(detail)
     status = rpc_status.to_status(status_pb2.Status(code=error.code.value[0], message=message_text, details=packed))
-    return _Status(status.code, status.details, (*status.trailing_metadata, *trailing))
+    no_retry = (NO_RETRY,) if status.code is grpc.StatusCode.UNAVAILABLE else ()
+    return _Status(status.code, status.details, (*status.trailing_metadata, *no_retry, *trailing))
 
 
 def retry_info(seconds: float) -> error_details_pb2.RetryInfo:

@@ -10,7 +10,7 @@ which a default gRPC server accepts without GOAWAY(too_many_pings).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +21,12 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from grpc_health.v1 import health_pb2_grpc
 
-from atoma_proxy.config import Settings
+from atoma_proxy.config import FacadeSettings, Settings
 from atoma_proxy.core.telemetry import metrics, tracing
 from atoma_proxy.facade import routes_confidential, routes_openai
 from atoma_proxy.facade.body import MAX_BODY_BYTES
 from atoma_proxy.facade.console_routes import add_console
+from atoma_proxy.facade.core_targets import channel_target
 from atoma_proxy.facade.cors import CorsPolicy
 from atoma_proxy.facade.errors import install_error_handlers
 from atoma_proxy.facade.fast_path import FacadeApp
@@ -42,7 +43,7 @@ from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
-__all__ = ["CHANNEL_OPTIONS", "CoreStubs", "create_app"]
+__all__ = ["CHANNEL_OPTIONS", "CoreStubs", "core_channels", "create_app"]
 
 # Targets naming several cores: every address of a DNS name (`dns:///core:50051`, replicas) or a list
 # (`ipv4:10.0.0.1:50051,10.0.0.2:50051`); the channel connects to each and sends calls to them in turn.
@@ -80,20 +81,29 @@ class CoreStubs:
         return self.routing_stubs[self._turn]
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The facade app for `settings.facade`; serve it with uvicorn."""
+def core_channels(facade: FacadeSettings) -> list[grpc.aio.Channel]:
+    """`facade.core_connections` gRPC channels to the core(s) of `facade.core_targets` (core_targets.py)."""
+    count = facade.core_connections
+    # A channel of its own subchannel pool opens its own connection instead of sharing one.
+    options = CHANNEL_OPTIONS + ((("grpc.use_local_subchannel_pool", 1),) if count > 1 else ())
+    several = bool(facade.core_targets) or facade.core_target.startswith(ROUND_ROBIN_SCHEMES)
+    target, balancing = channel_target(facade.targets(), balanced=several)
+    interceptors = tracing.client_interceptors()  # none unless tracing is on
+    return [
+        grpc.aio.insecure_channel(target, options=options + balancing, interceptors=interceptors) for _ in range(count)
+    ]
+
+
+def create_app(settings: Settings, core_channel: Callable[[], Any] | None = None) -> FastAPI:
+    """The facade app for `settings.facade`; serve it with uvicorn.
+
+    `core_channel`: opens the channel to a core in the same process (`CoreServer.local_channel`),
+    used instead of gRPC connections to `facade.core_targets`.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        count = settings.facade.core_connections
-        # A channel of its own subchannel pool opens its own connection instead of sharing one.
-        options: tuple[tuple[str, Any], ...] = CHANNEL_OPTIONS
-        options += (("grpc.use_local_subchannel_pool", 1),) if count > 1 else ()
-        target = settings.facade.core_target
-        if target.startswith(ROUND_ROBIN_SCHEMES):  # several cores: calls spread over all of them
-            options += (("grpc.lb_policy_name", "round_robin"),)
-        interceptors = tracing.client_interceptors()  # none unless tracing is on
-        channels = [grpc.aio.insecure_channel(target, options=options, interceptors=interceptors) for _ in range(count)]
+        channels = [core_channel()] if core_channel is not None else core_channels(settings.facade)
         channel = channels[0]
         app.state.core = CoreStubs(
             channels,

@@ -26,6 +26,7 @@ from starlette.responses import Response
 __all__ = [
     "HTTP_STATUS_BY_CODE",
     "ApiError",
+    "connection_lost",
     "error_type",
     "from_rpc_error",
     "install_error_handlers",
@@ -145,6 +146,11 @@ def from_rpc_error(error: grpc.aio.AioRpcError, headers: Mapping[str, str] | Non
         node_type = info.get("node_error_type") or None
         openai_code = info.get("node_error_code") or openai_code
     return ApiError(http_status, status.message, type=node_type, param=param, code=openai_code, headers=headers)
+
+
+def connection_lost(error: grpc.aio.AioRpcError) -> bool:
+    """Whether the core's connection broke (UNAVAILABLE from gRPC itself), not an answer of the core."""
+    return error.code() is grpc.StatusCode.UNAVAILABLE and _rich_status(error.trailing_metadata()) is None
 
 
 def _rich_status(trailing: grpc.aio.Metadata | None) -> status_pb2.Status | None:

@@ -1,6 +1,9 @@
 """A real running proxy for black-box tests: node simulators, core and facade as subprocesses.
 
-The stack runs once per database kind (SQLite and PostgreSQL) and is shared by the e2e tests.
+The stack runs once per topology and database kind, and is shared by the e2e tests:
+- `in-process`: `atoma-proxy serve`, the facade calling the core in-process (src/core/local_channel.py);
+- `grpc`: `atoma-proxy core` and `atoma-proxy facade`, two processes talking gRPC.
+Every black-box test passes on both paths (the gRPC topology on PostgreSQL, what deployments run).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.databases import DATABASE_KINDS, temporary_database_sync
-from tests.support.processes import free_port, run_command, running
+from tests.support.processes import free_port, run_command, running, wait_grpc_serving
 
 CHAT = "atoma/sim-chat"
 SLOW_CHAT = "atoma/sim-slow"
@@ -74,10 +77,15 @@ def _config(nodes: dict[str, str]) -> str:
     return text
 
 
-@pytest.fixture(scope="session", params=DATABASE_KINDS)
+IN_PROCESS, OVER_GRPC = "in-process", "grpc"
+TOPOLOGIES = [(IN_PROCESS, kind) for kind in DATABASE_KINDS] + [(OVER_GRPC, "postgresql")]
+
+
+@pytest.fixture(scope="session", params=TOPOLOGIES, ids=[f"{t}-{k}" for t, k in TOPOLOGIES])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp(f"stack-{request.param}")
-    with ExitStack() as stack, temporary_database_sync(request.param) as database_url:
+    topology, kind = request.param
+    tmp = tmp_path_factory.mktemp(f"stack-{topology}-{kind}")
+    with ExitStack() as stack, temporary_database_sync(kind) as database_url:
         nodes = {
             "fast": _node_sim(
                 stack, tmp, "fast", "--chat-model", CHAT, "--embedding-model", EMBED, "--image-model", IMAGE
@@ -106,5 +114,10 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         # Generous: the tests that are not about the ledger must never meet INSUFFICIENT_FUNDS.
         run_command("balance", "credit", "--email", "e2e@atoma.test", "--micro-usd", str(10**12), env=env)
         facade = f"http://127.0.0.1:{facade_port}"
-        stack.enter_context(running(["serve"], ready_url=f"{facade}/health", log=tmp / "proxy.log", env=env))
+        if topology == IN_PROCESS:
+            stack.enter_context(running(["serve"], ready_url=f"{facade}/health", log=tmp / "proxy.log", env=env))
+        else:
+            core = stack.enter_context(running(["core", "--migrate"], ready_url=None, log=tmp / "core.log", env=env))
+            wait_grpc_serving(f"127.0.0.1:{core_port}", core, tmp / "core.log")
+            stack.enter_context(running(["facade"], ready_url=f"{facade}/health", log=tmp / "facade.log", env=env))
         yield Stack(facade, f"127.0.0.1:{core_port}", api_key, nodes, database_url, config)

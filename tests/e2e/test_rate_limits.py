@@ -4,6 +4,9 @@
              ◀── core B ◀────────────── gRPC stub
     core A and core B: one SQLite database, one Redis, 3 requests per minute per API key.
 
+Run twice: core A and the facade as two processes (gRPC between them), and as one `atoma-proxy
+serve` whose facade calls core A in-process, through the same rate-limit interceptor.
+
 Every test takes a fresh user and key, so the tests do not share buckets; at 3 per minute a
 bucket refills one request every 20 s, far longer than a test runs.
 """
@@ -54,9 +57,10 @@ def _core(env: dict[str, str], log: Path) -> contextlib.AbstractContextManager[s
     return running(["core"], ready_url=None, log=log, env=env)
 
 
-@pytest.fixture(scope="module")
-def limited_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimitedStack]:
-    tmp = tmp_path_factory.mktemp("rate-limits")
+@pytest.fixture(scope="module", params=["grpc", "in-process"])
+def limited_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimitedStack]:
+    in_process = request.param == "in-process"
+    tmp = tmp_path_factory.mktemp(f"rate-limits-{request.param}")
     prefix = f"atoma-e2e:{secrets.token_hex(6)}:"
     with ExitStack() as stack, temporary_database_sync("sqlite") as database_url:
         node_port = free_port()
@@ -74,13 +78,18 @@ def limited_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimitedS
         )
         common = {"ATOMA_CONFIG": str(config), "ATOMA_DATABASE__URL": database_url}
         core_a, core_b = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        stack.enter_context(_core({**common, "ATOMA_CORE__LISTEN": core_a}, tmp / "core-a.log"))
-        process_b = stack.enter_context(_core({**common, "ATOMA_CORE__LISTEN": core_b}, tmp / "core-b.log"))
         facade_port = free_port()
         facade = f"http://127.0.0.1:{facade_port}"
         facade_env = {**common, "ATOMA_FACADE__PORT": str(facade_port), "ATOMA_FACADE__CORE_TARGET": core_a}
-        # The facade's /health answers 200 once core A serves.
-        stack.enter_context(running(["facade"], ready_url=f"{facade}/health", log=tmp / "facade.log", env=facade_env))
+        if in_process:  # core A and the facade: one process
+            serve_env = {**facade_env, "ATOMA_CORE__LISTEN": core_a}
+            stack.enter_context(running(["serve"], ready_url=f"{facade}/health", log=tmp / "serve.log", env=serve_env))
+        else:
+            stack.enter_context(_core({**common, "ATOMA_CORE__LISTEN": core_a}, tmp / "core-a.log"))
+        process_b = stack.enter_context(_core({**common, "ATOMA_CORE__LISTEN": core_b}, tmp / "core-b.log"))
+        if not in_process:  # the facade's /health answers 200 once core A serves
+            facade_log = tmp / "facade.log"
+            stack.enter_context(running(["facade"], ready_url=f"{facade}/health", log=facade_log, env=facade_env))
         wait_grpc_serving(core_b, process_b, tmp / "core-b.log")
         try:
             yield LimitedStack(f"{facade}/v1", core_b, database_url)

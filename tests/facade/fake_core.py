@@ -142,6 +142,8 @@ class FakeCore(pb_grpc.RoutingServiceServicer):
                 if script.hang_after_chunks:
                     await asyncio.Event().wait()
                 yield {"completion": script.completion or completion}
+                if script.error is not None and script.chunks_before_error > 0:  # after the completion
+                    await self._fail(context)
             if script.send_end:
                 yield {"end": common_pb2.StreamEnd(routing=common_pb2.RoutingInfo(node_id="node-a", attempts=1))}
         except asyncio.CancelledError:

@@ -205,6 +205,30 @@ async def test_mid_stream_error_has_no_done_marker(facade: RunningFacade, core: 
     assert events[-1].startswith('data: {"error":') and "[DONE]" not in response.text
 
 
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ((grpc.StatusCode.UNAVAILABLE, "Socket closed"), 200),  # the core's connection lost: the answer stands
+        (rich_status(grpc.StatusCode.UNAVAILABLE, "node died", "NODE_FAILED"), 503),  # the core's own error wins
+    ],
+    ids=["connection-lost", "core-error"],
+)
+async def test_a_completion_survives_its_core_dying_before_the_end_of_the_call(
+    facade: RunningFacade, core: FakeCore, error: object, status: int
+) -> None:
+    core.script.chunks_before_error = 1
+    core.script.error = error  # type: ignore[assignment]
+    async with httpx.AsyncClient(base_url=facade.base_url) as http:
+        response = await http.post("/v1/chat/completions", json={"model": "m1", "messages": MESSAGES})
+
+    assert response.status_code == status
+    if status == 200:
+        assert response.json()["choices"][0]["message"]["content"]
+        assert "x-atoma-cost" not in response.headers
+    else:
+        assert response.json()["error"]["code"] == "node_failed"
+
+
 async def test_core_down_is_503_without_internal_addresses(core: FakeCore) -> None:
     from atoma_proxy.config import FacadeSettings, Settings
     from atoma_proxy.facade import create_app

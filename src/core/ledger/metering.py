@@ -13,7 +13,9 @@ pinned to the stack's node. Per-user price overrides and stacks are cached for
 
 `settle` computes what the request used and applies it in one transaction, as a task the
 caller's cancellation cannot interrupt (a client that leaves must not skip its settlement); the
-server drains those tasks at shutdown. What a request used:
+server drains those tasks at shutdown. A successful request does not wait for that commit
+(`ledger.answer_before_settlement`): its charge is known before, and the answer leaves first; a
+core that dies in between leaves the hold to the sweeper, which frees it at no charge. What a request used:
 
 * it succeeded and the node reported usage the request could have produced (`node_limits`):
   the node's usage;
@@ -401,8 +403,11 @@ class Meter:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         # The answer does not wait for a database that is away: it reports what the settlement will charge
-        # (the charge, capped by the hold) while the settlement retries until the database is back.
-        done, _ = await asyncio.wait({task}, timeout=self._statement_timeout)
+        # (the charge, capped by the hold) while the settlement retries until the database is back. With
+        # `answer_before_settlement` a successful answer does not wait at all: the commit follows it.
+        done: set[Any] = set()
+        if not (self.settings.answer_before_settlement and outcome == Outcome.OK):
+            done, _ = await asyncio.wait({task}, timeout=self._statement_timeout)
         if not done:
             metered.cost = 0 if metered.hold.stack_id is not None else min(charge.cost, metered.hold.amount)
             return metered.cost

@@ -58,7 +58,8 @@ async def make_meter(engine: AsyncEngine) -> AsyncIterator[MakeMeter]:
 
     def make(registry: NodeRegistry | None = None, **settings: Any) -> Meter:
         meter = Meter(
-            LedgerSettings(price_cache_ttl=0, **settings),
+            # The settlement is awaited (the tests read the ledger right after) unless a test asks otherwise.
+            LedgerSettings(price_cache_ttl=0, **{"answer_before_settlement": False, **settings}),
             engine,
             registry or _registry(),
             Tokenizers({MODEL: SimWordsCounter()}),
@@ -266,6 +267,28 @@ async def test_settlement_survives_the_cancellation_of_its_caller(
     with pytest.raises(asyncio.CancelledError):
         await waiter
     await meter.drain()
+    assert await _balance(sessions, principal.user_id) == Balance(1_000, 28, 0, 972)
+
+
+async def test_with_answer_before_settlement_the_charge_is_known_before_the_commit(
+    make_meter: MakeMeter, sessions: Sessions, new_user: NewUser
+) -> None:
+    registry = _registry()
+    meter = make_meter(registry, answer_before_settlement=True)
+    principal = await _funded(sessions, new_user, 1_000)
+    call = InferenceCall(request_id=f"early-{principal.user_id}")
+    metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    _served(call, registry, "cheap", {"prompt_tokens": 8, "completion_tokens": 10})
+    assert await meter.settle(metered, call, Outcome.OK) == 28  # the computed charge
+    # The answer may leave now: its settlement has not committed yet, it runs on.
+    assert any(task.get_name() == f"settle-{call.request_id}" for task in asyncio.all_tasks())
+    await meter.drain()
+    assert await _balance(sessions, principal.user_id) == Balance(1_000, 28, 0, 972)
+    # A failed request still waits for its (refund) settlement.
+    failed = InferenceCall(request_id=f"early-failed-{principal.user_id}")
+    metered = await meter.reserve(principal, failed, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    assert await meter.settle(metered, failed, Outcome.NO_NODE) == 0
+    assert not any(task.get_name() == f"settle-{failed.request_id}" for task in asyncio.all_tasks())
     assert await _balance(sessions, principal.user_id) == Balance(1_000, 28, 0, 972)
 
 
