@@ -175,6 +175,7 @@ class FacadeSettings(BaseModel):
     core_target: str = Field(
         "127.0.0.1:50051",
         description="gRPC target of the core; `dns:///name:port` or `ipv4:a:p,b:p` spread calls over several cores.",
+    )
     core_targets: list[str] = Field(
         default_factory=list,
         description="gRPC addresses of several cores, round robin over the healthy ones (replaces core_target).",

@@ -71,29 +71,19 @@ async def relay_inference(
     return Response(completion, media_type="application/json", headers=headers)
 
 
-<<<<<<< HEAD
 async def _completion(call: grpc.aio.UnaryStreamCall, event: Any, whole: str) -> str:
-    # Read to the end: the status is only known then, and an error after the completion wins.
-    completion: str | None = None
-    while event is not grpc.aio.EOF:
-        if event.WhichOneof("event") == whole:
-            completion = getattr(event, whole)
-        event = await call.read()
-=======
-async def _completion(call: grpc.aio.UnaryStreamCall, event: Any) -> str:
     # Read to the end: the status is only known then, and the core's error after the completion wins.
     # A core that died after sending the whole completion (its connection lost: UNAVAILABLE without a
     # google.rpc.Status) does not take the answer with it: it is charged at most once (README "Crashes").
     completion: str | None = None
     try:
         while event is not grpc.aio.EOF:
-            if event.WhichOneof("event") == "completion":
-                completion = event.completion
+            if event.WhichOneof("event") == whole:
+                completion = getattr(event, whole)
             event = await call.read()
     except grpc.aio.AioRpcError as error:
         if completion is None or not connection_lost(error):
             raise
->>>>>>> perf
     if completion is None:
         raise ApiError(502, "The routing core ended the call without a completion.", code="bad_gateway")
     return completion
