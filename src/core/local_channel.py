@@ -43,6 +43,7 @@ import grpc
 from grpc.aio import AbortError
 
 from atoma_proxy.core.local_context import LocalContext, MetadataPairs
+from atoma_proxy.core.telemetry import tracing
 
 __all__ = ["LocalChannel", "LocalServer"]
 
@@ -108,7 +109,11 @@ class _LocalCall:
         self, server: LocalServer, method: str, request: Any, metadata: Any, timeout: float | None, streaming: bool
     ) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._context = LocalContext(method, tuple(metadata or ()), deadline)
+        pairs = tuple(metadata or ())
+        if tracing.enabled():  # what the client interceptor does over gRPC: the caller's span is the parent
+            parent = tracing.traceparent(tracing.current_span())
+            pairs += (("traceparent", parent),) if parent else ()
+        self._context = LocalContext(method, pairs, deadline)
         self._streaming = streaming
         self._messages: collections.deque[Any] = collections.deque()
         self._readable = asyncio.Event()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import grpc
 from grpc.aio import AbortError, UsageError
@@ -23,12 +23,19 @@ LOCAL_PEER = "ipv4:127.0.0.1:0"
 MetadataPairs = tuple[tuple[str, str | bytes], ...]
 
 
+class Metadatum(NamedTuple):
+    """One metadata pair with `.key` and `.value`, as grpc.aio hands them to servicers and interceptors."""
+
+    key: str
+    value: str | bytes
+
+
 class LocalContext(grpc.aio.ServicerContext):  # type: ignore[type-arg]
     """One in-process RPC as its servicer sees it; `initial_sent` wakes the caller's initial_metadata()."""
 
     def __init__(self, method: str, metadata: MetadataPairs, deadline: float | None) -> None:
         self.method = method
-        self._metadata = metadata
+        self._metadata: MetadataPairs = tuple(Metadatum(key, value) for key, value in metadata)
         self.deadline = deadline  # time.monotonic() based, None without a deadline
         self.initial: MetadataPairs | None = None
         self.initial_sent = asyncio.Event()
