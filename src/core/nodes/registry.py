@@ -49,6 +49,8 @@ class Node:
     # Atoma protocol (README "Sui"): "atoma" signs requests and verifies the node's signed answers.
     protocol: str = "openai"
     sui_address: str | None = None
+    # Serves OpenAI's Responses API itself (`apis = ["chat", "responses"]`): passed through, not translated.
+    serves_responses: bool = False
 
     @classmethod
     def from_config(cls, config: NodeConfig, source: str = CONFIG) -> Node:
@@ -62,6 +64,7 @@ class Node:
             source=source,
             protocol=config.protocol,
             sui_address=config.sui_address,
+            serves_responses="responses" in config.apis,
         )
 
     @property
