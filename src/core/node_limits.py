@@ -97,22 +97,24 @@ def check_usage(usage: Any, limits: RequestLimits | None) -> dict[str, int] | No
         return None
     if not isinstance(usage, dict):
         raise ImplausibleUsage(f"`usage` is not an object: {type(usage).__name__}")
+    said = _FIELDS  # the names the node used, for the error messages
     if not any(name in usage for name in _FIELDS[:2]) and any(name in usage for name in _RESPONSES_FIELDS[:2]):
+        said = _RESPONSES_FIELDS
         usage = {chat: usage.get(name) for chat, name in zip(_FIELDS, _RESPONSES_FIELDS, strict=True)}
     bounds = (MAX_USAGE_TOKENS,) * 3
     if limits is not None:
         most_prompt, most_completion = limits.max_prompt_tokens, limits.max_completion_tokens
         bounds = (most_prompt, most_completion, most_prompt + most_completion)
     checked: dict[str, int] = {}
-    for name, bound in zip(_FIELDS, bounds, strict=True):
+    for name, shown, bound in zip(_FIELDS, said, bounds, strict=True):
         value = usage.get(name)
         if value is None:
             continue
         if type(value) is not int or value < 0:
-            raise ImplausibleUsage(f"`usage.{name}` is not a token count: {str(value)[:40]!r}")
+            raise ImplausibleUsage(f"`usage.{shown}` is not a token count: {str(value)[:40]!r}")
         if value > min(bound, MAX_USAGE_TOKENS):
             error = Overproduction if name == "completion_tokens" else ImplausibleUsage
-            raise error(f"`usage.{name}` is {value}, more than the request could produce ({bound})")
+            raise error(f"`usage.{shown}` is {value}, more than the request could produce ({bound})")
         checked[name] = value
     return checked
 

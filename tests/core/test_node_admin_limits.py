@@ -57,3 +57,20 @@ async def test_a_node_price_past_the_limit_is_invalid_and_adds_no_node(
         field,
     )
     assert registry.nodes() == []
+
+
+async def test_an_unknown_api_is_invalid_and_adds_no_node(
+    admin: tuple[pb_grpc.NodeAdminServiceStub, NodeRegistry],
+) -> None:
+    stub, registry = admin
+    request = pb.AddNodeRequest(node_id="n", url="http://127.0.0.1:9", models=["m"], apis=["chat", "assistants"])
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.AddNode(request, metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),))
+
+    status = rpc_status.from_call(raised.value)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert (raised.value.code(), info.metadata["param"]) == (grpc.StatusCode.INVALID_ARGUMENT, "apis")
+    assert "assistants" in (raised.value.details() or "") and registry.nodes() == []
