@@ -175,6 +175,7 @@ class NodeRegistry:
             node.output_price_per_million = config.output_price_per_million
             node.api_key = config.api_key
             node.protocol, node.sui_address = config.protocol, config.sui_address
+            node.serves_responses = "responses" in config.apis
             node.source = CONFIG
             if node.remove_when_idle:  # drained by an earlier reload, back in the file (an admin drain stays)
                 node.draining = node.remove_when_idle = False
