@@ -3,6 +3,7 @@ with the official `openai` SDK against a real proxy and ledger (SQLite).
 
     resp         serves Responses (`apis = ["chat", "responses"]`): 1 micro-USD a prompt token, 2 an output one
     greedy       serves Responses, generates 1,000 tokens past any cap
+    silent       serves Responses, never reports usage
     resp-broken  serves Responses, fails every request (cheapest of MIXED_A)   chat-fine    chat only
     chat-broken  chat only, fails every request (cheapest of MIXED_B)          resp-fine    serves Responses
 """
@@ -22,12 +23,15 @@ from tests.e2e._ledger import funded_key, stored_ledger
 from tests.support.databases import temporary_database_sync
 from tests.support.processes import free_port, running
 
-RESP, GREEDY, MIXED_A, MIXED_B = (f"atoma/sim-{name}" for name in ("resp", "greedy-resp", "mixed-a", "mixed-b"))
+RESP, GREEDY, SILENT, MIXED_A, MIXED_B = (
+    f"atoma/sim-{name}" for name in ("resp", "greedy-resp", "silent-resp", "mixed-a", "mixed-b")
+)
 DEFAULT_CAP = 50
 RESPONSES = ["--responses"]
 NODES: dict[str, tuple[str, list[str], tuple[int, int]]] = {  # node -> (model, node-sim options, prices)
     "resp": (RESP, RESPONSES, (1_000_000, 2_000_000)),
     "greedy": (GREEDY, [*RESPONSES, "--overproduce-tokens", "1000"], (1_000_000, 2_000_000)),
+    "silent": (SILENT, [*RESPONSES, "--omit-usage"], (1_000_000, 2_000_000)),
     "resp-broken": (MIXED_A, [*RESPONSES, "--error-rate", "1"], (1, 1)),
     "chat-fine": (MIXED_A, [], (2_000_000, 3_000_000)),
     "chat-broken": (MIXED_B, ["--error-rate", "1"], (1, 1)),
@@ -48,7 +52,9 @@ def _config(nodes: dict[str, str]) -> str:
         "[routing]\neject_after_failures = 1000\neject_min_requests = 1000\n\n"
         f"[ledger]\ndefault_max_completion_tokens = {DEFAULT_CAP}\n"
     )
-    text += "".join(f"\n[[tokenizers]]\nmodel = '{m}'\nkind = 'sim-words'\n" for m in (RESP, GREEDY, MIXED_A, MIXED_B))
+    text += "".join(
+        f"\n[[tokenizers]]\nmodel = '{m}'\nkind = 'sim-words'\n" for m in (RESP, GREEDY, SILENT, MIXED_A, MIXED_B)
+    )
     for node, (model, options, (price_in, price_out)) in NODES.items():
         apis = "['chat', 'responses']" if "--responses" in options else "['chat']"
         text += (
@@ -159,6 +165,7 @@ async def test_stream_of_a_node_past_its_cap_is_cut_and_charged_at_the_cap(passi
     deltas = [event for event in events if event.type == "response.output_text.delta"]
     assert len(deltas) == 3
     assert events[-1].type == "response.incomplete" and events[-1].response.usage.output_tokens == 3
+    assert [event.sequence_number for event in events] == list(range(len(events)))
     ledger = await stored_ledger(passing.database_url, email)
     [record] = ledger.records
     assert record.completion_tokens == 3 and ledger.reserved == 0
@@ -208,3 +215,18 @@ async def test_failover_from_a_chat_node_to_a_responses_node_passes_through(pass
     assert [r["path"] for r in _received(passing, "resp-fine")] == ["/v1/responses"]
     usage = response.usage
     await _charged_exactly(passing, email, "resp-fine", usage.input_tokens, usage.output_tokens)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_node_that_reports_no_usage_is_charged_for_the_text_it_sent(passing: PassStack, stream: bool) -> None:
+    email, client = await _client(passing)
+    async with client as api:
+        if stream:
+            events = [e async for e in await api.responses.create(model=SILENT, input="Hi", stream=True)]
+            text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        else:
+            text = (await api.responses.create(model=SILENT, input="Hi")).output_text
+    ledger = await stored_ledger(passing.database_url, email)
+    [record] = ledger.records
+    assert record.completion_tokens == len(text.split()) == 16  # the simulator's natural reply
+    assert record.cost == _cost("silent", record.prompt_tokens, 16) == ledger.debited > 0

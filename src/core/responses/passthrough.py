@@ -75,6 +75,8 @@ async def unary(relay: InferenceRelay, call: InferenceCall, wanted: ResponsesReq
             trace = attempt.observation.traceparent()
             raw = await relay._transport.post(node, path, payload, request_id=call.request_id, **trace)
             parsed = answer_object(node, raw)
+            if node.serves_responses and parsed.get("object") != "response":
+                raise NodeFailed(f"Node {node.id} answered /v1/responses with something other than a response.")
             call.usage = _checked_usage(attempt, call.limits, parsed.get("usage"))
             relay._record_unary(attempt, wanted.model, call.usage)
             return Relayed(node.serves_responses, [raw])
@@ -115,15 +117,18 @@ async def stream(relay: InferenceRelay, call: InferenceCall, wanted: ResponsesRe
             failure = error
 
 
-def _cut(terminal: dict[str, Any] | None, call: InferenceCall, delivered: int) -> bytes:
-    """The `response.incomplete` event that ends a stream cut at the cap."""
-    response = dict((terminal or {}).get("response") or {})
+def _cut(opening: dict[str, Any] | None, call: InferenceCall, delivered: int, sequence: Any) -> bytes:
+    """The `response.incomplete` event that ends a stream cut at the cap (after the last relayed event)."""
+    response = dict((opening or {}).get("response") or {})
     response.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
     assert call.limits is not None
     prompt = call.limits.prompt_tokens
     response["usage"] = {"input_tokens": prompt, "output_tokens": delivered, "total_tokens": prompt + delivered}
     call.usage = {"prompt_tokens": prompt, "completion_tokens": delivered, "total_tokens": prompt + delivered}
-    return orjson.dumps({"type": "response.incomplete", "response": response})
+    event: dict[str, Any] = {"type": "response.incomplete", "response": response}
+    if type(sequence) is int:
+        event["sequence_number"] = sequence + 1
+    return orjson.dumps(event)
 
 
 async def _responses_attempt(
@@ -131,6 +136,7 @@ async def _responses_attempt(
 ) -> AsyncGenerator[list[bytes], None]:
     attempt = _Attempt(node, model, relay._clock, call)
     held: list[bytes] = []
+    sequence: int | None = None  # the node's sequence_number of the latest event
     opening: dict[str, Any] | None = None  # response.created: the head of a cut stream's last event
     tokens, first_at, last_at, done, overproduced = 0, None, 0.0, False, False
     cap = call.limits.max_completion_tokens if call.limits is not None else None
@@ -147,12 +153,15 @@ async def _responses_attempt(
                     event = answer_object(node, data, "an event")
                     check_stream_error(node, event)
                     kind = event.get("type")
+                    if type(event.get("sequence_number")) is int:
+                        sequence = event["sequence_number"]
                     if kind == "response.created":
                         opening = event
                     if is_text_delta(data):
+                        previous = sequence - 1 if type(sequence) is int else None  # the last relayed event's
                         if cap is not None and tokens >= cap:
                             overproduced = done = True
-                            out += [*held, _cut(opening, call, tokens)]
+                            out += [*held, _cut(opening, call, tokens, previous)]
                             held.clear()
                             break
                         tokens += 1
