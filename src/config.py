@@ -57,6 +57,10 @@ class NodeConfig(BaseModel):
         default_factory=dict,
         description="Context length (tokens) of some of its models, when it differs from [[models]].",
     )
+    apis: list[Literal["chat", "responses"]] = Field(
+        default=["chat"],
+        description='OpenAI APIs the node serves; with "responses", /v1/responses is passed through to it.',
+    )
 
 
 class ModelConfig(BaseModel):

@@ -102,6 +102,9 @@ def _new_node(request: pb.AddNodeRequest) -> Node:
         raise InvalidRequest(
             "`confidential_signing_key` must be a 32-byte Ed25519 public key.", param="confidential_signing_key"
         )
+    unknown = sorted(set(request.apis) - {"chat", "responses"})
+    if unknown:
+        raise InvalidRequest(f'`apis` may name only "chat" and "responses", not {unknown[0]!r}.', param="apis")
     return Node(
         id=node_id,
         url=request.url.strip().rstrip("/"),
@@ -110,6 +113,7 @@ def _new_node(request: pb.AddNodeRequest) -> Node:
         output_price_per_million=request.output_price_per_million,
         api_key=request.api_key or None,
         source=ADMIN,
+        serves_responses="responses" in request.apis,
     )
 
 

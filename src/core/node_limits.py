@@ -17,6 +17,9 @@ believed only when it is something the request could have produced (`check_usage
   may miss a chat template's tokens, an image may cost more than the tokens it is estimated at);
 * `total_tokens` <= those two limits together.
 
+A Responses API node's usage names them `input_tokens`, `output_tokens`, `total_tokens`: with no
+chat name present, those are read as the chat ones (the checked usage uses the chat names).
+
 Without limits (metering off) only the type and `MAX_USAGE_TOKENS` apply. Anything else is a node
 failure (NODE_FAILED), never a charge. Stream tokens are counted as the meter counts them: one per
 chunk that carries generated text (`carries_generated_text`), per choice.
@@ -47,6 +50,7 @@ MAX_USAGE_TOKENS = 2**31 - 1
 PROMPT_FACTOR = 4
 PROMPT_SLACK = 4096
 _FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+_RESPONSES_FIELDS = ("input_tokens", "output_tokens", "total_tokens")
 
 # A chunk that carries generated text: a non-empty `"content"`, `"text"`, `"reasoning_content"` or
 # `"reasoning"` string, or tool calls. One compiled search: it runs on every streamed chunk.
@@ -93,20 +97,24 @@ def check_usage(usage: Any, limits: RequestLimits | None) -> dict[str, int] | No
         return None
     if not isinstance(usage, dict):
         raise ImplausibleUsage(f"`usage` is not an object: {type(usage).__name__}")
+    said = _FIELDS  # the names the node used, for the error messages
+    if not any(name in usage for name in _FIELDS[:2]) and any(name in usage for name in _RESPONSES_FIELDS[:2]):
+        said = _RESPONSES_FIELDS
+        usage = {chat: usage.get(name) for chat, name in zip(_FIELDS, _RESPONSES_FIELDS, strict=True)}
     bounds = (MAX_USAGE_TOKENS,) * 3
     if limits is not None:
         most_prompt, most_completion = limits.max_prompt_tokens, limits.max_completion_tokens
         bounds = (most_prompt, most_completion, most_prompt + most_completion)
     checked: dict[str, int] = {}
-    for name, bound in zip(_FIELDS, bounds, strict=True):
+    for name, shown, bound in zip(_FIELDS, said, bounds, strict=True):
         value = usage.get(name)
         if value is None:
             continue
         if type(value) is not int or value < 0:
-            raise ImplausibleUsage(f"`usage.{name}` is not a token count: {str(value)[:40]!r}")
+            raise ImplausibleUsage(f"`usage.{shown}` is not a token count: {str(value)[:40]!r}")
         if value > min(bound, MAX_USAGE_TOKENS):
             error = Overproduction if name == "completion_tokens" else ImplausibleUsage
-            raise error(f"`usage.{name}` is {value}, more than the request could produce ({bound})")
+            raise error(f"`usage.{shown}` is {value}, more than the request could produce ({bound})")
         checked[name] = value
     return checked
 

@@ -39,6 +39,7 @@ from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome, RequestKind,
 from atoma_proxy.core.ledger.quotes import quote
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.persistence.outage import is_database_outage
+from atoma_proxy.core.responses import passthrough
 from atoma_proxy.core.responses import service as responses
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.core.telemetry.requests import RequestObservation
@@ -339,7 +340,8 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
     async def CreateResponse(
         self, request: pb.CreateResponseRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.CreateResponseResponse]:
-        """The Responses API over chat completions: translated, routed, metered and settled like chat."""
+        """The Responses API: passed through to nodes that serve it, else translated to chat (passthrough.py);
+        routed, metered and settled like chat."""
         call: InferenceCall | None = None
         metered: MeteredRequest | None = None
         observation = RequestObservation(RequestKind.CHAT.value, "")
@@ -349,29 +351,36 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             observation.model = wanted.model
             body = wanted.chat
             metered = await self._reserve(context, principal, call, RequestKind.CHAT, wanted.model, body)
-            path = "/v1/chat/completions"
             translator = responses.ResponseStream(wanted)
-            raw = b""
+            relayed: passthrough.Relayed | None = None
+            last_event: bytes | None = None  # a passed-through stream's last event: it gets the cost
             if wanted.stream:
-                batches = self._relay.stream(call, wanted.model, path, body, client_wants_usage=True)
-                async for batch in batches:
+                async for relayed in passthrough.stream(self._relay, call, wanted):
                     if metered is not None:
-                        metered.generated += sum(1 for chunk in batch if carries_generated_text(chunk))
+                        metered.generated += responses.generated_tokens(relayed)
                     if not call.metadata_sent:
                         await self._send_metadata(context, call)
-                    for event in responses.batch_events(translator, batch):
-                        yield event
+                    if relayed.passed_through:
+                        events = [*([last_event] if last_event is not None else []), *relayed.data]
+                        last_event = events.pop()
+                        for event in events:
+                            yield pb.CreateResponseResponse(stream_event=event.decode())
+                    else:
+                        for event in responses.batch_events(translator, relayed.data):
+                            yield event
             else:
-                raw = await self._relay.unary(call, wanted.model, path, body)
+                relayed = await passthrough.unary(self._relay, call, wanted)
                 if self._meter is not None and metered is not None and "completion_tokens" not in (call.usage or {}):
-                    metered.generated = self._meter.count_generated(wanted.model, raw)
+                    metered.generated = responses.count_unary(self._meter, wanted.model, relayed)
             end = call.end()
             end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
-            closing = (
-                responses.closing_events(translator, end.cost_micro_usd)
-                if wanted.stream
-                else [responses.whole_response(wanted, raw, end.cost_micro_usd)]
-            )
+            if last_event is not None:
+                closing = [responses.passed_event(last_event, end.cost_micro_usd)]
+            elif wanted.stream:
+                closing = responses.closing_events(translator, end.cost_micro_usd)
+            else:
+                assert relayed is not None
+                closing = [responses.whole_response(wanted, relayed, end.cost_micro_usd)]
             for event in closing:
                 yield event
             context.set_trailing_metadata(self._trailing(call, metered, observation))

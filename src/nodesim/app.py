@@ -12,13 +12,14 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from atoma_proxy.nodesim.asgi import RAW_SEND_KEY, base_url
+from atoma_proxy.nodesim.asgi import RAW_SEND_KEY, RequestError, base_url
 from atoma_proxy.nodesim.config import SimConfig
 from atoma_proxy.nodesim.control import ControlEndpoints
 from atoma_proxy.nodesim.embeddings import parse_embedding
 from atoma_proxy.nodesim.images import parse_image, serve_image
 from atoma_proxy.nodesim.jobs import Job
 from atoma_proxy.nodesim.parsing import parse_chat, parse_completion
+from atoma_proxy.nodesim.responses import parse_response_request
 from atoma_proxy.nodesim.serving import InferenceEndpoint
 from atoma_proxy.nodesim.state import SimState
 
@@ -40,6 +41,12 @@ def _completion(payload: dict[str, Any], state: SimState, scope: Scope) -> Job:
     return parse_completion(payload, state.config)
 
 
+def _response(payload: dict[str, Any], state: SimState, scope: Scope) -> Job:
+    if not state.config.responses_api:
+        raise RequestError(404, "This node does not serve the Responses API.", code="not_found")
+    return parse_response_request(payload, state.config)
+
+
 def _embedding(payload: dict[str, Any], state: SimState, scope: Scope) -> Job:
     return parse_embedding(payload, state.config)
 
@@ -56,6 +63,7 @@ def build_app(config: SimConfig) -> Starlette:
     routes = [
         Route("/v1/chat/completions", InferenceEndpoint(state, _chat), methods=post),
         Route("/v1/completions", InferenceEndpoint(state, _completion), methods=post),
+        Route("/v1/responses", InferenceEndpoint(state, _response), methods=post),
         Route("/v1/embeddings", InferenceEndpoint(state, _embedding), methods=post),
         Route("/v1/images/generations", InferenceEndpoint(state, _image), methods=post),
         Route("/v1/models", control.models),

@@ -65,6 +65,7 @@ class SimConfig:
     overproduce_tokens: int = 0  # tokens generated per choice past the request's cap (ignoring it)
     omit_usage: bool = False  # replies without `usage`, streamed or not, even when asked
     fake_usage: dict[str, Any] | None = None  # keys that replace the reported usage's, e.g. {"completion_tokens": -1}
+    responses_api: bool = False  # serve POST /v1/responses (responses.py); off: 404 there, as a chat-only node
     completions_max_tokens_only: bool = False  # /v1/completions ignores `max_completion_tokens`, as OpenAI's API
     # Hostile node (hostile.py): lie in /metrics, answer garbage, or send more than a proxy accepts.
     metrics_lie: str = ""  # negative | nan | -inf | huge: the requests waiting that /metrics reports
@@ -186,6 +187,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--overproduce-tokens", type=int, default=0, help="Tokens generated past the request's cap (default 0).")
     add("--omit-usage", action="store_true", help="Never report `usage`.")
     add("--fake-usage", type=_json_object, default=None, help="JSON object replacing usage keys.")
+    add("--responses", action="store_true", help="Serve POST /v1/responses (OpenAI's Responses API).")
     add("--completions-max-tokens-only", action="store_true", help="Completions ignore `max_completion_tokens`.")
     add("--metrics-lie", choices=MODES["metrics_lie"], default=d.metrics_lie, help="Lie about waiting requests.")
     add("--garbage", choices=MODES["garbage"], default=d.garbage, help="Answer garbage with status 200.")
@@ -226,6 +228,7 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         overproduce_tokens=getattr(ns, "overproduce_tokens", d.overproduce_tokens),
         omit_usage=getattr(ns, "omit_usage", d.omit_usage),
         fake_usage=getattr(ns, "fake_usage", d.fake_usage),
+        responses_api=getattr(ns, "responses", d.responses_api),
         completions_max_tokens_only=getattr(ns, "completions_max_tokens_only", d.completions_max_tokens_only),
         metrics_lie=getattr(ns, "metrics_lie", d.metrics_lie),
         garbage=getattr(ns, "garbage", d.garbage),

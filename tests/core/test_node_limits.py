@@ -90,3 +90,14 @@ def test_the_closing_chunks_finish_every_choice_with_length_and_report_usage(cha
     assert all(("delta" in c) is chat and ("text" in c) is not chat for c in finish["choices"])
     assert (usage["choices"], usage["usage"]["completion_tokens"]) == ([], 1)
     assert len(cap.closing(b"not json", chat=chat, with_usage=False)) == 1
+
+
+def test_responses_usage_names_are_read_as_the_chat_ones_and_held_to_the_same_limits() -> None:
+    usage = {"input_tokens": 12, "output_tokens": 10, "total_tokens": 22, "output_tokens_details": {}}
+    assert check_usage(usage, LIMITS) == {"prompt_tokens": 12, "completion_tokens": 10, "total_tokens": 22}
+    with pytest.raises(Overproduction, match="output_tokens"):
+        check_usage({"input_tokens": 12, "output_tokens": 11}, LIMITS)
+    with pytest.raises(ImplausibleUsage, match="input_tokens"):
+        check_usage({"input_tokens": "12", "output_tokens": 1}, LIMITS)
+    # chat names win when a node sends both
+    assert check_usage({"prompt_tokens": 1, "output_tokens": 99}, LIMITS) == {"prompt_tokens": 1}

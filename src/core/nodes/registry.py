@@ -49,6 +49,8 @@ class Node:
     # Atoma protocol (README "Sui"): "atoma" signs requests and verifies the node's signed answers.
     protocol: str = "openai"
     sui_address: str | None = None
+    # Serves OpenAI's Responses API itself (`apis = ["chat", "responses"]`): passed through, not translated.
+    serves_responses: bool = False
 
     @classmethod
     def from_config(cls, config: NodeConfig, source: str = CONFIG) -> Node:
@@ -62,6 +64,7 @@ class Node:
             source=source,
             protocol=config.protocol,
             sui_address=config.sui_address,
+            serves_responses="responses" in config.apis,
         )
 
     @property
@@ -172,6 +175,7 @@ class NodeRegistry:
             node.output_price_per_million = config.output_price_per_million
             node.api_key = config.api_key
             node.protocol, node.sui_address = config.protocol, config.sui_address
+            node.serves_responses = "responses" in config.apis
             node.source = CONFIG
             if node.remove_when_idle:  # drained by an earlier reload, back in the file (an admin drain stays)
                 node.draining = node.remove_when_idle = False

@@ -50,6 +50,7 @@ class ResponsesRequest:
     stream: bool
     chat: dict[str, Any]
     echo: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)  # the accepted request, for nodes that serve Responses
 
 
 def _refuse(param: str, why: str) -> InvalidRequest:
@@ -151,7 +152,8 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     if stream:
         chat["stream"] = True
     chat["messages"] = messages
-    return ResponsesRequest(model=model, stream=stream, chat=chat, echo=echo)
+    passed = {key: value for key, value in body.items() if value is not None}
+    return ResponsesRequest(model=model, stream=stream, chat=chat, echo=echo, body=passed)
 
 
 def _metadata(value: Any) -> dict[str, str]:

@@ -8,13 +8,24 @@ import orjson
 
 from atoma_proxy.core.errors import InvalidRequest, NodeFailed
 from atoma_proxy.core.json_depth import MAX_JSON_DEPTH, too_deep
+from atoma_proxy.core.ledger import Meter, carries_generated_text
 from atoma_proxy.core.node_requests import plain_json
 from atoma_proxy.core.responses.output import ResponseStream, response_object
+from atoma_proxy.core.responses.passthrough import Relayed, is_text_delta
 from atoma_proxy.core.responses.request import ResponsesRequest, parse_request
 from atoma_proxy.core.usage_cost import usage_with_cost
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
-__all__ = ["ResponseStream", "batch_events", "closing_events", "read_request", "whole_response"]
+__all__ = [
+    "ResponseStream",
+    "batch_events",
+    "closing_events",
+    "count_unary",
+    "generated_tokens",
+    "passed_event",
+    "read_request",
+    "whole_response",
+]
 
 
 def read_request(message: pb.CreateResponseRequest) -> ResponsesRequest:
@@ -33,12 +44,46 @@ def read_request(message: pb.CreateResponseRequest) -> ResponsesRequest:
     return parse_request(body)
 
 
-def whole_response(request: ResponsesRequest, raw: bytes, cost_micro_usd: int) -> pb.CreateResponseResponse:
-    completion = orjson.loads(raw)  # the relay already checked it is a JSON object
-    response = response_object(request, completion)
+def whole_response(request: ResponsesRequest, relayed: Relayed, cost_micro_usd: int) -> pb.CreateResponseResponse:
+    answer = orjson.loads(relayed.data[0])  # the relay already checked it is a JSON object
+    response = answer if relayed.passed_through else response_object(request, answer)
+    if relayed.passed_through:
+        response["store"] = False
     if response["usage"] is not None:
         response["usage"] = usage_with_cost(response["usage"], cost_micro_usd)
     return pb.CreateResponseResponse(response=orjson.dumps(response).decode())
+
+
+def passed_event(data: bytes, cost_micro_usd: int) -> pb.CreateResponseResponse:
+    """A passed-through stream's last event, its response's usage carrying the cost."""
+    event = orjson.loads(data)
+    response = event.get("response")
+    if type(response) is dict and type(response.get("usage")) is dict:
+        response["usage"] = usage_with_cost(response["usage"], cost_micro_usd)
+    return pb.CreateResponseResponse(stream_event=orjson.dumps(event).decode())
+
+
+def generated_tokens(relayed: Relayed) -> int:
+    """Tokens a relayed batch carries, as the meter counts them: chat chunks with text, or text deltas."""
+    if relayed.passed_through:
+        return sum(1 for data in relayed.data if is_text_delta(data))
+    return sum(1 for chunk in relayed.data if carries_generated_text(chunk))
+
+
+def count_unary(meter: Meter, model: str, relayed: Relayed) -> int:
+    """Generated tokens of an answer whose node reported no usage (the meter counts its text)."""
+    if not relayed.passed_through:
+        return meter.count_generated(model, relayed.data[0])
+    answer = orjson.loads(relayed.data[0])
+    texts = [
+        part.get("text", "")
+        for item in answer.get("output") or []
+        if type(item) is dict
+        for part in item.get("content") or []
+        if type(part) is dict and type(part.get("text")) is str
+    ]
+    as_chat = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(texts)}}]}
+    return meter.count_generated(model, orjson.dumps(as_chat))
 
 
 def _events(events: list[dict[str, Any]]) -> list[pb.CreateResponseResponse]:

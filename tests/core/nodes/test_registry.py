@@ -121,3 +121,14 @@ def test_a_node_back_in_the_file_is_undrained() -> None:
     assert b.draining
     registry.reload([_config("a"), _config("b", 5)])
     assert registry.get("b") is b and not b.draining and b.input_price_per_million == 5
+
+
+def test_the_responses_api_is_a_node_capability_off_by_default_and_reloaded() -> None:
+    registry = NodeRegistry.from_config([_config("a"), _config("b").model_copy(update={"apis": ["chat", "responses"]})])
+    a, b = registry.get("a"), registry.get("b")
+    assert a is not None and b is not None
+    assert not a.serves_responses and b.serves_responses
+    registry.reload([_config("a").model_copy(update={"apis": ["chat", "responses"]}), _config("b")])
+    assert a.serves_responses and not b.serves_responses
+    with pytest.raises(ValueError, match="apis"):
+        NodeConfig(id="c", url="http://c", models=["m"], apis=["assistants"])

@@ -29,7 +29,7 @@ CIRCUIT_STATE_OPEN: CircuitState
 CIRCUIT_STATE_HALF_OPEN: CircuitState
 
 class AddNodeRequest(_message.Message):
-    __slots__ = ("node_id", "url", "models", "input_price_per_million", "output_price_per_million", "api_key", "confidential_signing_key")
+    __slots__ = ("node_id", "url", "models", "input_price_per_million", "output_price_per_million", "api_key", "confidential_signing_key", "apis")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class AddNodeRequest(_message.Message):
     OUTPUT_PRICE_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
     API_KEY_FIELD_NUMBER: _ClassVar[int]
     CONFIDENTIAL_SIGNING_KEY_FIELD_NUMBER: _ClassVar[int]
+    APIS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     url: str
     models: _containers.RepeatedScalarFieldContainer[str]
@@ -44,7 +45,8 @@ class AddNodeRequest(_message.Message):
     output_price_per_million: int
     api_key: str
     confidential_signing_key: bytes
-    def __init__(self, node_id: _Optional[str] = ..., url: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., input_price_per_million: _Optional[int] = ..., output_price_per_million: _Optional[int] = ..., api_key: _Optional[str] = ..., confidential_signing_key: _Optional[bytes] = ...) -> None: ...
+    apis: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., url: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., input_price_per_million: _Optional[int] = ..., output_price_per_million: _Optional[int] = ..., api_key: _Optional[str] = ..., confidential_signing_key: _Optional[bytes] = ..., apis: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AddNodeResponse(_message.Message):
     __slots__ = ("node",)
