@@ -11,7 +11,12 @@ token). The X25519 key rotates every `rotate_every` seconds and is registered wi
 Plaintext stays in memory: it is never written to disk or logged (logs carry sizes and reasons only),
 and an engine's error message (which may quote the prompt) is not passed on.
 
+With `protocol = "atoma"` (`--protocol atoma`) the sidecar is an Atoma-protocol node for confidential
+requests: as Atoma's node does, it wants `X-Signature`, the proxy's Sui signature over the envelope's
+plaintext_body_hash, from one of `proxy_addresses` (any signer when none are given).
+
 Errors, as `{"error": {"code", "message"}}`:
+  401 INVALID_SIGNATURE              Atoma protocol: X-Signature missing, invalid, or not by an allowed proxy
   400 INVALID_CONFIDENTIAL_REQUEST   the envelope is malformed
   409 STALE_NODE_KEY                 encrypted to a key that is not current
   400 CONFIDENTIAL_DECRYPTION_FAILED the ciphertext does not decrypt (tampered ciphertext, nonce, salt or key)
@@ -40,6 +45,7 @@ from starlette.routing import Route
 
 from atoma_proxy.confidential import crypto, envelope
 from atoma_proxy.confidential.node_keys import KeyRotation, NodeKeys
+from atoma_proxy.sui.crypto import InvalidSignature, normalize_address, verify_hashed
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,8 @@ class SidecarConfig:
     refresh_every: float = 10.0
     admin_token: str | None = None
     engine_timeout: float = 600.0
+    protocol: str = "openai"  # "atoma": the proxy's X-Signature over plaintext_body_hash is required
+    proxy_addresses: tuple[str, ...] = ()  # Sui addresses whose signature is accepted (atoma; empty: any)
 
 
 class SidecarError(Exception):
@@ -232,7 +240,7 @@ class Sidecar:
     async def confidential(self, request: Request) -> Response:
         endpoint = request.url.path.removeprefix("/v1/confidential/")
         try:
-            sealed, session, body = self._open(endpoint, await request.body())
+            sealed, session, body = self._open(endpoint, await request.body(), request.headers.get("x-signature"))
         except SidecarError as error:
             log.info("confidential %s refused: %s", endpoint, error.code)
             return _error(error.status, error.code, error.message)
@@ -253,12 +261,14 @@ class Sidecar:
         return JSONResponse(response.to_json())
 
     def _open(
-        self, endpoint: str, raw: bytes
+        self, endpoint: str, raw: bytes, signature: str | None = None
     ) -> tuple[envelope.ConfidentialRequest, envelope.NodeSession, dict[str, Any]]:
         try:
             sealed = envelope.ConfidentialRequest.from_json(orjson.loads(raw))
         except (orjson.JSONDecodeError, envelope.EnvelopeError) as error:
             raise SidecarError(400, "INVALID_CONFIDENTIAL_REQUEST", str(error)) from None
+        if self.config.protocol == "atoma":
+            self._check_signature(sealed.plaintext_body_hash, signature)
         if sealed.stream and endpoint not in STREAMABLE:
             raise SidecarError(400, "INVALID_CONFIDENTIAL_REQUEST", f"{endpoint} does not stream")
         private = self.keys.private_key_for(sealed.node_dh_public_key)
@@ -287,6 +297,18 @@ class Sidecar:
             if "max_tokens" not in body and "max_completion_tokens" not in body:
                 body["max_tokens"] = cap
         return sealed, session, body
+
+    def _check_signature(self, plaintext_body_hash: bytes, signature: str | None) -> None:
+        """The proxy's Sui signature over the body hash (no intent, as Atoma's proxy signs it), by an allowed signer."""
+        if not signature:
+            raise SidecarError(401, "INVALID_SIGNATURE", "X-Signature is missing")
+        try:
+            signed = verify_hashed(signature, plaintext_body_hash)
+        except InvalidSignature as error:
+            raise SidecarError(401, "INVALID_SIGNATURE", f"X-Signature does not verify: {error}") from None
+        allowed = self.config.proxy_addresses
+        if allowed and signed.signer not in {normalize_address(a) for a in allowed}:
+            raise SidecarError(401, "INVALID_SIGNATURE", f"{signed.signer} is not an allowed proxy")
 
     async def _stream(self, endpoint: str, session: envelope.NodeSession, body: dict[str, Any]) -> AsyncIterator[bytes]:
         sealer = session.stream_sealer()
