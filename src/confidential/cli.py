@@ -46,6 +46,11 @@ def add_confidential_node_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SUI_ADDRESS",
         help="With --protocol atoma: a proxy's Sui address whose signature is accepted (repeat; default any).",
     )
+    add(
+        "--sui-keystring",
+        default=None,
+        help="With --protocol atoma: the node's Sui key signing plain answers (default: the signing key as a Sui key).",
+    )
 
 
 def read_seed(path: Path) -> SigningKey:
@@ -86,6 +91,7 @@ def run_confidential_node(args: argparse.Namespace) -> None:
         admin_token=admin_token,
         protocol=args.protocol,
         proxy_addresses=tuple(args.proxy_address),
+        sui_keystring=args.sui_keystring,
     )
     registrar = Registrar(args.core, bytes(identity.verify_key))
     sidecar = Sidecar(config, NodeKeys(args.node_id, identity, attester), registrar)

@@ -13,7 +13,10 @@ and an engine's error message (which may quote the prompt) is not passed on.
 
 With `protocol = "atoma"` (`--protocol atoma`) the sidecar is an Atoma-protocol node for confidential
 requests: as Atoma's node does, it wants `X-Signature`, the proxy's Sui signature over the envelope's
-plaintext_body_hash, from one of `proxy_addresses` (any signer when none are given).
+plaintext_body_hash, from one of `proxy_addresses` (any signer when none are given). Its plain routes
+then want a signed body (X-Signature over its serde_json form) and sign every answer and chunk with
+the node's Sui key (`sui_keystring`; default its Ed25519 signing key as a Sui key), so the proxy's
+Atoma transport accepts them.
 
 Errors, as `{"error": {"code", "message"}}`:
   401 INVALID_SIGNATURE              Atoma protocol: X-Signature missing, invalid, or not by an allowed proxy
@@ -45,7 +48,8 @@ from starlette.routing import Route
 
 from atoma_proxy.confidential import crypto, envelope
 from atoma_proxy.confidential.node_keys import KeyRotation, NodeKeys
-from atoma_proxy.sui.crypto import InvalidSignature, normalize_address, verify_hashed
+from atoma_proxy.sui.crypto import InvalidSignature, SignatureScheme, SuiKeypair, normalize_address, verify_hashed
+from atoma_proxy.sui.node_protocol import sign_response, verify_request
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,7 @@ class SidecarConfig:
     engine_timeout: float = 600.0
     protocol: str = "openai"  # "atoma": the proxy's X-Signature over plaintext_body_hash is required
     proxy_addresses: tuple[str, ...] = ()  # Sui addresses whose signature is accepted (atoma; empty: any)
+    sui_keystring: str | None = None  # the node's Sui key for plain answers (atoma; default: the signing key)
 
 
 class SidecarError(Exception):
@@ -137,6 +142,13 @@ class Sidecar:
         self._engine = httpx.AsyncClient(base_url=config.engine_url.rstrip("/"), timeout=config.engine_timeout)
         self._rotating: asyncio.Lock | None = None
         self._timer: asyncio.Task[None] | None = None
+        self.sui_key: SuiKeypair | None = None
+        if config.protocol == "atoma":
+            self.sui_key = (
+                SuiKeypair.from_keystring(config.sui_keystring)
+                if config.sui_keystring
+                else SuiKeypair(SignatureScheme.ED25519, bytes(keys.identity), bytes(keys.identity.verify_key))
+            )
 
     # ---- keys ---------------------------------------------------------------------------------
 
@@ -216,15 +228,23 @@ class Sidecar:
         )
 
     async def plain(self, request: Request) -> Response:
-        """Plain OpenAI requests pass through (the node serves both kinds)."""
-        path = request.url.path
-        upstream = self._engine.build_request(
-            "POST", path, content=await request.body(), headers={"content-type": "application/json"}
-        )
+        """Plain OpenAI requests pass through (the node serves both kinds); Atoma protocol: signed both ways."""
+        path, raw = request.url.path, await request.body()
+        if self.sui_key is not None:
+            try:
+                signed = verify_request(raw, request.headers.get("x-signature"))
+                self._check_signer(signed.signer)
+            except InvalidSignature as error:
+                return _error(401, "INVALID_SIGNATURE", str(error))
+            except SidecarError as error:
+                return _error(error.status, error.code, error.message)
+        upstream = self._engine.build_request("POST", path, content=raw, headers={"content-type": "application/json"})
         try:
             response = await self._engine.send(upstream, stream=True)
         except httpx.HTTPError:
             return _error(502, "ENGINE_FAILED", "the engine does not answer")
+        if self.sui_key is not None and response.status_code == 200:
+            return await self._signed_plain(response, self.sui_key)
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -236,6 +256,38 @@ class Sidecar:
         return StreamingResponse(
             body(), status_code=response.status_code, media_type=response.headers.get("content-type")
         )
+
+    async def _signed_plain(self, response: httpx.Response, key: SuiKeypair) -> Response:
+        """The engine's 200 answer with `signature` and `response_hash` added, to it or to each SSE chunk."""
+        media_type = response.headers.get("content-type", "")
+        if not media_type.startswith("text/event-stream"):
+            try:
+                answer = orjson.loads(await response.aread())
+            except (orjson.JSONDecodeError, httpx.HTTPError):
+                return _error(502, "ENGINE_FAILED", "the engine answered something that is not JSON")
+            finally:
+                await response.aclose()
+            signed = sign_response(key, answer) if isinstance(answer, dict) else answer
+            return Response(orjson.dumps(signed), media_type="application/json")
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data != "[DONE]":
+                        with contextlib.suppress(orjson.JSONDecodeError):
+                            chunk = orjson.loads(data)
+                            if isinstance(chunk, dict):
+                                data = orjson.dumps(sign_response(key, chunk)).decode()
+                    yield f"data: {data}\n\n".encode()
+            except httpx.HTTPError:
+                return  # the stream ends short: the proxy sees no [DONE]
+            finally:
+                await response.aclose()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     async def confidential(self, request: Request) -> Response:
         endpoint = request.url.path.removeprefix("/v1/confidential/")
@@ -306,9 +358,12 @@ class Sidecar:
             signed = verify_hashed(signature, plaintext_body_hash)
         except InvalidSignature as error:
             raise SidecarError(401, "INVALID_SIGNATURE", f"X-Signature does not verify: {error}") from None
+        self._check_signer(signed.signer)
+
+    def _check_signer(self, signer: str) -> None:
         allowed = self.config.proxy_addresses
-        if allowed and signed.signer not in {normalize_address(a) for a in allowed}:
-            raise SidecarError(401, "INVALID_SIGNATURE", f"{signed.signer} is not an allowed proxy")
+        if allowed and signer not in {normalize_address(a) for a in allowed}:
+            raise SidecarError(401, "INVALID_SIGNATURE", f"{signer} is not an allowed proxy")
 
     async def _stream(self, endpoint: str, session: envelope.NodeSession, body: dict[str, Any]) -> AsyncIterator[bytes]:
         sealer = session.stream_sealer()

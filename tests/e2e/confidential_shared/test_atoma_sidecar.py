@@ -1,6 +1,7 @@
 """A confidential node speaking the Atoma protocol (`confidential-node --protocol atoma`): the core signs the
 envelope's plaintext_body_hash with its Sui key (X-Signature) and the sidecar verifies it before decrypting;
-a request not signed by an allowed proxy is refused by the sidecar, a node failure that charges nothing."""
+a request not signed by an allowed proxy is refused by the sidecar, a node failure that charges nothing.
+Plain requests to the node are signed both ways, as with any Atoma-protocol node."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ from grpc_status import rpc_status
 from nacl.signing import SigningKey
 
 from atoma_proxy.confidential import envelope, wire
+from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 from atoma_proxy.sui.crypto import SignatureScheme, SuiKeypair
+from atoma_proxy.sui.node_protocol import verify_response
 from tests.e2e._ledger import funded_key, stored_ledger
 from tests.e2e.confidential.stack import _seed_file, _sidecar, _wait_for_key, _wait_until_core_sees_it_healthy
 from tests.support.databases import temporary_database
@@ -32,10 +36,16 @@ PROXY = SuiKeypair.generate(SignatureScheme.SECP256K1)
 OTHER_PROXY = SuiKeypair.generate()
 
 
+def _sui(identity: SigningKey) -> SuiKeypair:
+    """The sidecar's default Sui key: its Ed25519 signing key."""
+    return SuiKeypair(SignatureScheme.ED25519, bytes(identity), bytes(identity.verify_key))
+
+
 def _node(node_id: str, url: str, model: str, identity: SigningKey) -> str:
     key = base64.b64encode(bytes(identity.verify_key)).decode()
     return (
         f"\n[[nodes]]\nid = '{node_id}'\nurl = '{url}'\nmodels = ['{model}']\nprotocol = 'atoma'\n"
+        f"sui_address = '{_sui(identity).address}'\n"
         f"input_price_per_million = 1000\noutput_price_per_million = 1000\nconfidential_signing_key = '{key}'\n"
     )
 
@@ -97,6 +107,21 @@ async def test_the_sidecar_verifies_the_proxys_signature_over_the_body_hash(tmp_
                     _wait_until_core_sees_it_healthy(core, api_key, node)
                 async with grpc.aio.insecure_channel(core) as channel:
                     routing = pb_grpc.RoutingServiceStub(channel)
+                    # Plain requests to the same node: signed by the proxy, answered signed by the node's Sui key.
+                    for stream in (False, True):
+                        chat = pb.ChatCompletionRequest(
+                            model=CHAT,
+                            messages=[chat_pb2.ChatMessage(role="user", text="plain")],
+                            max_tokens=3,
+                            stream=stream,
+                        )
+                        events = [e async for e in routing.ChatCompletion(chat, metadata=metadata)]
+                        assert events[-1].end.routing.node_id == "good"
+                        payloads = [e.completion or e.chunk for e in events[:-1]]
+                        payloads += [c for e in events[:-1] for c in e.chunks.chunks]
+                        assert any(payloads)
+                        for payload in filter(None, payloads):
+                            verify_response(payload, signer=_sui(good).address)
                     # Signed by the proxy, verified by the sidecar: the round trip works.
                     lock = await routing.LockNode(cpb.LockNodeRequest(model=CHAT, max_num_tokens=32), metadata=metadata)
                     session = _seal(lock, CHAT)
