@@ -33,6 +33,24 @@ def add_confidential_node_arguments(parser: argparse.ArgumentParser) -> None:
     add("--refresh-every", type=float, default=10.0, help="Seconds between re-registrations of the key (default 10).")
     add("--admin-token-file", type=Path, help="File holding the Bearer token of POST /v1/rotate-key.")
     add("--print-public-key", action="store_true", help="Print the node's Ed25519 public key (base64) and exit.")
+    add(
+        "--protocol",
+        choices=("openai", "atoma"),
+        default="openai",
+        help="`atoma`: require the proxy's Sui X-Signature over plaintext_body_hash (default openai).",
+    )
+    add(
+        "--proxy-address",
+        action="append",
+        default=[],
+        metavar="SUI_ADDRESS",
+        help="With --protocol atoma: a proxy's Sui address whose signature is accepted (repeat; default any).",
+    )
+    add(
+        "--sui-keystring",
+        default=None,
+        help="With --protocol atoma: the node's Sui key signing plain answers (default: the signing key as a Sui key).",
+    )
 
 
 def read_seed(path: Path) -> SigningKey:
@@ -71,6 +89,9 @@ def run_confidential_node(args: argparse.Namespace) -> None:
         rotate_every=args.rotate_every,
         refresh_every=args.refresh_every,
         admin_token=admin_token,
+        protocol=args.protocol,
+        proxy_addresses=tuple(args.proxy_address),
+        sui_keystring=args.sui_keystring,
     )
     registrar = Registrar(args.core, bytes(identity.verify_key))
     sidecar = Sidecar(config, NodeKeys(args.node_id, identity, attester), registrar)

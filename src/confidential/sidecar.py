@@ -11,7 +11,15 @@ token). The X25519 key rotates every `rotate_every` seconds and is registered wi
 Plaintext stays in memory: it is never written to disk or logged (logs carry sizes and reasons only),
 and an engine's error message (which may quote the prompt) is not passed on.
 
+With `protocol = "atoma"` (`--protocol atoma`) the sidecar is an Atoma-protocol node for confidential
+requests: as Atoma's node does, it wants `X-Signature`, the proxy's Sui signature over the envelope's
+plaintext_body_hash, from one of `proxy_addresses` (any signer when none are given). Its plain routes
+then want a signed body (X-Signature over its serde_json form) and sign every answer and chunk with
+the node's Sui key (`sui_keystring`; default its Ed25519 signing key as a Sui key), so the proxy's
+Atoma transport accepts them.
+
 Errors, as `{"error": {"code", "message"}}`:
+  401 INVALID_SIGNATURE              Atoma protocol: X-Signature missing, invalid, or not by an allowed proxy
   400 INVALID_CONFIDENTIAL_REQUEST   the envelope is malformed
   409 STALE_NODE_KEY                 encrypted to a key that is not current
   400 CONFIDENTIAL_DECRYPTION_FAILED the ciphertext does not decrypt (tampered ciphertext, nonce, salt or key)
@@ -40,6 +48,8 @@ from starlette.routing import Route
 
 from atoma_proxy.confidential import crypto, envelope
 from atoma_proxy.confidential.node_keys import KeyRotation, NodeKeys
+from atoma_proxy.sui.crypto import InvalidSignature, SignatureScheme, SuiKeypair, normalize_address, verify_hashed
+from atoma_proxy.sui.node_protocol import sign_response, verify_request
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,9 @@ class SidecarConfig:
     refresh_every: float = 10.0
     admin_token: str | None = None
     engine_timeout: float = 600.0
+    protocol: str = "openai"  # "atoma": the proxy's X-Signature over plaintext_body_hash is required
+    proxy_addresses: tuple[str, ...] = ()  # Sui addresses whose signature is accepted (atoma; empty: any)
+    sui_keystring: str | None = None  # the node's Sui key for plain answers (atoma; default: the signing key)
 
 
 class SidecarError(Exception):
@@ -129,6 +142,13 @@ class Sidecar:
         self._engine = httpx.AsyncClient(base_url=config.engine_url.rstrip("/"), timeout=config.engine_timeout)
         self._rotating: asyncio.Lock | None = None
         self._timer: asyncio.Task[None] | None = None
+        self.sui_key: SuiKeypair | None = None
+        if config.protocol == "atoma":
+            self.sui_key = (
+                SuiKeypair.from_keystring(config.sui_keystring)
+                if config.sui_keystring
+                else SuiKeypair(SignatureScheme.ED25519, bytes(keys.identity), bytes(keys.identity.verify_key))
+            )
 
     # ---- keys ---------------------------------------------------------------------------------
 
@@ -208,15 +228,23 @@ class Sidecar:
         )
 
     async def plain(self, request: Request) -> Response:
-        """Plain OpenAI requests pass through (the node serves both kinds)."""
-        path = request.url.path
-        upstream = self._engine.build_request(
-            "POST", path, content=await request.body(), headers={"content-type": "application/json"}
-        )
+        """Plain OpenAI requests pass through (the node serves both kinds); Atoma protocol: signed both ways."""
+        path, raw = request.url.path, await request.body()
+        if self.sui_key is not None:
+            try:
+                signed = verify_request(raw, request.headers.get("x-signature"))
+                self._check_signer(signed.signer)
+            except InvalidSignature as error:
+                return _error(401, "INVALID_SIGNATURE", str(error))
+            except SidecarError as error:
+                return _error(error.status, error.code, error.message)
+        upstream = self._engine.build_request("POST", path, content=raw, headers={"content-type": "application/json"})
         try:
             response = await self._engine.send(upstream, stream=True)
         except httpx.HTTPError:
             return _error(502, "ENGINE_FAILED", "the engine does not answer")
+        if self.sui_key is not None and response.status_code == 200:
+            return await self._signed_plain(response, self.sui_key)
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -229,10 +257,42 @@ class Sidecar:
             body(), status_code=response.status_code, media_type=response.headers.get("content-type")
         )
 
+    async def _signed_plain(self, response: httpx.Response, key: SuiKeypair) -> Response:
+        """The engine's 200 answer with `signature` and `response_hash` added, to it or to each SSE chunk."""
+        media_type = response.headers.get("content-type", "")
+        if not media_type.startswith("text/event-stream"):
+            try:
+                answer = orjson.loads(await response.aread())
+            except (orjson.JSONDecodeError, httpx.HTTPError):
+                return _error(502, "ENGINE_FAILED", "the engine answered something that is not JSON")
+            finally:
+                await response.aclose()
+            signed = sign_response(key, answer) if isinstance(answer, dict) else answer
+            return Response(orjson.dumps(signed), media_type="application/json")
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data != "[DONE]":
+                        with contextlib.suppress(orjson.JSONDecodeError):
+                            chunk = orjson.loads(data)
+                            if isinstance(chunk, dict):
+                                data = orjson.dumps(sign_response(key, chunk)).decode()
+                    yield f"data: {data}\n\n".encode()
+            except httpx.HTTPError:
+                return  # the stream ends short: the proxy sees no [DONE]
+            finally:
+                await response.aclose()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     async def confidential(self, request: Request) -> Response:
         endpoint = request.url.path.removeprefix("/v1/confidential/")
         try:
-            sealed, session, body = self._open(endpoint, await request.body())
+            sealed, session, body = self._open(endpoint, await request.body(), request.headers.get("x-signature"))
         except SidecarError as error:
             log.info("confidential %s refused: %s", endpoint, error.code)
             return _error(error.status, error.code, error.message)
@@ -253,12 +313,14 @@ class Sidecar:
         return JSONResponse(response.to_json())
 
     def _open(
-        self, endpoint: str, raw: bytes
+        self, endpoint: str, raw: bytes, signature: str | None = None
     ) -> tuple[envelope.ConfidentialRequest, envelope.NodeSession, dict[str, Any]]:
         try:
             sealed = envelope.ConfidentialRequest.from_json(orjson.loads(raw))
         except (orjson.JSONDecodeError, envelope.EnvelopeError) as error:
             raise SidecarError(400, "INVALID_CONFIDENTIAL_REQUEST", str(error)) from None
+        if self.config.protocol == "atoma":
+            self._check_signature(sealed.plaintext_body_hash, signature)
         if sealed.stream and endpoint not in STREAMABLE:
             raise SidecarError(400, "INVALID_CONFIDENTIAL_REQUEST", f"{endpoint} does not stream")
         private = self.keys.private_key_for(sealed.node_dh_public_key)
@@ -287,6 +349,21 @@ class Sidecar:
             if "max_tokens" not in body and "max_completion_tokens" not in body:
                 body["max_tokens"] = cap
         return sealed, session, body
+
+    def _check_signature(self, plaintext_body_hash: bytes, signature: str | None) -> None:
+        """The proxy's Sui signature over the body hash (no intent, as Atoma's proxy signs it), by an allowed signer."""
+        if not signature:
+            raise SidecarError(401, "INVALID_SIGNATURE", "X-Signature is missing")
+        try:
+            signed = verify_hashed(signature, plaintext_body_hash)
+        except InvalidSignature as error:
+            raise SidecarError(401, "INVALID_SIGNATURE", f"X-Signature does not verify: {error}") from None
+        self._check_signer(signed.signer)
+
+    def _check_signer(self, signer: str) -> None:
+        allowed = self.config.proxy_addresses
+        if allowed and signer not in {normalize_address(a) for a in allowed}:
+            raise SidecarError(401, "INVALID_SIGNATURE", f"{signer} is not an allowed proxy")
 
     async def _stream(self, endpoint: str, session: envelope.NodeSession, body: dict[str, Any]) -> AsyncIterator[bytes]:
         sealer = session.stream_sealer()

@@ -47,7 +47,7 @@ from atoma_proxy.core.nodes.selection import (
     SelectionRequest,
     parse_strategy,
 )
-from atoma_proxy.core.nodes.transport import NodeTransport, NodeUnreachable
+from atoma_proxy.core.nodes.transport import NodeTransport, NodeUnreachable, RequestContext
 from atoma_proxy.core.ratelimit.context import extra_initial_metadata
 from atoma_proxy.core.telemetry.requests import AttemptObservation, observe_stream
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
@@ -87,6 +87,9 @@ class InferenceCall:
     tried: list[Node] = field(default_factory=list)
     # Set by the ledger when a stack pays for the request: only the stack's node may serve it.
     pinned_node_id: str | None = None
+    # Who the request is for (the servicer: the user; the ledger: the stack paying), as Atoma-protocol
+    # nodes are told; passed to the transport only when set.
+    node_context: RequestContext | None = None
     # What the ledger reserved for: the node is held to it (node_limits); None when metering is off.
     limits: RequestLimits | None = None
     # Telemetry (core/telemetry): the RPC's kind, its span when traced, what the trace reports, and the
@@ -286,8 +289,8 @@ class InferenceRelay:
             await self._pause_if_same_node(call)
             attempt = _Attempt(node, model, self._clock, call)
             try:
-                trace = attempt.observation.traceparent()
-                raw = await self._transport.post(node, path, payload, request_id=call.request_id, **trace)
+                options = _transport_options(call, attempt)
+                raw = await self._transport.post(node, path, payload, request_id=call.request_id, **options)
                 parsed = answer_object(node, raw)  # garbage is a node failure
                 if check_answer is not None:
                     check_answer(node, parsed)
@@ -364,8 +367,8 @@ class InferenceRelay:
         cap = StreamCap(call.limits) if call.limits is not None else None
         overproduced = False
         try:
-            trace = attempt.observation.traceparent()
-            batches = self._transport.stream(node, path, payload, request_id=call.request_id, **trace)
+            options = _transport_options(call, attempt)
+            batches = self._transport.stream(node, path, payload, request_id=call.request_id, **options)
             async with aclosing(batches):
                 while not done:
                     if first_token_at is None:
@@ -462,6 +465,14 @@ class InferenceRelay:
             return False
         call.usage = usage
         return not chunk.get("choices")
+
+
+def _transport_options(call: InferenceCall, attempt: _Attempt) -> dict[str, Any]:
+    """The transport's optional keywords for this attempt: its traceparent when traced, the call's context when set."""
+    options: dict[str, Any] = dict(attempt.observation.traceparent())
+    if call.node_context is not None:
+        options["context"] = call.node_context
+    return options
 
 
 def _checked_usage(attempt: _Attempt, limits: RequestLimits | None, usage: Any) -> dict[str, Any] | None:

@@ -38,6 +38,7 @@ from atoma_proxy.core.inference import InferenceCall, InferenceRelay, new_reques
 from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome, RequestKind, carries_generated_text
 from atoma_proxy.core.ledger.quotes import quote
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
+from atoma_proxy.core.nodes.transport import RequestContext
 from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.responses import passthrough
 from atoma_proxy.core.responses import service as responses
@@ -127,6 +128,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
     ) -> tuple[Principal, InferenceCall]:
         principal = await self._auth.authenticate(context.invocation_metadata())
         call = InferenceCall(request_id=_request_id(context), **routing_options(context))
+        call.node_context = RequestContext(user_id=str(principal.user_id))  # the ledger adds the stack paying
         if observation is not None:
             call.kind, call.span = observation.kind, observation.span
         return principal, call

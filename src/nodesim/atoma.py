@@ -1,10 +1,11 @@
 """The node's side of the Atoma protocol (README "Sui"), for a simulator run with `protocol = "atoma"`.
 
 A request must carry a valid `X-Signature` over the serde_json re-serialization of its body (from an
-allowed proxy address, when some are configured), else 401. Every 200 JSON answer and every SSE
-chunk but `[DONE]` is signed: `signature` and `response_hash` are appended to the object, as an
-Atoma node does. `bad_signature_rate` and `bad_hash_rate` tamper with answers and chunks (from
-chunk `tamper_from_chunk` of a stream on), so tests can see the proxy refuse them.
+allowed proxy address, when some are configured), else 401, and say who pays: `X-Stack-Small-Id`
+(an integer) or, for fiat, `X-User-Id`, else 400 (GET /sim/requests shows the headers). Every 200
+JSON answer and every SSE chunk but `[DONE]` is signed: `signature` and `response_hash` are appended
+to the object, as an Atoma node does. `bad_signature_rate` and `bad_hash_rate` tamper with answers
+and chunks (from chunk `tamper_from_chunk` of a stream on), so tests can see the proxy refuse them.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ class AtomaNode:
     def address(self) -> str:
         return self.keypair.address
 
-    def check_request(self, body: bytes, signature: bytes | None) -> RequestError | None:
-        """None when the request is signed as the protocol wants, else the 401 to answer."""
+    def check_request(
+        self, body: bytes, signature: bytes | None, user_id: bytes | None = None, stack_small_id: bytes | None = None
+    ) -> RequestError | None:
+        """None when the request is signed and paid for as the protocol wants, else the 401 or 400 to answer."""
         try:
             signed = verify_request(body, signature.decode("latin-1") if signature else None)
         except InvalidSignature as error:
@@ -49,6 +52,12 @@ class AtomaNode:
         if allowed and signed.signer not in allowed:
             self.requests_refused += 1
             return RequestError(401, f"Signer {signed.signer} is not an allowed proxy.", code="invalid_signature")
+        if stack_small_id is not None and not stack_small_id.isdigit():
+            self.requests_refused += 1
+            return RequestError(400, "X-Stack-Small-Id must be an integer.", code="invalid_stack")
+        if stack_small_id is None and not user_id:
+            self.requests_refused += 1
+            return RequestError(400, "Neither X-Stack-Small-Id nor X-User-Id: nobody pays.", code="missing_payer")
         return None
 
     def signing_send(self, send: Send) -> Send:

@@ -76,7 +76,12 @@ class InferenceEndpoint:
             await send_error(send, unauthorized())
             return
         if state.atoma is not None:  # the Atoma protocol: a signed request, signed answers
-            refused = state.atoma.check_request(body, header(scope, b"x-signature"))
+            refused = state.atoma.check_request(
+                body,
+                header(scope, b"x-signature"),
+                user_id=header(scope, b"x-user-id"),
+                stack_small_id=header(scope, b"x-stack-small-id"),
+            )
             if refused is not None:
                 await send_error(send, refused)
                 return

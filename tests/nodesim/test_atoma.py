@@ -16,7 +16,7 @@ NODE = SuiKeypair.generate(SignatureScheme.ED25519)
 
 def _signed(body: dict, keypair: SuiKeypair = PROXY) -> tuple[bytes, dict[str, str]]:
     data, signature = sign_request(keypair, body)
-    return data, {"content-type": "application/json", "x-signature": signature}
+    return data, {"content-type": "application/json", "x-signature": signature, "x-user-id": "1"}
 
 
 def _events(text: str) -> list[bytes]:
@@ -80,3 +80,20 @@ async def test_tampering_from_a_chosen_chunk(start_sim: StartSim) -> None:
         answer = (await client.post("/v1/chat/completions", content=data, headers=headers)).content
         with pytest.raises(InvalidSignature, match="does not verify"):
             verify_response(answer)
+
+
+async def test_a_request_nobody_pays_for_is_refused(start_sim: StartSim) -> None:
+    sim = await start_sim(protocol="atoma")
+    data, headers = _signed({"model": CHAT, "messages": HELLO})
+    del headers["x-user-id"]
+    async with httpx.AsyncClient(base_url=sim.url) as client:
+        unpaid = await client.post("/v1/chat/completions", content=data, headers=headers)
+        assert unpaid.status_code == 400 and "nobody pays" in unpaid.json()["error"]["message"]
+        bad_stack = await client.post(
+            "/v1/chat/completions", content=data, headers={**headers, "x-stack-small-id": "seven"}
+        )
+        assert bad_stack.status_code == 400 and "X-Stack-Small-Id" in bad_stack.json()["error"]["message"]
+        stack_paid = await client.post(
+            "/v1/chat/completions", content=data, headers={**headers, "x-stack-small-id": "7"}
+        )
+        assert stack_paid.status_code == 200

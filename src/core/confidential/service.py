@@ -43,6 +43,7 @@ from atoma_proxy.core.persistence import session_factory
 from atoma_proxy.core.persistence.models import utcnow
 from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.status import to_grpc_status
+from atoma_proxy.core.sui.identity import proxy_keypair
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
@@ -129,7 +130,7 @@ class ConfidentialService:
         self.keys = keys
         sessions = session_factory(engine, timeout=settings.database.statement_timeout)
         self.locks = LockTable(sessions, sweep_interval=settings.ledger.sweep_interval, clock=wall_clock)
-        self._client = client or ConfidentialNodeClient(settings.core)
+        self._client = client or ConfidentialNodeClient(settings.core, proxy_keypair(settings.sui))
         self._wall = wall_clock
 
     def start(self) -> None:
@@ -346,12 +347,13 @@ class ConfidentialService:
         call.node, call.attempts = node, 1
         document = sealed.to_json()
         document.setdefault("num_compute_units", lock.max_num_tokens)
+        user_id = str(principal.user_id)
         node.in_flight += 1
         dispatch, verdict = node.breaker.dispatch(), None  # the node's answers feed its circuit breaker
         try:
             if sealed.stream:
                 expected, final = 0, False
-                events = self._client.stream(node, endpoint, document, request_id=call.request_id)
+                events = self._client.stream(node, endpoint, document, request_id=call.request_id, user_id=user_id)
                 async for event in events:
                     chunk = _verified(event, sealed, key.signing_key, chunk=True)
                     if chunk.chunk_index != expected:
@@ -370,7 +372,7 @@ class ConfidentialService:
                     raise NodeFailed(f"Node {node.id} ended the stream before its final chunk.")
             else:
                 answer = _verified(
-                    await self._client.post(node, endpoint, document, request_id=call.request_id),
+                    await self._client.post(node, endpoint, document, request_id=call.request_id, user_id=user_id),
                     sealed,
                     key.signing_key,
                     chunk=False,

@@ -76,11 +76,12 @@ from atoma_proxy.core.ledger.reservations import (
     settle_held_postgresql,
     settle_late,
 )
-from atoma_proxy.core.ledger.stacks import load_usable_stacks
+from atoma_proxy.core.ledger.stacks import load_chain_stacks, load_usable_stacks
 from atoma_proxy.core.ledger.token_counting import Tokenizers
 from atoma_proxy.core.limits import MAX_COMPUTE_UNITS, MAX_CREDITED_MICRO_USD
 from atoma_proxy.core.node_limits import ImplausibleUsage, carries_generated_text, check_usage
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
+from atoma_proxy.core.nodes.transport import RequestContext
 from atoma_proxy.core.persistence.database import session_factory
 from atoma_proxy.core.persistence.models import utcnow
 from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_database_outage, within
@@ -115,6 +116,8 @@ class UserTerms:
 
     prices: dict[str, TokenPrice] = field(default_factory=dict)
     stacks: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    # Stack id -> (stack small id, transaction digest) of the usable stacks bought on chain.
+    chain_stacks: dict[int, tuple[int, str]] = field(default_factory=dict)
 
 
 class _TermsCache:
@@ -143,12 +146,21 @@ class _TermsCache:
     async def _load(self, user_id: int) -> UserTerms:
         async with self._sessions() as session:
             terms = UserTerms(
-                await load_user_model_prices(session, user_id), await load_usable_stacks(session, user_id)
+                await load_user_model_prices(session, user_id),
+                await load_usable_stacks(session, user_id),
+                await load_chain_stacks(session, user_id),
             )
         if len(self._entries) >= _MAX_CACHED_USERS:
             self._entries.clear()
         self._entries[user_id] = (self._clock() + self._ttl, terms)
         return terms
+
+
+def _stack_context(principal: Principal, stack_id: int, terms: UserTerms) -> RequestContext:
+    """What Atoma-protocol nodes are told of a stack-paid request: the chain's small id and digest
+    for a stack bought on chain, else the ledger's stack id."""
+    small_id, digest = terms.chain_stacks.get(stack_id, (stack_id, ""))
+    return RequestContext(user_id=str(principal.user_id), stack_small_id=small_id, tx_digest=digest)
 
 
 def _node_price(node: Node) -> TokenPrice:
@@ -329,6 +341,7 @@ class Meter:
                 call.request_id = new_request_id(None)
         if hold.stack_id is not None:
             call.pinned_node_id = hold.node_id
+            call.node_context = _stack_context(principal, hold.stack_id, terms)
         elif stacks_to_try:
             self._terms.forget(principal.user_id)  # its stacks are used up: stop trying them
         RESERVATIONS_HELD.inc()

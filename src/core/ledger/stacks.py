@@ -17,8 +17,9 @@ from atoma_proxy.core.ledger._sql import MICRO, balances, ceil_div, rowcount, st
 from atoma_proxy.core.limits import MAX_COMPUTE_UNITS, MAX_PRICE_MICRO_USD
 from atoma_proxy.core.persistence.ledger_models import Stack
 from atoma_proxy.core.persistence.models import utcnow
+from atoma_proxy.core.persistence.sui_models import SuiStackPurchase
 
-__all__ = ["buy_stack", "list_stacks", "load_usable_stacks", "stack_price"]
+__all__ = ["buy_stack", "list_stacks", "load_chain_stacks", "load_usable_stacks", "stack_price"]
 
 
 def stack_price(compute_units: int, price_per_million: int) -> int:
@@ -88,3 +89,17 @@ async def load_usable_stacks(session: AsyncSession, user_id: int) -> dict[str, l
     for model, stack_id, node_id in rows:
         usable.setdefault(model, []).append((stack_id, node_id))
     return usable
+
+
+async def load_chain_stacks(session: AsyncSession, user_id: int) -> dict[int, tuple[int, str]]:
+    """Stack id -> (stack small id, transaction digest) of the user's usable stacks bought on chain."""
+    rows = await session.execute(
+        select(SuiStackPurchase.ledger_stack_id, SuiStackPurchase.stack_small_id, SuiStackPurchase.digest)
+        .join(stacks, stacks.c.id == SuiStackPurchase.ledger_stack_id)
+        .where(
+            SuiStackPurchase.user_id == user_id,
+            SuiStackPurchase.state == "confirmed",
+            stacks.c.used_units + stacks.c.reserved_units < stacks.c.total_units,
+        )
+    )
+    return {int(stack_id): (int(small_id), digest or "") for stack_id, small_id, digest in rows if small_id is not None}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
@@ -28,15 +29,44 @@ _DRAIN_GRACE = 1.0
 MAX_METRICS_BYTES = 4 * 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who a request is for, as Atoma-protocol nodes are told (X-User-Id, X-Stack-Small-Id, X-Tx-Digest).
+
+    Set by the servicer (the user) and the ledger (the stack paying, and for a stack bought on chain
+    its transaction digest); only the Atoma protocol transport sends it. Empty fields are not sent."""
+
+    user_id: str = ""
+    stack_small_id: int | None = None
+    tx_digest: str = ""
+
+
 class NodeTransport(Protocol):
-    async def post(self, node: Node, path: str, body: bytes, *, request_id: str, traceparent: str = "") -> bytes:
+    async def post(
+        self,
+        node: Node,
+        path: str,
+        body: bytes,
+        *,
+        request_id: str,
+        traceparent: str = "",
+        context: RequestContext | None = None,
+    ) -> bytes:
         """POST a JSON body; the response body on 2xx, a ProxyError otherwise.
 
-        `traceparent` (W3C), passed only when the request is traced, goes to the node as that header."""
+        `traceparent` (W3C), passed only when the request is traced, goes to the node as that header;
+        `context`, passed only when the request has one, is for transports that tell nodes (Atoma's)."""
         ...
 
     def stream(
-        self, node: Node, path: str, body: bytes, *, request_id: str, traceparent: str = ""
+        self,
+        node: Node,
+        path: str,
+        body: bytes,
+        *,
+        request_id: str,
+        traceparent: str = "",
+        context: RequestContext | None = None,
     ) -> AsyncIterator[list[bytes]]:
         """POST a JSON body and yield the SSE data payloads of the answer, in batches of those that
         arrived together (never empty; the last one ends with [DONE]); closing it aborts the request."""
@@ -121,8 +151,10 @@ class HttpNodeTransport:
         request_id: str,
         traceparent: str = "",
         extra_headers: bytes = b"",
+        context: RequestContext | None = None,
     ) -> bytes:
-        """`extra_headers`: more header lines (`name: value\r\n` each), e.g. the Atoma protocol's."""
+        """`extra_headers`: more header lines (`name: value\r\n` each), e.g. the Atoma protocol's.
+        `context` is not sent: plain OpenAI nodes have no use for it."""
         response = await self._post(node, path, body, request_id, _JSON, traceparent, extra_headers)
         try:
             return await response.read()
@@ -140,6 +172,7 @@ class HttpNodeTransport:
         request_id: str,
         traceparent: str = "",
         extra_headers: bytes = b"",
+        context: RequestContext | None = None,
     ) -> AsyncIterator[list[bytes]]:
         response = await self._post(node, path, body, request_id, "text/event-stream", traceparent, extra_headers)
         try:

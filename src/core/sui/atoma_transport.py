@@ -20,7 +20,7 @@ import orjson
 from atoma_proxy.config import Settings
 from atoma_proxy.core.errors import NodeFailed
 from atoma_proxy.core.nodes.registry import Node
-from atoma_proxy.core.nodes.transport import HttpNodeTransport
+from atoma_proxy.core.nodes.transport import HttpNodeTransport, RequestContext
 from atoma_proxy.core.sui.identity import check_atoma_nodes, proxy_keypair
 from atoma_proxy.sui.crypto import InvalidSignature, SuiKeypair
 from atoma_proxy.sui.node_protocol import sign_request, verify_response
@@ -29,15 +29,6 @@ __all__ = ["ATOMA", "AtomaProtocolTransport", "RequestContext", "build_node_tran
 
 ATOMA = "atoma"
 _DONE = b"[DONE]"
-
-
-class RequestContext:
-    """What the protocol headers say besides the signature; empty fields are not sent."""
-
-    __slots__ = ("stack_small_id", "tx_digest", "user_id")
-
-    def __init__(self, user_id: str = "", stack_small_id: int | None = None, tx_digest: str = "") -> None:
-        self.user_id, self.stack_small_id, self.tx_digest = user_id, stack_small_id, tx_digest
 
 
 class AtomaProtocolTransport:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
@@ -15,7 +16,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from atoma_proxy.config import CoreSettings, DatabaseSettings, LedgerSettings, NodeConfig, Settings, SuiSettings
-from atoma_proxy.core.persistence import create_api_key
+from atoma_proxy.core.ledger.stacks import buy_stack
+from atoma_proxy.core.persistence import UserRepository, create_api_key, create_engine, session_factory
+from atoma_proxy.core.persistence.keys_admin import DEFAULT_USER_EMAIL
+from atoma_proxy.core.persistence.sui_models import SuiStackPurchase
 from atoma_proxy.core.server import CoreServer
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
@@ -31,8 +35,10 @@ NODE = SuiKeypair.generate(SignatureScheme.ED25519)
 
 
 class Running:
-    def __init__(self, server: CoreServer, sim: RunningNodeSim, stub: pb_grpc.RoutingServiceStub, key: str) -> None:
-        self.server, self.sim, self.stub = server, sim, stub
+    def __init__(
+        self, server: CoreServer, sim: RunningNodeSim, stub: pb_grpc.RoutingServiceStub, key: str, url: str
+    ) -> None:
+        self.server, self.sim, self.stub, self.database_url = server, sim, stub, url
         self.metadata = (("authorization", f"Bearer {key}"),)
 
     async def sim_config(self, **fields: float) -> None:
@@ -42,6 +48,18 @@ class Running:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    async with _serve(tmp_path, metered=False) as running:
+        yield running
+
+
+@pytest.fixture
+async def metered(tmp_path: Path) -> AsyncIterator[Running]:
+    async with _serve(tmp_path, metered=True) as running:
+        yield running
+
+
+@asynccontextmanager
+async def _serve(tmp_path: Path, *, metered: bool) -> AsyncIterator[Running]:
     keystore = tmp_path / "sui.keystore"
     keystore.write_text(json.dumps([PROXY.keystring()]))
     sim = await start_node_sim(
@@ -54,7 +72,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         settings = Settings(
             database=DatabaseSettings(url=url),
             core=CoreSettings(listen="127.0.0.1:0"),
-            ledger=LedgerSettings(enabled=False),
+            ledger=LedgerSettings(enabled=metered),
             sui=SuiSettings(sui_keystore_path=str(keystore)),
             nodes=[NodeConfig(id="n", url=sim.url, models=[MODEL], protocol="atoma", sui_address=NODE.address)],
         )
@@ -62,7 +80,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         port = await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                yield Running(server, sim, pb_grpc.RoutingServiceStub(channel), key)
+                yield Running(server, sim, pb_grpc.RoutingServiceStub(channel), key, url)
         finally:
             await server.stop(0)
             await sim.stop()
@@ -97,8 +115,72 @@ async def test_signed_requests_are_accepted_and_signed_answers_relayed(running: 
     async with httpx.AsyncClient() as client:
         sent = (await client.get(f"{running.sim.url}/sim/requests")).json()
     assert len(sent) == 2
+    user_id = str(await _user_id(running.database_url, DEFAULT_USER_EMAIL))
     for record in sent:
         assert verify_request(orjson.dumps(record["body"]), record["headers"]["x-signature"], signer=PROXY.address)
+        # No ledger, no stack: the user pays (fiat), and the node is told who that is.
+        assert record["headers"]["x-user-id"] == user_id
+        assert "x-stack-small-id" not in record["headers"] and "x-tx-digest" not in record["headers"]
+
+
+async def _user_id(url: str, email: str) -> int:
+    engine = create_engine(DatabaseSettings(url=url))
+    try:
+        async with session_factory(engine)() as session:
+            user = await UserRepository(session).get_by_email(email)
+            assert user is not None
+            return user.id
+    finally:
+        await engine.dispose()
+
+
+async def _give_stack(url: str, email: str, *, small_id: int | None = None, digest: str = "") -> int:
+    """A free stack of the model on node `n` for the user; bought on chain (a confirmed purchase) with `small_id`."""
+    engine = create_engine(DatabaseSettings(url=url))
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            user = await UserRepository(session).get_or_create_by_email(email)
+            stack = await buy_stack(
+                session, user_id=user.id, node_id="n", model=MODEL, compute_units=100_000, price_per_million=0
+            )
+            if small_id is not None:
+                session.add(
+                    SuiStackPurchase(
+                        user_id=user.id,
+                        task_small_id=1,
+                        price_paid=0,
+                        state="confirmed",
+                        digest=digest,
+                        stack_small_id=small_id,
+                        ledger_stack_id=stack.id,
+                    )
+                )
+            return stack.id
+    finally:
+        await engine.dispose()
+
+
+async def test_a_stack_paid_request_tells_the_node_its_stack(metered: Running) -> None:
+    """Atoma's headers name who pays: a chain-bought stack by its small id and transaction digest,
+    a stack of the local ledger by its id; the user always."""
+    digest = "4vJ9JU1bJJE96FWSJKvHsmmFADCg4gpZQff4P3bkLKi"
+    await _give_stack(metered.database_url, DEFAULT_USER_EMAIL, small_id=77, digest=digest)
+    local_key = await create_api_key(metered.database_url, email="local@example.com", migrate=False)
+    local_stack = await _give_stack(metered.database_url, "local@example.com")
+    for metadata in (metered.metadata, (("authorization", f"Bearer {local_key}"),)):
+        for stream in (False, True):
+            events = [e async for e in metered.stub.ChatCompletion(_chat(stream), metadata=metadata)]
+            assert events[-1].end.routing.node_id == "n"
+    async with httpx.AsyncClient() as client:
+        sent = [r["headers"] for r in (await client.get(f"{metered.sim.url}/sim/requests")).json()]
+    chain_user = str(await _user_id(metered.database_url, DEFAULT_USER_EMAIL))
+    local_user = str(await _user_id(metered.database_url, "local@example.com"))
+    assert [(h["x-user-id"], h["x-stack-small-id"], h.get("x-tx-digest")) for h in sent] == [
+        (chain_user, "77", digest),
+        (chain_user, "77", digest),
+        (local_user, str(local_stack), None),
+        (local_user, str(local_stack), None),
+    ]
 
 
 @pytest.mark.parametrize("stream", [False, True])

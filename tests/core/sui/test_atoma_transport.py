@@ -24,6 +24,7 @@ from atoma_proxy.sui.node_protocol import verify_request, verify_response
 
 MODEL = "atoma/sim-chat"
 PROXY = SuiKeypair.generate(SignatureScheme.SECP256K1)
+USER = RequestContext(user_id="1")
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Hello there, node"}], "temperature": 0.7}
 STREAM = {**BODY, "stream": True}
 
@@ -71,13 +72,19 @@ async def test_signed_requests_are_accepted_and_answers_verified(start_sim: Star
     sim = await start_sim(protocol="atoma", sui_keystring=key.keystring(), allowed_signers=[PROXY.address])
     node = _node("a", sim, key)
     relay = _relay(transport, node)
-    raw = await relay.unary(InferenceCall(request_id="req-1"), MODEL, "/v1/chat/completions", dict(BODY))
+    raw = await relay.unary(
+        InferenceCall(request_id="req-1", node_context=USER), MODEL, "/v1/chat/completions", dict(BODY)
+    )
     assert verify_response(raw, signer=key.address).signer == key.address
     assert orjson.loads(raw)["usage"]["prompt_tokens"] > 0
     chunks = [
         c
         async for batch in relay.stream(
-            InferenceCall(request_id="req-2"), MODEL, "/v1/chat/completions", dict(STREAM), client_wants_usage=True
+            InferenceCall(request_id="req-2", node_context=USER),
+            MODEL,
+            "/v1/chat/completions",
+            dict(STREAM),
+            client_wants_usage=True,
         )
         for c in batch
     ]
@@ -109,7 +116,7 @@ async def test_a_tampered_answer_is_a_node_failure_and_another_node_serves(
     good = await start_sim(protocol="atoma", sui_keystring=good_key.keystring())
     bad_node, good_node = _node("bad", bad, bad_key, price=1), _node("good", good, good_key, price=2)
     relay = _relay(transport, bad_node, good_node)
-    call = InferenceCall(request_id="r")
+    call = InferenceCall(request_id="r", node_context=USER)
     raw = await relay.unary(call, MODEL, "/v1/chat/completions", dict(BODY))
     assert [n.id for n in call.tried] == ["bad", "good"]
     assert verify_response(raw, signer=good_key.address)
@@ -120,7 +127,9 @@ async def test_an_answer_signed_by_another_key_than_the_registered_one_fails(sta
     sim = await start_sim(protocol="atoma")  # signs with a key of its own
     node = _node("a", sim, SuiKeypair.generate())
     with pytest.raises(NodeFailed, match="signed by"):
-        await _relay(transport, node).unary(InferenceCall(request_id="r"), MODEL, "/v1/chat/completions", dict(BODY))
+        await _relay(transport, node).unary(
+            InferenceCall(request_id="r", node_context=USER), MODEL, "/v1/chat/completions", dict(BODY)
+        )
     assert node.model_stats(MODEL).failures >= 1
 
 
@@ -131,7 +140,11 @@ async def test_a_tampered_chunk_mid_stream_never_reaches_the_caller(start_sim: S
     received: list[bytes] = []
     with pytest.raises(NodeFailed, match="response_hash does not match"):
         async for batch in _relay(transport, node).stream(
-            InferenceCall(request_id="r"), MODEL, "/v1/chat/completions", dict(STREAM), client_wants_usage=True
+            InferenceCall(request_id="r", node_context=USER),
+            MODEL,
+            "/v1/chat/completions",
+            dict(STREAM),
+            client_wants_usage=True,
         ):
             received.extend(batch)
     assert received  # the stream had started: the failure ends it rather than switching nodes
@@ -143,6 +156,8 @@ async def test_a_tampered_chunk_mid_stream_never_reaches_the_caller(start_sim: S
 async def test_plain_openai_nodes_pass_through_unsigned(start_sim: StartSim, transport) -> None:
     sim = await start_sim()
     node = Node("plain", sim.url, frozenset({MODEL}), 1, 1)
-    raw = await _relay(transport, node).unary(InferenceCall(request_id="r"), MODEL, "/v1/chat/completions", dict(BODY))
+    raw = await _relay(transport, node).unary(
+        InferenceCall(request_id="r", node_context=USER), MODEL, "/v1/chat/completions", dict(BODY)
+    )
     assert b"signature" not in raw
     assert "x-signature" not in (await _sent(sim))[0]["headers"]
