@@ -29,6 +29,7 @@ class LedgerSweeper:
         self._interval = interval
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def sweep(self) -> int:
         """One pass: expire every reservation due now, a batch per transaction; returns how many."""
@@ -42,17 +43,24 @@ class LedgerSweeper:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name="ledger-sweeper")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Ends the loop between two passes: a pass under way finishes (its session closed before the
+        engine is disposed), unless it takes longer than `grace` seconds, when it is cancelled."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 expired = await self.sweep()
             except Exception as error:
@@ -64,4 +72,5 @@ class LedgerSweeper:
             else:
                 if expired:
                     log.info("released %d expired reservations", expired)
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
