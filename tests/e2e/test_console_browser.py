@@ -5,7 +5,7 @@ hands its secret over; this test credits the new user through the admin API and 
 the key through the official `openai` SDK; the script then reads the overview's usage charts and recent
 requests and the models page, revokes the key (which the API then refuses) and opens the operator view (nodes,
 traffic, top users), where it adds a node and drains it (removed again at the end: the stack is shared).
-Screenshots land in build/screenshots/<database kind>/ (`make test` installs chromium and the npm package).
+Screenshots land in build/screenshots/<topology>-<database kind>/ (`make test` installs chromium and the npm package).
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ def _chat_with(stack: Stack, secret: str) -> Any:
 def test_console_sign_up_key_request_usage_and_operator_view(stack: Stack, request: pytest.FixtureRequest) -> None:
     assert Path(CHROMIUM).exists(), "chromium is missing: `make test` installs it (apt-get install chromium)"
     assert (BROWSER_TESTS / "node_modules" / "playwright-core").is_dir(), "run `make install` (npm ci in tests/browser)"
-    kind = request.node.callspec.params["stack"]
-    shots = SCREENSHOTS / kind
+    topology, kind = request.node.callspec.params["stack"]
+    shots = SCREENSHOTS / f"{topology}-{kind}"
     shutil.rmtree(shots, ignore_errors=True)
     shots.mkdir(parents=True)
     email = f"console-{uuid.uuid4().hex[:12]}@atoma.test"

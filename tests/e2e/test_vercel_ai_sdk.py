@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import CHAT, Stack
+from tests.e2e.conftest import CHAT, IN_PROCESS, Stack
 
 JS_TESTS = Path(__file__).resolve().parents[1] / "js"
 NODE = shutil.which("node")
@@ -44,7 +44,7 @@ async def _stream_text(stack: Stack, max_tokens: int) -> dict[str, object]:
     return result
 
 
-@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("stack", [(IN_PROCESS, "sqlite")], indirect=True, ids=["in-process-sqlite"])
 async def test_stream_text_with_the_default_provider(stack: Stack) -> None:
     result = await _stream_text(stack, 1000)
     assert result["error"] is None
