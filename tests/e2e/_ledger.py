@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import subprocess
@@ -75,6 +76,23 @@ def _count(*where: Any) -> Any:
 
 
 async def stored_ledger(database_url: str, email: str) -> StoredLedger:
+    """The user's ledger once it stands still: answers may leave before their settlement commits
+    (`ledger.answer_before_settlement`), so two reads 50 ms apart must agree (at most ~1 s of waiting)."""
+    ledger = await _read_ledger(database_url, email)
+    for _ in range(20):
+        await asyncio.sleep(0.05)
+        again = await _read_ledger(database_url, email)
+        if _totals(again) == _totals(ledger):
+            return again
+        ledger = again
+    return ledger
+
+
+def _totals(ledger: StoredLedger) -> tuple[int, ...]:
+    return (ledger.credited, ledger.debited, ledger.reserved, ledger.held, ledger.charged, ledger.record_count)
+
+
+async def _read_ledger(database_url: str, email: str) -> StoredLedger:
     engine = create_engine(DatabaseSettings(url=database_url, pool_size=1))
     try:
         async with session_factory(engine)() as session:

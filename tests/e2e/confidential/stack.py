@@ -109,6 +109,9 @@ def confidential_stack(tmp: Path, database_url: str) -> Iterator[ConfidentialSta
         config = tmp / "config.toml"
         config.write_text(
             "[core]\nhealth_interval = 0.2\n"
+            # The tests read the ledger right after each answer: answers wait for their commit here
+            # (answering first is tested in tests/core/ledger and tests/e2e/test_core_failover.py).
+            "[ledger]\nanswer_before_settlement = false\n"
             f"[confidential]\nattestation_authority_key = '{base64.b64encode(bytes(authority.verify_key)).decode()}'\n"
             + _node(NODE_ID, sidecar_url, [CHAT, EMBED, IMAGE, SHARED], identity)
             + f"price_per_image = {PRICE_IMAGE}\n"
