@@ -39,6 +39,7 @@ from atoma_proxy.core.errors import ModelNotFound, NodeFailed, NodeRejectedReque
 from atoma_proxy.core.node_limits import ImplausibleUsage, Overproduction, RequestLimits, StreamCap, check_usage
 from atoma_proxy.core.nodes.answers import answer_object, check_stream_error
 from atoma_proxy.core.nodes.breaker import Dispatch
+from atoma_proxy.core.nodes.failover import FailoverPolicy
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.scoring import latency_estimates, score_nodes
 from atoma_proxy.core.nodes.selection import (
@@ -153,13 +154,6 @@ def usage_proto(usage: dict[str, Any]) -> common_pb2.Usage:
         completion_tokens=completion,
         total_tokens=int(usage.get("total_tokens") or prompt + completion),
     )
-
-
-@dataclass(frozen=True)
-class FailoverPolicy:
-    max_attempts: int = 3  # nodes tried per request, the first included
-    first_token_timeout: float = 30.0  # seconds a stream may wait for its first token on one node
-    same_node_pause: float = 0.05  # seconds before trying the only node again, times the attempt number
 
 
 class _Attempt:

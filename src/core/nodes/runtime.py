@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from atoma_proxy.config import NodeConfig, Settings, load_settings
-from atoma_proxy.core.inference import FailoverPolicy
 from atoma_proxy.core.nodes.breaker import BreakerPolicy
+from atoma_proxy.core.nodes.failover import FailoverPolicy
 from atoma_proxy.core.nodes.health import HealthPoller
 from atoma_proxy.core.nodes.load import MetricsScraper
 from atoma_proxy.core.nodes.registry import NodeRegistry, ReloadReport

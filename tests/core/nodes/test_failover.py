@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from atoma_proxy.core.errors import InvalidRequest, NodeFailed, NodeRejectedRequest, NodeTimeout
-from atoma_proxy.core.inference import FailoverPolicy, InferenceCall, InferenceRelay
+from atoma_proxy.core.inference import InferenceCall, InferenceRelay
 from atoma_proxy.core.nodes.breaker import BreakerPolicy, CircuitState
+from atoma_proxy.core.nodes.failover import FailoverPolicy
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.selection import StrategySelector
 from atoma_proxy.core.nodes.transport import NodeUnreachable

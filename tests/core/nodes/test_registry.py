@@ -9,7 +9,8 @@ import pytest
 
 from atoma_proxy.config import NodeConfig
 from atoma_proxy.core.errors import ModelNotFound
-from atoma_proxy.core.inference import FailoverPolicy, InferenceCall, InferenceRelay
+from atoma_proxy.core.inference import InferenceCall, InferenceRelay
+from atoma_proxy.core.nodes.failover import FailoverPolicy
 from atoma_proxy.core.nodes.registry import ADMIN, NodeRegistry
 from atoma_proxy.core.nodes.selection import StrategySelector
 from tests.core.nodes.support import REPLY, Hang, ScriptedTransport, make_node

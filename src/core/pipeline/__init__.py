@@ -1,0 +1,1 @@
+"""The inference pipeline: one request context, explicit stages (README "Architecture")."""
