@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +23,8 @@ from atoma_proxy.core.errors import Unauthenticated
 from atoma_proxy.core.persistence import ApiKeyRepository
 from atoma_proxy.core.persistence.models import utcnow
 from atoma_proxy.core.persistence.outage import within
+
+__all__ = ["ApiKeyAuthenticator", "Authenticator", "Principal", "bearer_token"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,12 @@ def _refusal(token: str) -> str:
     if token.startswith("rt-atoma-"):
         return "A refresh token was given where an API key is needed: inference takes an API key (`sk-atoma-...`)."
     return "Incorrect API key provided."
+
+
+class Authenticator(Protocol):
+    """Who is calling (`ApiKeyAuthenticator`)."""
+
+    async def authenticate(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Principal: ...
 
 
 class ApiKeyAuthenticator:

@@ -20,18 +20,19 @@ believed only when it is something the request could have produced (`check_usage
 A Responses API node's usage names them `input_tokens`, `output_tokens`, `total_tokens`: with no
 chat name present, those are read as the chat ones (the checked usage uses the chat names).
 
-Without limits (metering off) only the type and `MAX_USAGE_TOKENS` apply. Anything else is a node
-failure (NODE_FAILED), never a charge. Stream tokens are counted as the meter counts them: one per
-chunk that carries generated text (`carries_generated_text`), per choice.
+Without limits only the type and `MAX_USAGE_TOKENS` apply. Anything else is a node failure
+(NODE_FAILED), never a charge. Stream tokens are counted as the meter counts them: one per chunk
+that carries generated text (`pipeline.chunks.classify`), per choice.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from atoma_proxy.core.pipeline.chunks import SeenChunk
 
 __all__ = [
     "MAX_USAGE_TOKENS",
@@ -41,7 +42,6 @@ __all__ = [
     "Overproduction",
     "RequestLimits",
     "StreamCap",
-    "carries_generated_text",
     "check_usage",
 ]
 
@@ -51,19 +51,6 @@ PROMPT_FACTOR = 4
 PROMPT_SLACK = 4096
 _FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 _RESPONSES_FIELDS = ("input_tokens", "output_tokens", "total_tokens")
-
-# A chunk that carries generated text: a non-empty `"content"`, `"text"`, `"reasoning_content"` or
-# `"reasoning"` string, or tool calls. One compiled search: it runs on every streamed chunk.
-_GENERATED = re.compile(rb'"(?:content|text|reasoning_content|reasoning)": ?"[^"]|"tool_calls"')
-
-
-def carries_generated_text(chunk: bytes) -> bool:
-    """Whether a streamed chunk carries a generated token (non-empty text, or tool-call arguments).
-
-    The framing chunks around a reply (the role chunk with empty content, the finish chunk with an
-    empty delta, the usage chunk) carry none. A byte test, no JSON parsing: it runs on every chunk.
-    """
-    return _GENERATED.search(chunk) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +120,8 @@ class StreamCap:
         self.delivered = 0  # generated tokens relayed, all choices
         self._per_choice = [0] * limits.choices
 
-    def exceeded_by(self, chunk: bytes) -> bool:
-        """Count `chunk` (when it carries generated text); True when it would go past the cap (then not counted)."""
-        if not carries_generated_text(chunk):
-            return False
+    def exceeded_by(self, chunk: SeenChunk) -> bool:
+        """Count a chunk with generated text; True when it would go past the cap (then not counted)."""
         limits = self.limits
         if self.delivered >= limits.max_completion_tokens:
             return True
@@ -153,15 +138,9 @@ class StreamCap:
         prompt = self.limits.prompt_tokens
         return {"prompt_tokens": prompt, "completion_tokens": self.delivered, "total_tokens": prompt + self.delivered}
 
-    def closing(self, chunk: bytes, *, chat: bool, with_usage: bool) -> list[bytes]:
-        """The chunks that end the stream in place of `chunk`: every choice finished with `length`, then the usage."""
-        try:
-            parsed = orjson.loads(chunk)
-        except orjson.JSONDecodeError:
-            parsed = None
-        head: dict[str, Any] = {}
-        if isinstance(parsed, dict):
-            head = {key: parsed[key] for key in ("id", "object", "created", "model") if key in parsed}
+    def closing(self, parsed: dict[str, Any], *, chat: bool, with_usage: bool) -> list[bytes]:
+        """The chunks that end the stream in place of `parsed`: every choice finished with `length`, then the usage."""
+        head = {key: parsed[key] for key in ("id", "object", "created", "model") if key in parsed}
         body: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
         finish = [{"index": i, **body, "logprobs": None, "finish_reason": "length"} for i in range(self.limits.choices)]
         chunks = [orjson.dumps({**head, "choices": finish})]
@@ -170,14 +149,9 @@ class StreamCap:
         return chunks
 
 
-def _choice_indices(chunk: bytes, choices: int) -> list[int]:
+def _choice_indices(chunk: SeenChunk, choices: int) -> list[int]:
     """The choices a chunk of a several-choice stream carries; all of them when it does not say."""
-    try:
-        parsed = orjson.loads(chunk)
-        listed = parsed["choices"]
-        indices = [choice["index"] for choice in listed]
-    except (orjson.JSONDecodeError, TypeError, KeyError):
+    indices = chunk.choices
+    if not indices or any(not 0 <= i < choices for i in indices):
         return list(range(choices))
-    if not indices or any(type(i) is not int or not 0 <= i < choices for i in indices):
-        return list(range(choices))
-    return sorted(set(indices))
+    return list(indices)

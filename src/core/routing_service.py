@@ -1,13 +1,13 @@
-"""The RoutingService servicer: authenticate, check, price, relay, settle, report.
+"""The RoutingService servicer: a thin adapter from gRPC to the inference pipeline.
 
-Each RPC is a short script over the domain: the `InferenceRelay` does the node work, the
-authenticator says who is asking, `node_requests` builds the node's JSON, the `Meter` reserves the
-most a request may cost before any node is called and settles what it used afterwards. Domain
-errors end the RPC with a google.rpc.Status (see status.py); routing facts and the cost go out as
-metadata (`x-atoma-cost`, micro-USD, in the trailing metadata) and in the response's `end`.
+Each inference RPC runs the stages of `pipeline/stages.py` around the relay (`pipeline/relay.py`):
+authenticate -> normalize -> admit -> reserve -> route and relay -> settle -> report. This module
+only translates: the request message to the node-ready body (`node_requests`), the relayed chunks to
+response messages, the call's facts to metadata (`x-atoma-cost`, micro-USD, in the trailing
+metadata) and the response's `end`. Domain errors end the RPC with a google.rpc.Status (status.py).
 
 Settlement runs on every way out of an inference RPC: success, a domain error, and cancellation
-(the client left or the deadline passed), in which case the `finally` settles what was generated
+(the client left or the deadline passed), in which case the `finally` settles what was delivered
 so far; the Meter shields it from the cancellation.
 """
 
@@ -21,60 +21,29 @@ from typing import Any, TypeVar
 import grpc
 
 from atoma_proxy.core import images, node_requests, validation
-from atoma_proxy.core.auth import ApiKeyAuthenticator, Principal
 from atoma_proxy.core.catalog import ModelCatalog
-from atoma_proxy.core.errors import (
-    DatabaseUnavailable,
-    InternalError,
-    InvalidRequest,
-    ModelNotFound,
-    NodeFailed,
-    NodeRejectedRequest,
-    NodeTimeout,
-    NoNodeAvailable,
-    ProxyError,
-)
-from atoma_proxy.core.inference import InferenceCall, InferenceRelay, new_request_id, routing_options, usage_proto
-from atoma_proxy.core.ledger import Meter, MeteredRequest, Outcome, RequestKind, carries_generated_text
+from atoma_proxy.core.errors import DatabaseUnavailable, InternalError, InvalidRequest, ProxyError
+from atoma_proxy.core.ledger import Outcome, RequestKind
 from atoma_proxy.core.ledger.quotes import quote
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
-from atoma_proxy.core.nodes.transport import RequestContext
 from atoma_proxy.core.persistence.outage import is_database_outage
+from atoma_proxy.core.pipeline.call import InferenceCall, usage_proto
+from atoma_proxy.core.pipeline.relay import InferenceRelay, stream_body
+from atoma_proxy.core.pipeline.stages import Stages, outcome_of
 from atoma_proxy.core.responses import passthrough
 from atoma_proxy.core.responses import service as responses
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.core.telemetry.requests import RequestObservation
-from atoma_proxy.core.usage_cost import is_usage_chunk, with_cost
+from atoma_proxy.core.usage_cost import with_cost
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
+__all__ = ["RoutingService"]
+
 log = logging.getLogger(__name__)
 
 StreamResponse = TypeVar("StreamResponse", pb.ChatCompletionResponse, pb.CompletionResponse)
-
-COST_KEY = "x-atoma-cost"
-OVERHEAD_KEY = "x-atoma-overhead-ms"  # the core's own time not spent waiting on nodes
-
-
-def _request_id(context: grpc.aio.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-request-id":
-            return new_request_id(value if isinstance(value, str) else value.decode())
-    return new_request_id(None)
-
-
-def _outcome(error: BaseException) -> str:
-    """The usage record's outcome for a request that ended with `error`."""
-    if isinstance(error, NodeTimeout):
-        return Outcome.NODE_TIMEOUT
-    if isinstance(error, NodeRejectedRequest):
-        return Outcome.NODE_REJECTED
-    if isinstance(error, NodeFailed):
-        return Outcome.NODE_FAILED
-    if isinstance(error, NoNodeAvailable | ModelNotFound):
-        return Outcome.NO_NODE
-    return Outcome.ERROR
 
 
 def _cancelled_outcome(context: grpc.aio.ServicerContext) -> str:
@@ -91,28 +60,20 @@ _QUOTED: dict[str, tuple[RequestKind, Callable[[Any], None], Callable[[Any], dic
 }
 
 
+def _images_body(request: pb.GenerateImagesRequest) -> dict[str, Any]:
+    return {**node_requests.images_body(request), "response_format": "b64_json"}  # see images.py
+
+
 class RoutingService(pb_grpc.RoutingServiceServicer):
     def __init__(
-        self,
-        registry: NodeRegistry,
-        relay: InferenceRelay,
-        authenticator: ApiKeyAuthenticator,
-        meter: Meter | None = None,
-        catalog: ModelCatalog | None = None,
+        self, registry: NodeRegistry, relay: InferenceRelay, stages: Stages, catalog: ModelCatalog | None = None
     ) -> None:
         self._registry = registry
         self._relay = relay
-        self._auth = authenticator
-        self._meter = meter
+        self._stages = stages
         self._catalog = catalog or ModelCatalog(registry)
 
-    async def _fail(
-        self,
-        context: grpc.aio.ServicerContext,
-        error: Exception,
-        call: InferenceCall | None,
-        metered: MeteredRequest | None = None,
-    ) -> None:
+    async def _fail(self, context: grpc.aio.ServicerContext, error: Exception, call: InferenceCall | None) -> None:
         if isinstance(error, ProxyError):
             pass
         elif is_database_outage(error):
@@ -121,76 +82,48 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         else:
             log.exception("unexpected error", exc_info=error)
             error = InternalError("The proxy failed unexpectedly; the error was logged.")
-        await context.abort_with_status(to_grpc_status(error, self._trailing(call, metered) if call else ()))
+        trailing = (*(self._stages.report(call) if call is not None else ()), *getattr(error, "headers", ()))
+        await context.abort_with_status(to_grpc_status(error, trailing))
 
-    async def _authenticated(
-        self, context: grpc.aio.ServicerContext, observation: RequestObservation | None = None
-    ) -> tuple[Principal, InferenceCall]:
-        principal = await self._auth.authenticate(context.invocation_metadata())
-        call = InferenceCall(request_id=_request_id(context), **routing_options(context))
-        call.node_context = RequestContext(user_id=str(principal.user_id))  # the ledger adds the stack paying
-        if observation is not None:
-            call.kind, call.span = observation.kind, observation.span
-        return principal, call
+    async def _begin(self, context: grpc.aio.ServicerContext, observation: RequestObservation) -> InferenceCall:
+        call = await self._stages.begin(context.invocation_metadata(), context.time_remaining(), kind=observation.kind)
+        call.span = observation.span
+        return call
 
-    async def _reserve(
+    def _normalizer(
         self,
-        context: grpc.aio.ServicerContext,
-        principal: Principal,
-        call: InferenceCall,
+        request: Any,
         kind: RequestKind,
-        model: str,
-        body: dict[str, Any],
-    ) -> MeteredRequest | None:
-        """Reserve, then hold the node to what was reserved: the output cap in the body, the limits on the call."""
-        if self._meter is None:
-            return None
-        metered = await self._meter.reserve(principal, call, kind, model, body, deadline=context.time_remaining())
-        if metered is not None and kind is not RequestKind.IMAGES:
-            estimate = metered.estimate
-            if kind is not RequestKind.EMBEDDINGS:
-                node_requests.put_output_cap(body, estimate.output_cap, chat=kind is RequestKind.CHAT)
-            call.limits = estimate.limits()
-        return metered
+        check: Callable[[Any], None],
+        build_body: Callable[[Any], dict[str, Any]],
+    ) -> Callable[[], dict[str, Any]]:
+        def normalize() -> dict[str, Any]:
+            check(request)
+            self._catalog.check_kind(request.model, kind)
+            return build_body(request)
 
-    async def _settle(self, metered: MeteredRequest | None, call: InferenceCall | None, outcome: str) -> int:
-        if self._meter is None or metered is None:
-            return 0
-        return await self._meter.settle(metered, call, outcome)
+        return normalize
 
-    async def _settle_abandoned(
-        self, context: grpc.aio.ServicerContext, metered: MeteredRequest | None, call: InferenceCall | None
-    ) -> None:
+    async def _settle_abandoned(self, context: grpc.aio.ServicerContext, call: InferenceCall | None) -> None:
         """In `finally`: settle a request that neither completed nor failed (it was cancelled)."""
-        if metered is not None and not metered.settled:
+        if call is not None and not call.settled:
             try:
-                await self._settle(metered, call, _cancelled_outcome(context))
+                await self._stages.settle(call, _cancelled_outcome(context))
             except asyncio.CancelledError:
                 pass  # cancelled again while waiting: the settlement itself runs on (see Meter.settle)
-
-    @staticmethod
-    def _trailing(
-        call: InferenceCall, metered: MeteredRequest | None, observation: RequestObservation | None = None
-    ) -> tuple[tuple[str, str], ...]:
-        metadata = call.metadata()
-        if observation is not None:
-            metadata = (*metadata, (OVERHEAD_KEY, f"{observation.overhead_seconds(call) * 1000:.2f}"))
-        if metered is not None and metered.settled:
-            return (*metadata, (COST_KEY, str(metered.cost)))
-        return metadata
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
         try:
-            await self._auth.authenticate(context.invocation_metadata())
+            await self._stages.authenticate(context.invocation_metadata())
         except Exception as error:
             await self._fail(context, error, None)
         return pb.ListModelsResponse(object="list", data=self._catalog.models())
 
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.GetModelResponse:
         try:
-            await self._auth.authenticate(context.invocation_metadata())
+            await self._stages.authenticate(context.invocation_metadata())
             validation.require_model(request.model)
             return pb.GetModelResponse(model=self._catalog.model(request.model))
         except Exception as error:
@@ -201,7 +134,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         self, request: pb.EstimateCostRequest, context: grpc.aio.ServicerContext
     ) -> pb.EstimateCostResponse:
         try:
-            principal = await self._auth.authenticate(context.invocation_metadata())
+            principal = await self._stages.authenticate(context.invocation_metadata())
             which = request.WhichOneof("request")
             if which is None:
                 raise InvalidRequest("Name the request to price: `chat_completion`, `completion`, ...", param="request")
@@ -209,9 +142,10 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             kind, check, build_body = _QUOTED[which]
             check(inner)
             self._catalog.check_kind(inner.model, kind)
-            if self._meter is None:
+            meter = self._stages.meter
+            if meter is None:
                 raise InternalError("This core has no ledger to price requests with.")
-            priced = await quote(self._meter, principal.user_id, kind, inner.model, build_body(inner))
+            priced = await quote(meter, principal.user_id, kind, inner.model, build_body(inner))
         except Exception as error:
             await self._fail(context, error, None)
             raise  # unreachable: _fail aborts the RPC
@@ -233,7 +167,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: grpc.aio.ServicerContext) -> pb.ListNodesResponse:
         try:
-            await self._auth.authenticate(context.invocation_metadata())
+            await self._stages.authenticate(context.invocation_metadata())
         except Exception as error:
             await self._fail(context, error, None)
         return pb.ListNodesResponse(
@@ -292,52 +226,41 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         build_body: Callable[[Any], dict[str, Any]],
     ) -> AsyncIterator[StreamResponse]:
         call: InferenceCall | None = None
-        metered: MeteredRequest | None = None
         observation = RequestObservation(kind.value, request.model)
         try:
-            principal, call = await self._authenticated(context, observation)
-            check(request)
-            self._catalog.check_kind(request.model, kind)
-            body = build_body(request)
-            metered = await self._reserve(context, principal, call, kind, request.model, body)
-            usage_chunk: bytes | None = None  # held back until settled: it carries the cost (usage_cost.py)
+            call = await self._begin(context, observation)
+            normalize = self._normalizer(request, kind, check, build_body)
+            body = await self._stages.prepare(call, kind, request.model, normalize)
             raw = b""
             if request.stream:
                 wants_usage = request.stream_options.include_usage
-                batches = self._relay.stream(call, request.model, path, body, client_wants_usage=wants_usage)
-                async for relayed in batches:
-                    if metered is not None:
-                        metered.generated += sum(1 for chunk in relayed if carries_generated_text(chunk))
+                route = self._relay.same_for_every_node(path, stream_body(body), client_wants_usage=wants_usage)
+                async for out in self._relay.stream(call, request.model, route):
                     if not call.metadata_sent:
                         await self._send_metadata(context, call)
-                    out: list[bytes] = list(relayed)
-                    if usage_chunk is not None:
-                        out.insert(0, usage_chunk)
-                    usage_chunk = out.pop() if wants_usage and is_usage_chunk(out[-1]) else None
                     if len(out) == 1:
                         yield response(chunk=out[0].decode())
-                    elif out:
+                    else:
                         yield response(chunks=common_pb2.Chunks(chunks=[chunk.decode() for chunk in out]))
             else:
-                raw = await self._relay.unary(call, request.model, path, body)
-                if self._meter is not None and metered is not None and "completion_tokens" not in (call.usage or {}):
-                    metered.generated = self._meter.count_generated(request.model, raw)  # the node said nothing
+                raw = await self._relay.unary(call, request.model, self._relay.same_for_every_node(path, body))
+                self._stages.count_answer(call, request.model, raw)  # when the node said nothing
             end = call.end()
-            end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
-            if usage_chunk is not None:
-                yield response(chunk=with_cost(usage_chunk, end.cost_micro_usd).decode())
+            end.cost_micro_usd = await self._stages.settle(call, Outcome.OK)
+            if call.usage_chunk is not None:
+                yield response(chunk=with_cost(call.usage_chunk, end.cost_micro_usd).decode())
             if not request.stream:
                 # The routing facts go in the trailing metadata only: an initial send costs a round of its own.
                 yield response(completion=with_cost(raw, end.cost_micro_usd).decode())
-            context.set_trailing_metadata(self._trailing(call, metered, observation))
+            context.set_trailing_metadata(self._stages.report(call, observation.overhead_seconds(call)))
             observation.finish(call, end.cost_micro_usd, ok=True)
             yield response(end=end)
         except Exception as error:
-            observation.finish(call, await self._settle(metered, call, _outcome(error)), error, ok=False)
-            await self._fail(context, error, call, metered)
+            observation.finish(call, await self._stages.settle(call, outcome_of(error)), error, ok=False)
+            await self._fail(context, error, call)
         finally:
-            await self._settle_abandoned(context, metered, call)
-            observation.finish(call, metered.cost if metered is not None else 0, ok=False)  # cancelled
+            await self._settle_abandoned(context, call)
+            observation.finish(call, call.cost if call is not None else 0, ok=False)  # cancelled
 
     async def CreateResponse(
         self, request: pb.CreateResponseRequest, context: grpc.aio.ServicerContext
@@ -345,21 +268,17 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         """The Responses API: passed through to nodes that serve it, else translated to chat (passthrough.py);
         routed, metered and settled like chat."""
         call: InferenceCall | None = None
-        metered: MeteredRequest | None = None
         observation = RequestObservation(RequestKind.CHAT.value, "")
         try:
-            principal, call = await self._authenticated(context, observation)
+            call = await self._begin(context, observation)
             wanted = responses.read_request(request)
             observation.model = wanted.model
-            body = wanted.chat
-            metered = await self._reserve(context, principal, call, RequestKind.CHAT, wanted.model, body)
+            wanted.chat = await self._stages.prepare(call, RequestKind.CHAT, wanted.model, lambda: wanted.chat)
             translator = responses.ResponseStream(wanted)
             relayed: passthrough.Relayed | None = None
             last_event: bytes | None = None  # a passed-through stream's last event: it gets the cost
             if wanted.stream:
                 async for relayed in passthrough.stream(self._relay, call, wanted):
-                    if metered is not None:
-                        metered.generated += responses.generated_tokens(relayed)
                     if not call.metadata_sent:
                         await self._send_metadata(context, call)
                     if relayed.passed_through:
@@ -370,12 +289,14 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
                     else:
                         for event in responses.batch_events(translator, relayed.data):
                             yield event
+                if call.usage_chunk is not None:  # a translated stream's usage: the translator reads it
+                    for event in responses.batch_events(translator, [call.usage_chunk]):
+                        yield event
             else:
                 relayed = await passthrough.unary(self._relay, call, wanted)
-                if self._meter is not None and metered is not None and "completion_tokens" not in (call.usage or {}):
-                    metered.generated = responses.count_unary(self._meter, wanted.model, relayed)
+                self._stages.count_answer(call, wanted.model, responses.countable_answer(relayed))
             end = call.end()
-            end.cost_micro_usd = await self._settle(metered, call, Outcome.OK)
+            end.cost_micro_usd = await self._stages.settle(call, Outcome.OK)
             if last_event is not None:
                 closing = [responses.passed_event(last_event, end.cost_micro_usd)]
             elif wanted.stream:
@@ -385,15 +306,15 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
                 closing = [responses.whole_response(wanted, relayed, end.cost_micro_usd)]
             for event in closing:
                 yield event
-            context.set_trailing_metadata(self._trailing(call, metered, observation))
+            context.set_trailing_metadata(self._stages.report(call, observation.overhead_seconds(call)))
             observation.finish(call, end.cost_micro_usd, ok=True)
             yield pb.CreateResponseResponse(end=end)
         except Exception as error:
-            observation.finish(call, await self._settle(metered, call, _outcome(error)), error, ok=False)
-            await self._fail(context, error, call, metered)
+            observation.finish(call, await self._stages.settle(call, outcome_of(error)), error, ok=False)
+            await self._fail(context, error, call)
         finally:
-            await self._settle_abandoned(context, metered, call)
-            observation.finish(call, metered.cost if metered is not None else 0, ok=False)  # cancelled
+            await self._settle_abandoned(context, call)
+            observation.finish(call, call.cost if call is not None else 0, ok=False)  # cancelled
 
     @staticmethod
     async def _send_metadata(context: grpc.aio.ServicerContext, call: InferenceCall) -> None:
@@ -412,27 +333,26 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
     ) -> tuple[InferenceCall, bytes, int]:
         """Embeddings and images: the node's answer and the cost, or the RPC ends with the error."""
         call: InferenceCall | None = None
-        metered: MeteredRequest | None = None
         observation = RequestObservation(kind.value, request.model)
         settled = False
         try:
-            principal, call = await self._authenticated(context, observation)
-            check(request)
-            self._catalog.check_kind(request.model, kind)
-            body = build_body(request)
-            metered = await self._reserve(context, principal, call, kind, request.model, body)
-            raw = await self._relay.unary(call, request.model, path, body, check_answer)
-            cost = await self._settle(metered, call, Outcome.OK)
+            call = await self._begin(context, observation)
+            body = await self._stages.prepare(
+                call, kind, request.model, self._normalizer(request, kind, check, build_body)
+            )
+            route = self._relay.same_for_every_node(path, body, check_answer=check_answer)
+            raw = await self._relay.unary(call, request.model, route)
+            cost = await self._stages.settle(call, Outcome.OK)
             settled = True
         except Exception as error:
-            observation.finish(call, await self._settle(metered, call, _outcome(error)), error, ok=False)
-            await self._fail(context, error, call, metered)
+            observation.finish(call, await self._stages.settle(call, outcome_of(error)), error, ok=False)
+            await self._fail(context, error, call)
             raise  # unreachable: _fail aborts the RPC
         finally:
-            await self._settle_abandoned(context, metered, call)
+            await self._settle_abandoned(context, call)
             if not settled:
-                observation.finish(call, metered.cost if metered is not None else 0, ok=False)  # cancelled
-        context.set_trailing_metadata(self._trailing(call, metered, observation))
+                observation.finish(call, call.cost if call is not None else 0, ok=False)  # cancelled
+        context.set_trailing_metadata(self._stages.report(call, observation.overhead_seconds(call)))
         observation.finish(call, cost, ok=True)
         return call, raw, cost
 
@@ -455,16 +375,13 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
     async def GenerateImages(
         self, request: pb.GenerateImagesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateImagesResponse:
-        def build_body(request: pb.GenerateImagesRequest) -> dict[str, Any]:
-            return {**node_requests.images_body(request), "response_format": "b64_json"}  # see images.py
-
         call, raw, cost = await self._unary(
             context,
             RequestKind.IMAGES,
             request,
             "/v1/images/generations",
             validation.check_generate_images,
-            build_body,
+            _images_body,
             images.check_node_answer,
         )
         answer = images.client_answer(raw, request.response_format or "url")

@@ -15,7 +15,6 @@ from atoma_proxy.core.accounts.throttle import auth_throttle_from_settings
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.catalog import ModelCatalog
 from atoma_proxy.core.confidential.service import RoutingWithConfidential, build_confidential_service
-from atoma_proxy.core.inference import InferenceRelay
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
 from atoma_proxy.core.local_channel import LocalChannel, LocalServer
 from atoma_proxy.core.malformed import MalformedRequestInterceptor
@@ -23,7 +22,9 @@ from atoma_proxy.core.node_admin_service import NodeAdminService
 from atoma_proxy.core.nodes.runtime import NodeRuntime
 from atoma_proxy.core.nodes.transport import NodeTransport
 from atoma_proxy.core.persistence import create_engine, session_factory
-from atoma_proxy.core.ratelimit import RateLimitInterceptor, rate_limiter_from_settings
+from atoma_proxy.core.pipeline.relay import InferenceRelay
+from atoma_proxy.core.pipeline.stages import Stages
+from atoma_proxy.core.ratelimit import rate_limiter_from_settings
 from atoma_proxy.core.reflection import enable_reflection
 from atoma_proxy.core.routing_service import RoutingService
 from atoma_proxy.core.sui.atoma_transport import build_node_transport
@@ -70,13 +71,9 @@ class CoreServer:
         self._api_keys = authenticator = ApiKeyAuthenticator(
             sessions, settings.core.api_key_cache_ttl, timeout=settings.database.statement_timeout
         )
-        limiter = rate_limiter_from_settings(settings.rate_limits)  # None when no limit is configured
-        self._rate_limits = RateLimitInterceptor(limiter, authenticator) if limiter is not None else None
         # Outermost first: a request that is not valid protobuf is refused before anything else runs.
         # Tracing (when on) outermost of all, so every RPC has its span.
         interceptors: list[grpc.aio.ServerInterceptor] = [*tracing.server_interceptors(), MalformedRequestInterceptor()]
-        if self._rate_limits is not None:
-            interceptors.append(self._rate_limits)
         self._server = grpc.aio.server(
             interceptors=interceptors,
             maximum_concurrent_rpcs=settings.core.max_concurrent_rpcs,
@@ -98,13 +95,22 @@ class CoreServer:
         # The same services and interceptors, callable in-process by a facade in this process.
         self.local = LocalServer(interceptors)
         registered = self.local.recording(self._server)
-        relay = InferenceRelay(self.registry, self.nodes.selector, self.transport, policy=self.nodes.failover)
+        relay = InferenceRelay(
+            self.registry,
+            self.nodes.selector,
+            self.transport,
+            policy=self.nodes.failover,
+            on_unreachable=self.nodes.poller.unreachable,
+        )
         self.meter = Meter.from_settings(settings, self.engine, self.registry)
+        # The stages of every inference request around the relay (README "Architecture").
+        limiter = rate_limiter_from_settings(settings.rate_limits)  # None when no limit is configured
+        self.stages = Stages(authenticator, self.meter.estimator, limiter=limiter, meter=self.meter)
         self._sweeper = LedgerSweeper(sessions, settings.ledger.sweep_interval)
         catalog = ModelCatalog(self.registry, settings.models, settings.nodes, self.meter.image_price)
-        routing = RoutingService(self.registry, relay, authenticator, self.meter, catalog)
+        routing = RoutingService(self.registry, relay, self.stages, catalog)
         self.confidential = build_confidential_service(
-            settings, self.registry, self.nodes.selector, authenticator, self.meter, self.engine
+            settings, self.registry, self.nodes.selector, authenticator, self.meter, self.engine, self.stages
         )
         pb_grpc.add_RoutingServiceServicer_to_server(RoutingWithConfidential(routing, self.confidential), registered)
         self.sui = SuiRuntime(settings.sui, sessions, self.registry)  # README "Sui"
@@ -175,8 +181,7 @@ class CoreServer:
         await self.meter.aclose()  # settlements of the requests just cancelled, then its connections
         await self._sweeper.stop()
         await self.sui.stop()
-        if self._rate_limits is not None:
-            await self._rate_limits.aclose()
+        await self.stages.aclose()  # rate-limit corrections under way, then the limiter
         await self._auth_throttle.aclose()
         await self.nodes.stop()
         await self.transport.aclose()

@@ -19,18 +19,7 @@ import orjson
 
 from atoma_proxy.sui.node_protocol import RESPONSE_HASH_KEY
 
-__all__ = ["is_usage_chunk", "with_cost"]
-
-_USAGE_KEY = b'"usage"'
-_NO_USAGE = (b'"usage":null', b'"usage": null')
-
-
-def is_usage_chunk(data: bytes) -> bool:
-    """Whether a streamed chunk is the usage chunk (a byte test first; most chunks fail it at once)."""
-    if _USAGE_KEY not in data or _NO_USAGE[0] in data or _NO_USAGE[1] in data:
-        return False
-    parsed = orjson.loads(data)
-    return type(parsed) is dict and type(parsed.get("usage")) is dict and not parsed.get("choices")
+__all__ = ["usage_with_cost", "with_cost"]
 
 
 def usage_with_cost(usage: dict[str, Any], cost_micro_usd: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from atoma_proxy.core.inference import NODE_TIME_KEY
+from atoma_proxy.core.pipeline.call import NODE_TIME_KEY
 from atoma_proxy.core.telemetry import metrics as m
 from atoma_proxy.core.telemetry import tracing
 

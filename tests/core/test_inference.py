@@ -10,10 +10,12 @@ import pytest
 
 from atoma_proxy.core.errors import NodeFailed
 from atoma_proxy.core.images import check_node_answer, client_answer
-from atoma_proxy.core.inference import InferenceCall, InferenceRelay
 from atoma_proxy.core.node_limits import RequestLimits
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.selection import LeastInFlightSelector, SelectionRequest
+from atoma_proxy.core.pipeline.call import InferenceCall
+from atoma_proxy.core.pipeline.relay import InferenceRelay
+from tests.core.nodes.support import relay_stream, relay_unary
 
 CONTENT = b'{"choices":[{"index":0,"delta":{"content":" hi"}}],"usage":null}'
 USAGE = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}'
@@ -60,8 +62,8 @@ def _relay(transport: ScriptedTransport) -> tuple[InferenceRelay, Node]:
 async def _run(relay: InferenceRelay, call: InferenceCall, wants_usage: bool) -> list[bytes]:
     return [
         chunk
-        async for batch in relay.stream(
-            call, "m", "/v1/chat/completions", {"stream": True}, client_wants_usage=wants_usage
+        async for batch in relay_stream(
+            relay, call, "m", "/v1/chat/completions", {"stream": True}, client_wants_usage=wants_usage
         )
         for chunk in batch
     ]
@@ -85,9 +87,9 @@ async def test_chunks_read_together_are_relayed_as_one_batch() -> None:
     transport = ScriptedTransport([role, CONTENT, CONTENT, USAGE, b"[DONE]", b"ignored"], together=True)
     relay, node = _relay(transport)
     call = InferenceCall(request_id="r")
-    batches = [b async for b in relay.stream(call, "m", "/v1/chat/completions", {}, client_wants_usage=True)]
-    assert batches == [[role, CONTENT, CONTENT, USAGE]]
-    assert call.chunks_received == 3  # the usage-only chunk carries no choice
+    batches = [b async for b in relay_stream(relay, call, "m", "/v1/chat/completions", {}, client_wants_usage=True)]
+    assert batches == [[role, CONTENT, CONTENT], [USAGE]]  # the usage chunk goes last, once settled (with the cost)
+    assert call.delivered == 2  # tokens: the role and usage-only chunks carry none
     assert node.in_flight == 0
 
 
@@ -114,7 +116,7 @@ async def test_cancellation_closes_the_node_stream_and_frees_the_slot() -> None:
 async def test_unary_records_usage() -> None:
     relay, node = _relay(ScriptedTransport([]))
     call = InferenceCall(request_id="r")
-    await relay.unary(call, "m", "/v1/embeddings", {"input": ["x"]})
+    await relay_unary(relay, call, "m", "/v1/embeddings", {"input": ["x"]})
     assert call.usage == {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}
     assert call.node is node and call.attempts == 1
 
@@ -165,7 +167,7 @@ async def test_implausible_usage_fails_over_before_anything_is_delivered() -> No
     }
     relay = InferenceRelay(NodeRegistry([liar, honest]), CheapestFirst(), PerNodeAnswers(answers))
     call = InferenceCall(request_id="r", limits=_limits(5))
-    assert await relay.unary(call, "m", "/v1/chat/completions", {}) == answers["honest"]
+    assert await relay_unary(relay, call, "m", "/v1/chat/completions", {}) == answers["honest"]
     assert call.node is honest and call.attempts == 2
     assert call.usage == {"prompt_tokens": 3, "completion_tokens": 5}
     stats = liar.model_stats("m")
@@ -179,7 +181,7 @@ async def test_garbage_usage_values_are_a_node_failure_never_believed(usage: byt
     body = b'{"choices":[],"usage":' + usage + b"}"
     relay, node = _relay(PerNodeAnswers({"n": body}))
     with pytest.raises(NodeFailed, match="implausible usage"):
-        await relay.unary(InferenceCall(request_id="r", limits=_limits(5)), "m", "/v1/chat/completions", {})
+        await relay_unary(relay, InferenceCall(request_id="r", limits=_limits(5)), "m", "/v1/chat/completions", {})
     assert node.model_stats("m").implausible_usage == 3  # each of the three attempts on the only node
     streamed = ScriptedTransport([CONTENT, b'{"choices":[],"usage":' + usage + b"}", b"[DONE]"])
     relay, node = _relay(streamed)
@@ -206,7 +208,7 @@ async def test_an_image_node_answering_with_its_own_url_fails_over() -> None:
     }
     relay = InferenceRelay(NodeRegistry([leaky, honest]), CheapestFirst(), PerNodeAnswers(answers))
     call = InferenceCall(request_id="r")
-    raw = await relay.unary(call, "m", "/v1/images/generations", {}, check_node_answer)
+    raw = await relay_unary(relay, call, "m", "/v1/images/generations", {}, check_node_answer)
     assert call.node is honest and call.attempts == 2 and leaky.model_stats("m").failures == 1
     assert orjson.loads(client_answer(raw, "url")) == {
         "created": 1,

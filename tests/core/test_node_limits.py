@@ -15,6 +15,7 @@ from atoma_proxy.core.node_limits import (
     StreamCap,
     check_usage,
 )
+from atoma_proxy.core.pipeline.chunks import ChunkKind, classify
 
 LIMITS = RequestLimits(output_cap=5, choices=2, prompt_tokens=10)  # 10 completion, 4136 prompt at most
 
@@ -22,6 +23,12 @@ LIMITS = RequestLimits(output_cap=5, choices=2, prompt_tokens=10)  # 10 completi
 def _token(index: int, text: str = " hi") -> bytes:
     return orjson.dumps({"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "m",
                          "choices": [{"index": index, "delta": {"content": text}}]})  # fmt: skip
+
+
+def _exceeds(cap: StreamCap, chunk: bytes) -> bool:
+    """As the relay asks: only a chunk classified as a token is counted against the cap."""
+    seen = classify(orjson.loads(chunk))
+    return seen.kind is ChunkKind.TOKEN and cap.exceeded_by(seen)
 
 
 def test_plausible_usage_is_believed_and_reduced_to_its_token_counts() -> None:
@@ -63,10 +70,10 @@ def test_completion_past_the_cap_is_overproduction_and_absurd_values_fail_withou
 
 def test_a_stream_is_cut_at_the_cap_of_each_choice() -> None:
     cap = StreamCap(LIMITS)
-    assert not cap.exceeded_by(b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
-    assert [cap.exceeded_by(_token(0)) for _ in range(5)] == [False] * 5
-    assert cap.exceeded_by(_token(0))  # a sixth token of choice 0
-    assert not cap.exceeded_by(_token(1))  # choice 1 still has its own five
+    assert not _exceeds(cap, b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
+    assert [_exceeds(cap, _token(0)) for _ in range(5)] == [False] * 5
+    assert _exceeds(cap, _token(0))  # a sixth token of choice 0
+    assert not _exceeds(cap, _token(1))  # choice 1 still has its own five
     assert cap.delivered == 6
     assert cap.usage() == {"prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16}
 
@@ -74,22 +81,22 @@ def test_a_stream_is_cut_at_the_cap_of_each_choice() -> None:
 def test_a_chunk_that_does_not_say_its_choice_counts_for_all_of_them() -> None:
     cap = StreamCap(LIMITS)
     for _ in range(5):
-        assert not cap.exceeded_by(_token(7))  # no such choice: counted against both
-    assert cap.exceeded_by(_token(0)) and cap.exceeded_by(_token(1))
+        assert not _exceeds(cap, _token(7))  # no such choice: counted against both
+    assert _exceeds(cap, _token(0)) and _exceeds(cap, _token(1))
     single = StreamCap(RequestLimits(output_cap=2, choices=1, prompt_tokens=1))
-    assert [single.exceeded_by(b'{"choices":[{"text":"x"}]}') for _ in range(3)] == [False, False, True]
+    assert [_exceeds(single, b'{"choices":[{"text":"x"}]}') for _ in range(3)] == [False, False, True]
 
 
 @pytest.mark.parametrize("chat", [True, False])
 def test_the_closing_chunks_finish_every_choice_with_length_and_report_usage(chat: bool) -> None:
     cap = StreamCap(LIMITS)
-    cap.exceeded_by(_token(0))
-    finish, usage = (orjson.loads(chunk) for chunk in cap.closing(_token(0), chat=chat, with_usage=True))
+    _exceeds(cap, _token(0))
+    finish, usage = (orjson.loads(chunk) for chunk in cap.closing(orjson.loads(_token(0)), chat=chat, with_usage=True))
     assert (finish["id"], finish["model"], finish["created"]) == ("c1", "m", 7)
     assert [c["finish_reason"] for c in finish["choices"]] == ["length", "length"]
     assert all(("delta" in c) is chat and ("text" in c) is not chat for c in finish["choices"])
     assert (usage["choices"], usage["usage"]["completion_tokens"]) == ([], 1)
-    assert len(cap.closing(b"not json", chat=chat, with_usage=False)) == 1
+    assert len(cap.closing({}, chat=chat, with_usage=False)) == 1
 
 
 def test_responses_usage_names_are_read_as_the_chat_ones_and_held_to_the_same_limits() -> None:

@@ -39,13 +39,13 @@ from atoma_proxy.core.confidential.errors import (
     LockOfAnotherUser,
 )
 from atoma_proxy.core.confidential.key_store import NodeKey
-from atoma_proxy.core.inference import InferenceCall
 from atoma_proxy.core.ledger import MeteredRequest
 from atoma_proxy.core.ledger._sql import reservations, rowcount
 from atoma_proxy.core.ledger.reservations import Hold, release
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.core.persistence.confidential_models import ConfidentialLock
 from atoma_proxy.core.persistence.models import utcnow
+from atoma_proxy.core.pipeline.call import InferenceCall
 
 log = logging.getLogger(__name__)
 

@@ -35,13 +35,14 @@ from atoma_proxy.core.errors import (
     NotFound,
     ProxyError,
 )
-from atoma_proxy.core.inference import InferenceCall, new_request_id, usage_proto
-from atoma_proxy.core.ledger import Estimate, Meter, Outcome, RequestKind
+from atoma_proxy.core.ledger import Estimate, Estimator, Meter, Outcome, RequestKind, Served
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.nodes.selection import NodeSelector, SelectionRequest, eligible_nodes
 from atoma_proxy.core.persistence import session_factory
 from atoma_proxy.core.persistence.models import utcnow
 from atoma_proxy.core.persistence.outage import is_database_outage
+from atoma_proxy.core.pipeline.call import InferenceCall, new_request_id, usage_proto
+from atoma_proxy.core.pipeline.stages import Stages
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.core.sui.identity import proxy_keypair
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
@@ -119,6 +120,7 @@ class ConfidentialService:
         keys: KeyRegistry,
         engine: AsyncEngine,
         *,
+        stages: Stages | None = None,
         client: ConfidentialNodeClient | None = None,
         wall_clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -126,6 +128,7 @@ class ConfidentialService:
         self._registry = registry
         self._selector = selector
         self._auth = authenticator
+        self._stages = stages or Stages(authenticator, meter.estimator if meter is not None else Estimator())
         self._meter = meter if meter is not None and meter.enabled else None
         self.keys = keys
         sessions = session_factory(engine, timeout=settings.database.statement_timeout)
@@ -150,7 +153,8 @@ class ConfidentialService:
         else:
             log.exception("unexpected error", exc_info=error)
             error = InternalError("The proxy failed unexpectedly; the error was logged.")
-        await context.abort_with_status(to_grpc_status(error, call.metadata() if call else ()))
+        trailing = (*(call.metadata() if call else ()), *getattr(error, "headers", ()))
+        await context.abort_with_status(to_grpc_status(error, trailing))
 
     # ---- keys ---------------------------------------------------------------------------------
 
@@ -198,11 +202,17 @@ class ConfidentialService:
     # ---- locks --------------------------------------------------------------------------------
 
     async def LockNode(self, request: cpb.LockNodeRequest, context: grpc.aio.ServicerContext) -> cpb.LockNodeResponse:
+        call: InferenceCall | None = None
         try:
             principal = await self._auth.authenticate(context.invocation_metadata())
-            lock, key = await self._lock(principal, request)
+            call = InferenceCall(request_id=new_request_id(None), principal=principal)
+            # Admitted by the tokens the lock holds (the proxy cannot read the request that follows).
+            await self._stages.admit(call, self._lock_units(request))
+            lock, key = await self._lock(principal, request, call)
         except Exception as error:
-            await self._fail(context, error, None)
+            if call is not None:
+                await self._stages.settle(call, Outcome.NO_NODE)  # refused: its tokens are refunded
+            await self._fail(context, error, None if call is None else call)
             raise
         context.set_trailing_metadata(lock.call.metadata())  # x-request-id, and x-ratelimit-* when limits apply
         return cpb.LockNodeResponse(
@@ -216,7 +226,18 @@ class ConfidentialService:
             max_num_tokens=lock.max_num_tokens,
         )
 
-    async def _lock(self, principal: Principal, request: cpb.LockNodeRequest) -> tuple[Lock, NodeKey]:
+    def _lock_units(self, request: cpb.LockNodeRequest) -> int:
+        if request.HasField("max_num_tokens"):
+            return request.max_num_tokens
+        return (
+            1
+            if request.endpoint == cpb.CONFIDENTIAL_ENDPOINT_IMAGES_GENERATIONS
+            else self._settings.default_max_num_tokens
+        )
+
+    async def _lock(
+        self, principal: Principal, request: cpb.LockNodeRequest, call: InferenceCall
+    ) -> tuple[Lock, NodeKey]:
         settings = self._settings
         model = request.model.strip()
         if not model:
@@ -245,18 +266,15 @@ class ConfidentialService:
             confidential = preferred
         except (NoNodeAvailable, NodeFailed, ModelNotFound):
             eligible_nodes(model, confidential, SelectionRequest())  # none can: refused before anything is held
-        call = InferenceCall(request_id=new_request_id(None))
         metered = None
         if self._meter is not None:
-            metered = await self._meter.reserve(
-                principal,
-                call,
-                kind,
-                model,
-                {},
-                deadline=timeout + settings.max_request_seconds,
-                estimate=lock_estimate(kind, units),
-            )
+            estimate = lock_estimate(kind, units)
+            deadline = timeout + settings.max_request_seconds
+            metered = await self._meter.reserve(principal, call.request_id, model, estimate, deadline=deadline)
+            if metered is not None:
+                call.request_id = metered.request_id
+                if metered.stack_context is not None:
+                    call.pinned_node_id = metered.hold.node_id
         try:
             node = self._selector.select(model, confidential, SelectionRequest(pinned_node_id=call.pinned_node_id))
             key = await self.keys.current(node.id)
@@ -277,7 +295,7 @@ class ConfidentialService:
             await self.locks.add(record)
         except BaseException:
             if self._meter is not None and metered is not None:
-                await self._meter.settle(metered, call, Outcome.NO_NODE)
+                await self._meter.settle(metered, Outcome.NO_NODE, Served())
             raise
         return Lock(record, node, key, call, metered), key
 
@@ -441,7 +459,7 @@ class ConfidentialService:
             "prompt_tokens": int(usage.get("prompt_tokens", 0)),
             "completion_tokens": int(usage.get("completion_tokens", 0)),
         }
-        return await self._meter.settle(metered, call, outcome)
+        return await self._meter.settle(metered, outcome, Served(call.node, call.usage))
 
 
 @dataclasses.dataclass
@@ -463,6 +481,7 @@ def build_confidential_service(
     authenticator: ApiKeyAuthenticator,
     meter: Meter | None,
     engine: AsyncEngine,
+    stages: Stages | None = None,
 ) -> ConfidentialService:
     signing_keys = {
         node.id: decode_key(node.confidential_signing_key, f"node {node.id}'s confidential_signing_key")
@@ -481,7 +500,7 @@ def build_confidential_service(
         sui_addresses=sui_addresses,
         small_ids=small_ids,
     )
-    return ConfidentialService(settings, registry, selector, authenticator, meter, keys, engine)
+    return ConfidentialService(settings, registry, selector, authenticator, meter, keys, engine, stages=stages)
 
 
 class RoutingWithConfidential:

@@ -26,8 +26,8 @@ from atoma_proxy.core.ledger.balances import (
     credit,
     get_balance,
 )
-from atoma_proxy.core.ledger.estimate import Estimate, RequestKind
-from atoma_proxy.core.ledger.metering import Meter, MeteredRequest, carries_generated_text
+from atoma_proxy.core.ledger.estimate import Estimate, Estimator, RequestKind
+from atoma_proxy.core.ledger.metering import Meter, MeteredRequest, Served
 from atoma_proxy.core.ledger.pricing import TokenPrice, list_user_model_prices, set_user_model_price, token_cost
 from atoma_proxy.core.ledger.reservations import (
     Charge,
@@ -54,6 +54,7 @@ __all__ = [
     "CreditResult",
     "DailyUsage",
     "Estimate",
+    "Estimator",
     "Hold",
     "IdempotencyConflict",
     "LedgerSweeper",
@@ -61,6 +62,7 @@ __all__ = [
     "MeteredRequest",
     "Outcome",
     "RequestKind",
+    "Served",
     "Settlement",
     "Stack",
     "StatsBucket",
@@ -70,7 +72,6 @@ __all__ = [
     "UserModelPrice",
     "UserSpend",
     "buy_stack",
-    "carries_generated_text",
     "credit",
     "get_balance",
     "list_stacks",

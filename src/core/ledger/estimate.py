@@ -1,6 +1,7 @@
-"""The most a request may cost, known before any node is called.
+"""The most a request may use and cost, known before any node is called: the one estimate.
 
-    estimate = estimate_chat(body, counter, default_max_completion_tokens=4096)
+    estimator = Estimator(tokenizers, default_max_completion_tokens=4096)
+    estimate = estimator.estimate(RequestKind.CHAT, model, body)   # the rate limiter and the ledger both use it
     amount = max_cost(estimate, highest_price(...), price_per_image)
 
 Prompt tokens come from the model's `PromptCounter` (exact, or a conservative bound: see
@@ -20,12 +21,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+import orjson
+
 from atoma_proxy.core.ledger.pricing import TokenPrice, token_cost
-from atoma_proxy.core.ledger.token_counting import PromptCounter
+from atoma_proxy.core.ledger.token_counting import PromptCounter, Tokenizers
 from atoma_proxy.core.node_limits import RequestLimits
 
 __all__ = [
     "Estimate",
+    "Estimator",
     "RequestKind",
     "estimate_chat",
     "estimate_completion",
@@ -123,8 +127,10 @@ def estimate_embeddings(body: dict[str, Any], counter: PromptCounter) -> Estimat
     )
 
 
-def estimate_images(body: dict[str, Any]) -> Estimate:
-    return Estimate(RequestKind.IMAGES, prompt_tokens=0, prompt_exact=True, images=_count(body, "n"))
+def estimate_images(body: dict[str, Any], counter: PromptCounter) -> Estimate:
+    prompt = body.get("prompt")
+    tokens = counter.item(prompt) if isinstance(prompt, str) else 0
+    return Estimate(RequestKind.IMAGES, prompt_tokens=tokens, prompt_exact=counter.exact, images=_count(body, "n"))
 
 
 def max_cost(estimate: Estimate, price: TokenPrice, price_per_image: int) -> int:
@@ -132,3 +138,48 @@ def max_cost(estimate: Estimate, price: TokenPrice, price_per_image: int) -> int
     if estimate.kind is RequestKind.IMAGES:
         return estimate.images * price_per_image
     return token_cost(estimate.prompt_tokens, estimate.completion_tokens, price)
+
+
+class Estimator:
+    """The estimate of every request kind, with the model's prompt counter (token_counting.py)."""
+
+    def __init__(self, tokenizers: Tokenizers | None = None, *, default_max_completion_tokens: int = 4096) -> None:
+        self.tokenizers = tokenizers or Tokenizers()
+        self.default_max_completion_tokens = default_max_completion_tokens
+
+    def estimate(self, kind: RequestKind, model: str, body: dict[str, Any]) -> Estimate:
+        counter = self.tokenizers.for_model(model)
+        cap = self.default_max_completion_tokens
+        if kind is RequestKind.CHAT:
+            return estimate_chat(body, counter, default_max_completion_tokens=cap)
+        if kind is RequestKind.COMPLETION:
+            return estimate_completion(body, counter, default_max_completion_tokens=cap)
+        if kind is RequestKind.EMBEDDINGS:
+            return estimate_embeddings(body, counter)
+        return estimate_images(body, counter)
+
+    def generated(self, model: str, answer: bytes) -> int:
+        """Generated tokens of a non-streamed answer that reported no usage: its choices' text, counted
+        by the model's tokenizer, else bounded by its UTF-8 bytes (`token_counting`)."""
+        try:
+            parsed = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            return 0
+        choices = parsed.get("choices") if isinstance(parsed, dict) else None
+        if not isinstance(choices, list):
+            return 0
+        counter = self.tokenizers.for_model(model)
+        return sum(counter.generated(text) for choice in choices for text in _generated_texts(choice))
+
+
+def _generated_texts(choice: Any) -> list[str]:
+    """The generated text of one choice of a non-streamed answer: its text, content, reasoning and tool calls."""
+    if not isinstance(choice, dict):
+        return []
+    texts = [choice.get("text")]
+    message = choice.get("message")
+    if isinstance(message, dict):
+        texts += [message.get("content"), message.get("reasoning_content"), message.get("reasoning")]
+        if message.get("tool_calls"):
+            texts.append(orjson.dumps(message["tool_calls"]).decode())
+    return [text for text in texts if isinstance(text, str) and text]

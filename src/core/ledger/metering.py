@@ -1,8 +1,8 @@
 """Metering in the request path: estimate -> reserve -> (relay) -> settle.
 
-    metered = await meter.reserve(principal, call, RequestKind.CHAT, model, body, deadline=...)
-    ... relay; for each streamed chunk: if carries_generated_text(chunk): metered.generated += 1
-    cost = await meter.settle(metered, call, Outcome.OK)        # also in `finally`, on any outcome
+    metered = await meter.reserve(principal, request_id, model, estimate, deadline=...)  # estimate.py
+    ... relay (the pipeline counts the tokens it delivers)
+    cost = await meter.settle(metered, Outcome.OK, Served(node, usage, delivered))   # on any outcome
 
 `reserve` prices the request at its maximum (`estimate`) at the highest price among the
 candidate nodes (or the user's override), holds that in one short transaction, and raises
@@ -20,8 +20,8 @@ core that dies in between leaves the hold to the sweeper, which frees it at no c
 * it succeeded and the node reported usage the request could have produced (`node_limits`):
   the node's usage;
 * otherwise (the client left, the node failed mid-stream, or no usage came): the completion
-  tokens are the generated chunks relayed (one token each, as vLLM and SGLang stream; see
-  `carries_generated_text`), or for a non-streamed answer its text counted (`count_generated`),
+  tokens are the tokens delivered (a stream: one per chunk with generated text, as vLLM and
+  SGLang stream, see `pipeline.chunks`; a non-streamed answer: its text counted, `Estimator.generated`),
   the prompt tokens the exact count when the model has a tokenizer, else the node's usage if
   seen, else the estimate's bound; nothing at all when nothing was generated (a non-streamed
   request that did not complete has produced nothing the proxy saw);
@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import orjson
 import psycopg
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -52,17 +51,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from atoma_proxy.config import DatabaseSettings, LedgerSettings, Settings
 from atoma_proxy.core.auth import Principal
 from atoma_proxy.core.errors import InsufficientFunds, InternalError
-from atoma_proxy.core.inference import InferenceCall, new_request_id
 from atoma_proxy.core.ledger._postgres import LedgerWriter
-from atoma_proxy.core.ledger.estimate import (
-    Estimate,
-    RequestKind,
-    estimate_chat,
-    estimate_completion,
-    estimate_embeddings,
-    estimate_images,
-    max_cost,
-)
+from atoma_proxy.core.ledger.estimate import Estimate, Estimator, RequestKind, max_cost
 from atoma_proxy.core.ledger.pricing import TokenPrice, highest_price, load_user_model_prices, token_cost
 from atoma_proxy.core.ledger.reservations import (
     Charge,
@@ -79,7 +69,7 @@ from atoma_proxy.core.ledger.reservations import (
 from atoma_proxy.core.ledger.stacks import load_chain_stacks, load_usable_stacks
 from atoma_proxy.core.ledger.token_counting import Tokenizers
 from atoma_proxy.core.limits import MAX_COMPUTE_UNITS, MAX_CREDITED_MICRO_USD
-from atoma_proxy.core.node_limits import ImplausibleUsage, carries_generated_text, check_usage
+from atoma_proxy.core.node_limits import ImplausibleUsage, check_usage
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.transport import RequestContext
 from atoma_proxy.core.persistence.database import session_factory
@@ -87,7 +77,7 @@ from atoma_proxy.core.persistence.models import utcnow
 from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_database_outage, within
 from atoma_proxy.core.telemetry.metrics import RESERVATIONS_HELD
 
-__all__ = ["Meter", "MeteredRequest", "UserTerms", "carries_generated_text"]
+__all__ = ["Meter", "MeteredRequest", "Served", "UserTerms"]
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +95,24 @@ class MeteredRequest:
     estimate: Estimate
     override: TokenPrice | None
     started: float
-    generated: int = 0  # chunks with generated text relayed so far
+    # A stack pays: what Atoma-protocol nodes are told of it (only the stack's node, `hold.node_id`, may serve).
+    stack_context: RequestContext | None = None
     settled: bool = False
     cost: int = 0  # micro-USD charged, once settled
+
+    @property
+    def request_id(self) -> str:
+        """The id the reservation was made under (a fresh one when the caller's was seen before)."""
+        return self.hold.request_id
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What a request got from its nodes, as the ledger charges it."""
+
+    node: Node | None = None  # the node that served (the last tried); None when none was called
+    usage: dict[str, Any] | None = None  # the node's usage (checked again before it is believed)
+    delivered: int = 0  # generated tokens delivered to the client (when the node reported no usage)
 
 
 @dataclass(frozen=True)
@@ -175,19 +180,6 @@ def _believed_usage(usage: Any, estimate: Estimate) -> dict[str, int]:
         return {}
 
 
-def _generated_texts(choice: Any) -> list[str]:
-    """The generated text of one choice of a non-streamed answer: its text, content, reasoning and tool calls."""
-    if not isinstance(choice, dict):
-        return []
-    texts = [choice.get("text")]
-    message = choice.get("message")
-    if isinstance(message, dict):
-        texts += [message.get("content"), message.get("reasoning_content"), message.get("reasoning")]
-        if message.get("tool_calls"):
-            texts.append(orjson.dumps(message["tool_calls"]).decode())
-    return [text for text in texts if isinstance(text, str) and text]
-
-
 def new_instance_id() -> str:
     """This process's name in `reservations.instance_id`: host, pid and a random suffix."""
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -202,7 +194,6 @@ class Meter:
         engine: AsyncEngine,
         registry: NodeRegistry,
         tokenizers: Tokenizers | None = None,
-        image_prices: dict[str, int] | None = None,
         *,
         instance_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -226,8 +217,7 @@ class Meter:
             else None
         )
         self._registry = registry
-        self._tokenizers = tokenizers or Tokenizers()
-        self._image_prices = dict(image_prices or {})
+        self.estimator = Estimator(tokenizers, default_max_completion_tokens=settings.default_max_completion_tokens)
         self.instance_id = instance_id or new_instance_id()
         self._clock = clock
         self._terms = _TermsCache(session_factory(engine), settings.price_cache_ttl, clock)
@@ -240,7 +230,6 @@ class Meter:
             engine,
             registry,
             Tokenizers.from_config(settings.tokenizers),
-            {node.id: node.price_per_image for node in settings.nodes},
             database=settings.database,
         )
 
@@ -248,17 +237,10 @@ class Meter:
     def enabled(self) -> bool:
         return self.settings.enabled
 
-    def forget_user(self, user_id: int) -> None:
-        """Drop the cached prices and stacks of a user (changed here): this instance applies them at once."""
-        self._terms.forget(user_id)
-
-    def _image_price(self, node: Node) -> int:
-        price = getattr(node, "price_per_image", None)
-        return price if isinstance(price, int) else self._image_prices.get(node.id, 0)
-
-    def image_price(self, node: Node) -> int:
-        """Micro-USD per image at `node`."""
-        return self._image_price(node)
+    @staticmethod
+    def image_price(node: Node) -> int:
+        """Micro-USD per image at `node` (its own price: configured, or given when it was added)."""
+        return node.price_per_image
 
     def serving_nodes(self, model: str) -> list[Node]:
         """The nodes a request for `model` is priced at: the healthy candidates, else all (ModelNotFound: none)."""
@@ -270,44 +252,30 @@ class Meter:
         return max_cost(
             estimate,
             override or highest_price(_node_price(n) for n in serving),
-            max((self._image_price(n) for n in serving), default=0),
+            max((self.image_price(n) for n in serving), default=0),
         )
 
     def node_cost(self, estimate: Estimate, node: Node, override: TokenPrice | None) -> int:
         """Micro-USD of the whole `estimate` at one node's prices (or the user's)."""
-        return max_cost(estimate, override or _node_price(node), self._image_price(node))
+        return max_cost(estimate, override or _node_price(node), self.image_price(node))
 
     async def user_price(self, user_id: int, model: str) -> TokenPrice | None:
         """The user's own price for `model`, if any (cached like the request path's)."""
         return (await self._terms.get(user_id)).prices.get(model)
 
     def estimate(self, kind: RequestKind, model: str, body: dict[str, Any]) -> Estimate:
-        counter = self._tokenizers.for_model(model)
-        cap = self.settings.default_max_completion_tokens
-        if kind is RequestKind.CHAT:
-            return estimate_chat(body, counter, default_max_completion_tokens=cap)
-        if kind is RequestKind.COMPLETION:
-            return estimate_completion(body, counter, default_max_completion_tokens=cap)
-        if kind is RequestKind.EMBEDDINGS:
-            return estimate_embeddings(body, counter)
-        return estimate_images(body)
+        return self.estimator.estimate(kind, model, body)
 
     async def reserve(
-        self,
-        principal: Principal,
-        call: InferenceCall,
-        kind: RequestKind,
-        model: str,
-        body: dict[str, Any],
-        *,
-        deadline: float | None,
-        estimate: Estimate | None = None,
+        self, principal: Principal, request_id: str, model: str, estimate: Estimate, *, deadline: float | None
     ) -> MeteredRequest | None:
-        """Hold the most this request may cost; None when the ledger is off. Raises InsufficientFunds.
-        `estimate` replaces the one computed from `body` (confidential requests: the body is ciphertext)."""
+        """Hold the most `estimate` may cost; None when the ledger is off. Raises InsufficientFunds.
+
+        When a stack of the user pays, the hold names its node (only that node may serve) and the
+        request's `stack_context`. A `request_id` seen before is replaced by a fresh one (`metered.request_id`)."""
         if not self.enabled:
             return None
-        estimate = estimate or self.estimate(kind, model, body)
+        kind = estimate.kind
         serving = self.serving_nodes(model)  # ModelNotFound before anything is held
         terms = await within(self._statement_timeout, self._terms.get(principal.user_id), "reading the user's prices")
         override = terms.prices.get(model)
@@ -323,7 +291,7 @@ class Meter:
         for attempt in range(2):
             try:
                 hold = await self._reserve_once(
-                    request_id=call.request_id,
+                    request_id=request_id,
                     user_id=principal.user_id,
                     api_key_id=principal.api_key_id,
                     model=model,
@@ -338,50 +306,37 @@ class Meter:
                 if attempt:
                     raise InternalError("Could not reserve under a fresh request id.") from None
                 # A caller-supplied x-request-id seen before: the request gets a fresh id (reported back).
-                call.request_id = new_request_id(None)
+                request_id = uuid.uuid4().hex
+        stack_context = None
         if hold.stack_id is not None:
-            call.pinned_node_id = hold.node_id
-            call.node_context = _stack_context(principal, hold.stack_id, terms)
+            stack_context = _stack_context(principal, hold.stack_id, terms)
         elif stacks_to_try:
             self._terms.forget(principal.user_id)  # its stacks are used up: stop trying them
         RESERVATIONS_HELD.inc()
-        return MeteredRequest(hold, estimate, override, self._clock())
+        return MeteredRequest(hold, estimate, override, self._clock(), stack_context)
 
     def resume(self, hold: Hold, estimate: Estimate, override: TokenPrice | None) -> MeteredRequest:
         """A reservation made elsewhere (another core instance's confidential lock), to settle here."""
         return MeteredRequest(hold, estimate, override, self._clock())
 
-    def count_generated(self, model: str, answer: bytes) -> int:
-        """Generated tokens of a non-streamed answer that reported no usage: its choices' text, counted
-        by the model's tokenizer, else bounded by its UTF-8 bytes (`token_counting`)."""
-        try:
-            parsed = orjson.loads(answer)
-        except orjson.JSONDecodeError:
-            return 0
-        choices = parsed.get("choices") if isinstance(parsed, dict) else None
-        if not isinstance(choices, list):
-            return 0
-        counter = self._tokenizers.for_model(model)
-        return sum(counter.generated(text) for choice in choices for text in _generated_texts(choice))
-
-    def charge(self, metered: MeteredRequest, call: InferenceCall, outcome: str) -> Charge:
+    def charge(self, metered: MeteredRequest, outcome: str, served: Served) -> Charge:
         """What the request used and costs (see the module docstring), before the cap of its hold."""
         latency_ms = int((self._clock() - metered.started) * 1000)
-        node = call.node
+        node = served.node
         if node is None:
             return Charge(outcome, latency_ms=latency_ms)
         estimate = metered.estimate
         if estimate.kind is RequestKind.IMAGES:
-            cost = estimate.images * self._image_price(node) if outcome == Outcome.OK else 0
+            cost = estimate.images * self.image_price(node) if outcome == Outcome.OK else 0
             return Charge(outcome, node.id, cost=cost, latency_ms=latency_ms)
-        usage = _believed_usage(call.usage, estimate)
+        usage = _believed_usage(served.usage, estimate)
         reported_prompt = usage.get("prompt_tokens")
         reported_completion = usage.get("completion_tokens")
         if estimate.kind is RequestKind.EMBEDDINGS:
             completion = 0
             produced = outcome == Outcome.OK
         else:
-            completion = reported_completion if reported_completion is not None else metered.generated
+            completion = reported_completion if reported_completion is not None else served.delivered
             completion = min(completion, estimate.completion_tokens)  # never more than was reserved
             produced = outcome == Outcome.OK or completion > 0
         if not produced:
@@ -399,19 +354,19 @@ class Meter:
             outcome, node.id, prompt, completion, cost=token_cost(prompt, completion, price), latency_ms=latency_ms
         )
 
-    async def settle(self, metered: MeteredRequest | None, call: InferenceCall | None, outcome: str) -> int:
+    async def settle(self, metered: MeteredRequest | None, outcome: str, served: Served) -> int:
         """Settle once (later calls return the first result); returns the micro-USD charged.
 
         The settlement runs as its own task: cancelling the caller (the client left, the deadline
         passed) stops the wait, never the settlement.
         """
-        if metered is None or call is None:
+        if metered is None:
             return 0
         if metered.settled:
             return metered.cost
         metered.settled = True
         RESERVATIONS_HELD.dec()
-        charge = self.charge(metered, call, outcome)
+        charge = self.charge(metered, outcome, served)
         task = asyncio.create_task(self._apply(metered.hold, charge), name=f"settle-{metered.hold.request_id}")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -57,6 +57,10 @@ class HealthPoller:
         self._record(node, healthy)
         return healthy
 
+    def unreachable(self, node: Node) -> None:
+        """A request found nothing listening at `node`: down at once, until a probe finds it back."""
+        self._record(node, False)
+
     async def probe_all(self) -> None:
         nodes = [n for n in self._registry.nodes() if not n.draining]
         results = await asyncio.gather(*(self._transport.probe(n) for n in nodes))

@@ -33,6 +33,7 @@ class Node:
     input_price_per_million: int
     output_price_per_million: int
     api_key: str | None = None
+    price_per_image: int = 0  # micro-USD per generated image
     healthy: bool = True
     in_flight: int = 0
     added_at: int = field(default_factory=lambda: int(time.time()))
@@ -60,6 +61,7 @@ class Node:
             models=frozenset(config.models),
             input_price_per_million=config.input_price_per_million,
             output_price_per_million=config.output_price_per_million,
+            price_per_image=config.price_per_image,
             api_key=config.api_key,
             source=source,
             protocol=config.protocol,

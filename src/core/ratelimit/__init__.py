@@ -5,14 +5,11 @@ RateLimiter (protocol)  admit(principal, estimated_tokens) -> Admission, or rais
 └── RedisRateLimiter    buckets in Redis, one Lua call per admission, shared by all instances
 Admission               headers() (x-ratelimit-*), settle(actual_tokens)
 LimitPolicy             the limits of a caller (StaticLimitPolicy: the configured ones)
-RateLimitInterceptor    the grpc.aio interceptor that applies a limiter to the inference RPCs
 """
 
 from atoma_proxy.core.ratelimit.admission import Admission, RateLimiter
-from atoma_proxy.core.ratelimit.context import extra_initial_metadata
 from atoma_proxy.core.ratelimit.from_settings import rate_limiter_from_settings
 from atoma_proxy.core.ratelimit.headers import format_duration
-from atoma_proxy.core.ratelimit.interceptor import RateLimitInterceptor
 from atoma_proxy.core.ratelimit.local import LocalRateLimiter
 from atoma_proxy.core.ratelimit.policy import LimitPolicy, Limits, StaticLimitPolicy
 from atoma_proxy.core.ratelimit.redis_limiter import RedisRateLimiter
@@ -22,11 +19,9 @@ __all__ = [
     "LimitPolicy",
     "Limits",
     "LocalRateLimiter",
-    "RateLimitInterceptor",
     "RateLimiter",
     "RedisRateLimiter",
     "StaticLimitPolicy",
-    "extra_initial_metadata",
     "format_duration",
     "rate_limiter_from_settings",
 ]

@@ -21,9 +21,18 @@ from typing import Any
 import orjson
 
 from atoma_proxy.core.errors import NodeFailed, NodeRejectedRequest
-from atoma_proxy.core.inference import RETRYABLE, InferenceCall, InferenceRelay, _Attempt, _checked_usage
 from atoma_proxy.core.nodes.answers import answer_object, check_stream_error
 from atoma_proxy.core.nodes.registry import Node
+from atoma_proxy.core.pipeline.call import InferenceCall
+from atoma_proxy.core.pipeline.relay import (
+    MAX_HELD,
+    RETRYABLE,
+    InferenceRelay,
+    NodeAttempt,
+    NodeRequest,
+    checked_usage,
+    stream_body,
+)
 from atoma_proxy.core.responses.request import ResponsesRequest
 
 __all__ = ["CHAT_PATH", "RESPONSES_PATH", "Relayed", "is_text_delta", "responses_body", "stream", "unary"]
@@ -31,7 +40,6 @@ __all__ = ["CHAT_PATH", "RESPONSES_PATH", "Relayed", "is_text_delta", "responses
 CHAT_PATH = "/v1/chat/completions"
 RESPONSES_PATH = "/v1/responses"
 _DELTA = re.compile(rb'"type": ?"response\.output_text\.delta"')
-_MAX_HELD = 16  # framing events held before the first token, as for chat
 _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
@@ -57,64 +65,48 @@ def responses_body(wanted: ResponsesRequest) -> dict[str, Any]:
     return body
 
 
-def _route(node: Node, wanted: ResponsesRequest) -> tuple[str, bytes]:
-    if node.serves_responses:
-        return RESPONSES_PATH, orjson.dumps(responses_body(wanted))
-    return CHAT_PATH, orjson.dumps(wanted.chat)
+def _check_response(node: Node, parsed: dict[str, Any]) -> None:
+    if parsed.get("object") != "response":
+        raise NodeFailed(f"Node {node.id} answered /v1/responses with something other than a response.")
+
+
+class _Routes:
+    """What each node is sent: the Responses request to a node that serves it, else the chat request.
+    Each form is serialized once, when a node first needs it."""
+
+    def __init__(self, wanted: ResponsesRequest, *, stream: bool) -> None:
+        self._wanted = wanted
+        self._stream = stream
+        self._responses: NodeRequest | None = None
+        self._chat: NodeRequest | None = None
+
+    def __call__(self, node: Node) -> NodeRequest:
+        if node.serves_responses:
+            if self._responses is None:
+                payload = orjson.dumps(responses_body(self._wanted))
+                reader = _read_responses_events if self._stream else None
+                self._responses = NodeRequest(RESPONSES_PATH, payload, _check_response, reader)
+            return self._responses
+        if self._chat is None:
+            chat = stream_body(self._wanted.chat) if self._stream else self._wanted.chat
+            self._chat = NodeRequest(CHAT_PATH, orjson.dumps(chat))
+        return self._chat
 
 
 async def unary(relay: InferenceRelay, call: InferenceCall, wanted: ResponsesRequest) -> Relayed:
     """The node's whole answer (a `response` object, or a chat completion to translate)."""
-    failure: Exception | None = None
-    while True:
-        node = relay._choose(call, wanted.model, failure)
-        await relay._pause_if_same_node(call)
-        attempt = _Attempt(node, wanted.model, relay._clock, call)
-        path, payload = _route(node, wanted)
-        try:
-            trace = attempt.observation.traceparent()
-            raw = await relay._transport.post(node, path, payload, request_id=call.request_id, **trace)
-            parsed = answer_object(node, raw)
-            if node.serves_responses and parsed.get("object") != "response":
-                raise NodeFailed(f"Node {node.id} answered /v1/responses with something other than a response.")
-            call.usage = _checked_usage(attempt, call.limits, parsed.get("usage"))
-            relay._record_unary(attempt, wanted.model, call.usage)
-            return Relayed(node.serves_responses, [raw])
-        except NodeRejectedRequest:
-            attempt.rejected()
-            raise
-        except RETRYABLE as error:
-            attempt.failed(error)
-            relay._check_retry(call, error)
-            failure = error
-        finally:
-            attempt.abandoned()
+    raw = await relay.unary(call, wanted.model, _Routes(wanted, stream=False))
+    assert call.node is not None
+    return Relayed(call.node.serves_responses, [raw])
 
 
 async def stream(relay: InferenceRelay, call: InferenceCall, wanted: ResponsesRequest) -> AsyncIterator[Relayed]:
     """The node's events or chat chunks, in batches; failover (to either kind) until the first one."""
-    wanted.chat["stream_options"] = {**wanted.chat.get("stream_options", {}), "include_usage": True}
-    failure: Exception | None = None
-    while True:
-        node = relay._choose(call, wanted.model, failure)
-        await relay._pause_if_same_node(call)
-        path, payload = _route(node, wanted)
-        if node.serves_responses:
-            attempt = _responses_attempt(relay, call, node, wanted.model, payload)
-        else:
-            attempt = relay._stream_attempt(call, node, wanted.model, path, payload, True)
-        delivered = False
-        try:
-            async with aclosing(attempt):
-                async for batch in attempt:
-                    delivered = True
-                    yield Relayed(node.serves_responses, batch)
-            return
-        except RETRYABLE as error:
-            if delivered:
-                raise
-            relay._check_retry(call, error)
-            failure = error
+    batches = relay.stream(call, wanted.model, _Routes(wanted, stream=True))
+    async with aclosing(batches):  # type: ignore[type-var]
+        async for batch in batches:
+            assert call.node is not None
+            yield Relayed(call.node.serves_responses, batch)
 
 
 def _cut(opening: dict[str, Any] | None, call: InferenceCall, delivered: int, sequence: Any) -> bytes:
@@ -131,21 +123,21 @@ def _cut(opening: dict[str, Any] | None, call: InferenceCall, delivered: int, se
     return orjson.dumps(event)
 
 
-async def _responses_attempt(
-    relay: InferenceRelay, call: InferenceCall, node: Node, model: str, payload: bytes
+async def _read_responses_events(
+    relay: InferenceRelay, call: InferenceCall, attempt: NodeAttempt, request: NodeRequest
 ) -> AsyncGenerator[list[bytes], None]:
-    attempt = _Attempt(node, model, relay._clock, call)
+    """One attempt's Responses API events, until the terminal one: each text delta is one token."""
+    node = attempt.node
     held: list[bytes] = []
     sequence: int | None = None  # the node's sequence_number of the latest event
     opening: dict[str, Any] | None = None  # response.created: the head of a cut stream's last event
     tokens, first_at, last_at, done, overproduced = 0, None, 0.0, False, False
     cap = call.limits.max_completion_tokens if call.limits is not None else None
     try:
-        trace = attempt.observation.traceparent()
-        batches = relay._transport.stream(node, RESPONSES_PATH, payload, request_id=call.request_id, **trace)
-        async with aclosing(batches):
+        batches = relay.open_stream(call, attempt, request)
+        async with aclosing(batches):  # type: ignore[type-var]
             while not done:
-                batch = await (relay._first_chunks(node, batches, call) if first_at is None else anext(batches, None))
+                batch = await relay.next_batch(call, attempt, batches, first=first_at is None)
                 if batch is None:
                     raise NodeFailed(f"Node {node.id} ended the Responses stream before its last event.")
                 out: list[bytes] = []
@@ -157,7 +149,7 @@ async def _responses_attempt(
                         sequence = event["sequence_number"]
                     if kind == "response.created":
                         opening = event
-                    if is_text_delta(data):
+                    if kind == "response.output_text.delta":
                         previous = sequence - 1 if type(sequence) is int else None  # the last relayed event's
                         if cap is not None and tokens >= cap:
                             overproduced = done = True
@@ -165,16 +157,17 @@ async def _responses_attempt(
                             held.clear()
                             break
                         tokens += 1
-                        last_at = relay._clock()
+                        call.delivered += 1
+                        last_at = relay.clock()
                         if first_at is None:
                             first_at = last_at
                             attempt.first_token()
                     if kind in _TERMINAL:
                         response = event.get("response")
                         usage = response.get("usage") if isinstance(response, dict) else None
-                        call.usage = _checked_usage(attempt, call.limits, usage)
+                        call.usage = checked_usage(attempt, call.limits, usage)
                         done = True
-                    if first_at is None and not done and len(held) < _MAX_HELD:
+                    if first_at is None and not done and len(held) < MAX_HELD:
                         held.append(data)  # framing before the first token: held, so failover stays possible
                         continue
                     out += [*held, data]
@@ -182,16 +175,13 @@ async def _responses_attempt(
                     if done:
                         break
                 if out:
-                    call.chunks_received += len(out)
                     yield out
         if held:
-            call.chunks_received += len(held)
             yield held
         ttft = first_at - attempt.started if first_at is not None else None
         tpot = (last_at - first_at) / (tokens - 1) if first_at is not None and tokens > 1 else None
         if overproduced:
-            attempt.stats.overproduced += 1
-            attempt.failed(NodeFailed(f"Node {node.id} generated past the output cap it was told."))
+            attempt.overproduced()
         else:
             attempt.succeeded(ttft=ttft, tpot=tpot, output_tokens=tokens or None)
     except NodeRejectedRequest:

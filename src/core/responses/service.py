@@ -8,10 +8,9 @@ import orjson
 
 from atoma_proxy.core.errors import InvalidRequest, NodeFailed
 from atoma_proxy.core.json_depth import MAX_JSON_DEPTH, too_deep
-from atoma_proxy.core.ledger import Meter, carries_generated_text
 from atoma_proxy.core.node_requests import plain_json
 from atoma_proxy.core.responses.output import ResponseStream, response_object
-from atoma_proxy.core.responses.passthrough import Relayed, is_text_delta
+from atoma_proxy.core.responses.passthrough import Relayed
 from atoma_proxy.core.responses.request import ResponsesRequest, parse_request
 from atoma_proxy.core.usage_cost import usage_with_cost
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
@@ -20,8 +19,7 @@ __all__ = [
     "ResponseStream",
     "batch_events",
     "closing_events",
-    "count_unary",
-    "generated_tokens",
+    "countable_answer",
     "passed_event",
     "read_request",
     "whole_response",
@@ -63,17 +61,10 @@ def passed_event(data: bytes, cost_micro_usd: int) -> pb.CreateResponseResponse:
     return pb.CreateResponseResponse(stream_event=orjson.dumps(event).decode())
 
 
-def generated_tokens(relayed: Relayed) -> int:
-    """Tokens a relayed batch carries, as the meter counts them: chat chunks with text, or text deltas."""
-    if relayed.passed_through:
-        return sum(1 for data in relayed.data if is_text_delta(data))
-    return sum(1 for chunk in relayed.data if carries_generated_text(chunk))
-
-
-def count_unary(meter: Meter, model: str, relayed: Relayed) -> int:
-    """Generated tokens of an answer whose node reported no usage (the meter counts its text)."""
+def countable_answer(relayed: Relayed) -> bytes:
+    """A non-streamed answer as a chat completion, for counting its text when its node reported no usage."""
     if not relayed.passed_through:
-        return meter.count_generated(model, relayed.data[0])
+        return relayed.data[0]
     answer = orjson.loads(relayed.data[0])
     texts = [
         part.get("text", "")
@@ -82,8 +73,7 @@ def count_unary(meter: Meter, model: str, relayed: Relayed) -> int:
         for part in item.get("content") or []
         if type(part) is dict and type(part.get("text")) is str
     ]
-    as_chat = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(texts)}}]}
-    return meter.count_generated(model, orjson.dumps(as_chat))
+    return orjson.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(texts)}}]})
 
 
 def _events(events: list[dict[str, Any]]) -> list[pb.CreateResponseResponse]:

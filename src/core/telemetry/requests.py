@@ -15,8 +15,8 @@ from atoma_proxy.core.telemetry import metrics as m
 from atoma_proxy.core.telemetry import tracing
 
 if TYPE_CHECKING:
-    from atoma_proxy.core.inference import InferenceCall
     from atoma_proxy.core.nodes.registry import Node
+    from atoma_proxy.core.pipeline.call import InferenceCall
 
 __all__ = ["AttemptObservation", "RequestObservation"]
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atoma_proxy.config import TokenizerConfig
-from atoma_proxy.core.ledger import RequestKind, Tokenizers, TokenPrice, carries_generated_text, token_cost
+from atoma_proxy.core.ledger import RequestKind, Tokenizers, TokenPrice, token_cost
 from atoma_proxy.core.ledger.estimate import (
     estimate_chat,
     estimate_completion,
@@ -158,8 +158,8 @@ def test_the_output_cap_is_the_smallest_cap_the_client_gave_else_the_default() -
 
 
 def test_images_cost_n_times_the_price_per_image() -> None:
-    assert estimate_images({"prompt": "x"}).images == 1
-    estimate = estimate_images({"prompt": "x", "n": 3})
+    assert estimate_images({"prompt": "x"}, ByteBoundCounter()).images == 1
+    estimate = estimate_images({"prompt": "x", "n": 3}, ByteBoundCounter())
     assert (estimate.kind, estimate.images) == (RequestKind.IMAGES, 3)
     assert max_cost(estimate, TokenPrice(10**9, 10**9), 2_500) == 7_500
 
@@ -180,24 +180,3 @@ def test_token_cost_is_the_exact_ceiling_in_integers(prompt: int, completion: in
 def test_the_highest_price_takes_each_maximum() -> None:
     assert highest_price([TokenPrice(5, 1), TokenPrice(2, 9)]) == TokenPrice(5, 9)
     assert highest_price([]) == TokenPrice(0, 0)
-
-
-@pytest.mark.parametrize(
-    ("chunk", "generated"),
-    [
-        (b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}', False),
-        (b'{"choices":[{"index":0,"delta":{"content":" word"},"finish_reason":null}]}', True),
-        (b'{"choices":[{"index":0,"delta": {"content": "x"}}]}', True),
-        (b'{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}', False),
-        (b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}', False),
-        (b'{"object":"text_completion","choices":[{"index":0,"text":" the"}]}', True),
-        (b'{"object":"text_completion","choices":[{"index":0,"text":"","finish_reason":"length"}]}', False),
-        (b'{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\""}}]}}]}', True),
-        (b'{"choices":[{"delta":{"reasoning_content":"hmm"}}]}', True),
-        (b'{"choices":[{"delta":{"content":"\\"quoted\\""}}]}', True),
-        # n=2: the first choice's delta is empty, the second one's is not.
-        (b'{"choices":[{"index":0,"delta":{"content":""}},{"index":1,"delta":{"content":"b"}}]}', True),
-    ],
-)
-def test_generated_text_is_told_from_framing_chunks(chunk: bytes, generated: bool) -> None:
-    assert carries_generated_text(chunk) is generated

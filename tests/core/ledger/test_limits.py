@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from atoma_proxy.core.errors import InsufficientFunds
-from atoma_proxy.core.inference import InferenceCall
 from atoma_proxy.core.ledger import Balance, RequestKind, buy_stack
+from atoma_proxy.core.pipeline.call import InferenceCall
 from tests.core.ledger import test_meter
 from tests.core.ledger.conftest import NewUser
 from tests.core.ledger.test_meter import MODEL, MakeMeter, Sessions, _balance, _funded
@@ -34,8 +34,8 @@ async def test_a_reservation_beyond_any_balance_is_insufficient_funds_not_a_data
     body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": cap}
 
     with pytest.raises(InsufficientFunds):
-        await meter.reserve(
-            principal, InferenceCall(request_id=f"huge-{cap}"), RequestKind.CHAT, MODEL, body, deadline=5
+        await test_meter._reserve(
+            meter, principal, InferenceCall(request_id=f"huge-{cap}"), RequestKind.CHAT, MODEL, body, deadline=5
         )
 
     assert await _balance(sessions, principal.user_id) == Balance(10**12, 1, 0, 10**12 - 1)

@@ -13,12 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from atoma_proxy.config import LedgerSettings
 from atoma_proxy.core.auth import Principal
 from atoma_proxy.core.errors import InsufficientFunds, ModelNotFound
-from atoma_proxy.core.inference import InferenceCall
 from atoma_proxy.core.ledger import (
     Balance,
+    Charge,
     Meter,
+    MeteredRequest,
     Outcome,
     RequestKind,
+    Served,
     Tokenizers,
     buy_stack,
     credit,
@@ -30,6 +32,7 @@ from atoma_proxy.core.ledger import (
 from atoma_proxy.core.ledger.token_counting import SimWordsCounter
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.persistence.ledger_models import Reservation
+from atoma_proxy.core.pipeline.call import InferenceCall
 from tests.core.ledger.conftest import NewUser
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -42,10 +45,40 @@ PROMPT = 8
 def _registry() -> NodeRegistry:
     return NodeRegistry(
         [
-            Node("cheap", "http://cheap", frozenset({MODEL, "img"}), 1_000_000, 2_000_000),
-            Node("dear", "http://dear", frozenset({MODEL, "img"}), 3_000_000, 5_000_000),
+            Node("cheap", "http://cheap", frozenset({MODEL, "img"}), 1_000_000, 2_000_000, price_per_image=400),
+            Node("dear", "http://dear", frozenset({MODEL, "img"}), 3_000_000, 5_000_000, price_per_image=900),
         ]
     )
+
+
+async def _reserve(
+    meter: Meter,
+    principal: Principal,
+    call: InferenceCall,
+    kind: RequestKind,
+    model: str,
+    body: dict[str, Any],
+    *,
+    deadline: float | None,
+) -> MeteredRequest | None:
+    """Reserve for `body` as the pipeline does: its estimate, then the hold; the call learns its id and pin."""
+    metered = await meter.reserve(
+        principal, call.request_id, model, meter.estimate(kind, model, body), deadline=deadline
+    )
+    if metered is not None:
+        call.request_id = metered.request_id
+        if metered.stack_context is not None:
+            call.pinned_node_id = metered.hold.node_id
+            call.node_context = metered.stack_context
+    return metered
+
+
+async def _settle(meter: Meter, metered: MeteredRequest | None, call: InferenceCall, outcome: str) -> int:
+    return await meter.settle(metered, outcome, Served(call.node, call.usage, call.delivered))
+
+
+def _charge(meter: Meter, metered: MeteredRequest, call: InferenceCall, outcome: str) -> Charge:
+    return meter.charge(metered, outcome, Served(call.node, call.usage, call.delivered))
 
 
 MakeMeter = Callable[..., Meter]
@@ -63,7 +96,6 @@ async def make_meter(engine: AsyncEngine) -> AsyncIterator[MakeMeter]:
             engine,
             registry or _registry(),
             Tokenizers({MODEL: SimWordsCounter()}),
-            {"cheap": 400, "dear": 900},
             instance_id="test",
         )
         meters.append(meter)
@@ -98,14 +130,14 @@ async def test_reserve_holds_the_maximum_at_the_highest_price_and_settles_at_the
     meter = make_meter(registry)
     principal = await _funded(sessions, new_user, 1_000)
     call = InferenceCall(request_id=f"r-{principal.user_id}")
-    metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    metered = await _reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
     assert metered is not None
     # 8 prompt tokens at 3/token (the dearest input) + 10 output at 5/token (the dearest output).
     assert metered.hold.amount == 8 * 3 + 10 * 5
     assert await _balance(sessions, principal.user_id) == Balance(1_000, 0, 74, 926)
     _served(call, registry, "cheap", {"prompt_tokens": PROMPT, "completion_tokens": 6})
-    assert await meter.settle(metered, call, Outcome.OK) == 8 * 1 + 6 * 2
-    assert await meter.settle(metered, call, Outcome.CLIENT_CANCELLED) == 20  # once only
+    assert await _settle(meter, metered, call, Outcome.OK) == 8 * 1 + 6 * 2
+    assert await _settle(meter, metered, call, Outcome.CLIENT_CANCELLED) == 20  # once only
     assert await _balance(sessions, principal.user_id) == Balance(1_000, 20, 0, 980)
 
 
@@ -115,12 +147,12 @@ async def test_a_request_that_cannot_be_covered_is_refused_before_anything_is_he
     meter = make_meter()
     principal = await _funded(sessions, new_user, 73)
     with pytest.raises(InsufficientFunds):
-        await meter.reserve(
-            principal, InferenceCall(request_id="poor"), RequestKind.CHAT, MODEL, dict(BODY), deadline=5
+        await _reserve(
+            meter, principal, InferenceCall(request_id="poor"), RequestKind.CHAT, MODEL, dict(BODY), deadline=5
         )
     with pytest.raises(ModelNotFound):
-        await meter.reserve(
-            principal, InferenceCall(request_id="nope"), RequestKind.CHAT, "nope", dict(BODY), deadline=5
+        await _reserve(
+            meter, principal, InferenceCall(request_id="nope"), RequestKind.CHAT, "nope", dict(BODY), deadline=5
         )
     assert await _balance(sessions, principal.user_id) == Balance(73, 0, 0, 73)
 
@@ -132,11 +164,11 @@ async def test_a_cancelled_stream_pays_for_the_prompt_and_the_tokens_relayed(
     meter = make_meter(registry)
     principal = await _funded(sessions, new_user, 1_000)
     call = InferenceCall(request_id=f"cut-{principal.user_id}")
-    metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    metered = await _reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
     assert metered is not None
     _served(call, registry, "dear")
-    metered.generated = 4
-    assert await meter.settle(metered, call, Outcome.CLIENT_CANCELLED) == 8 * 3 + 4 * 5
+    call.delivered = 4
+    assert await _settle(meter, metered, call, Outcome.CLIENT_CANCELLED) == 8 * 3 + 4 * 5
     async with sessions() as session:
         (record,) = await list_usage(session, principal.user_id)
     assert (record.prompt_tokens, record.completion_tokens, record.outcome) == (8, 4, "client_cancelled")
@@ -150,10 +182,10 @@ async def test_nothing_generated_is_nothing_charged(
     principal = await _funded(sessions, new_user, 1_000)
     for index, (node_id, outcome) in enumerate([("dear", Outcome.NODE_FAILED), (None, Outcome.NO_NODE)]):
         call = InferenceCall(request_id=f"none-{principal.user_id}-{index}")
-        metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+        metered = await _reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
         if node_id:
             _served(call, registry, node_id)
-        assert await meter.settle(metered, call, outcome) == 0
+        assert await _settle(meter, metered, call, outcome) == 0
     assert await _balance(sessions, principal.user_id) == Balance(1_000, 0, 0, 1_000)
 
 
@@ -173,24 +205,25 @@ async def test_charges_follow_the_documented_rules(make_meter: MakeMeter) -> Non
         return served
 
     usage = {"prompt_tokens": 40, "completion_tokens": 9}
-    ok = meter.charge(metered(RequestKind.CHAT), call(usage), Outcome.OK)
+    ok = _charge(meter, metered(RequestKind.CHAT), call(usage), Outcome.OK)
     assert (ok.prompt_tokens, ok.completion_tokens, ok.cost) == (40, 9, 40 + 18)
     # Cut short without usage: an inexact prompt is charged at its bound, the exact one as counted.
     rough = metered(RequestKind.CHAT, exact=False)
-    rough.generated = 2
-    assert meter.charge(rough, call(), Outcome.NODE_FAILED).cost == 50 + 4
+    cut = call()
+    cut.delivered = 2
+    assert _charge(meter, rough, cut, Outcome.NODE_FAILED).cost == 50 + 4
     seen = metered(RequestKind.CHAT, exact=False)
-    assert meter.charge(seen, call(usage), Outcome.CLIENT_CANCELLED).cost == 40 + 18  # the node's usage, seen
+    assert _charge(meter, seen, call(usage), Outcome.CLIENT_CANCELLED).cost == 40 + 18  # the node's usage, seen
     # Embeddings: input tokens at the input price; nothing unless the node answered.
-    assert meter.charge(metered(RequestKind.EMBEDDINGS), call({"prompt_tokens": 12}), Outcome.OK).cost == 12
-    assert meter.charge(metered(RequestKind.EMBEDDINGS), call(), Outcome.NODE_FAILED).cost == 0
+    assert _charge(meter, metered(RequestKind.EMBEDDINGS), call({"prompt_tokens": 12}), Outcome.OK).cost == 12
+    assert _charge(meter, metered(RequestKind.EMBEDDINGS), call(), Outcome.NODE_FAILED).cost == 0
     # Images: n at the serving node's price per image.
-    assert meter.charge(metered(RequestKind.IMAGES), call(), Outcome.OK).cost == 3 * 400
-    assert meter.charge(metered(RequestKind.IMAGES), call(), Outcome.NODE_TIMEOUT).cost == 0
+    assert _charge(meter, metered(RequestKind.IMAGES), call(), Outcome.OK).cost == 3 * 400
+    assert _charge(meter, metered(RequestKind.IMAGES), call(), Outcome.NODE_TIMEOUT).cost == 0
     # A stack pays in units (tokens), never in money; an override replaces the node's price.
-    stacked = meter.charge(metered(RequestKind.CHAT, stack=True), call(usage), Outcome.OK)
+    stacked = _charge(meter, metered(RequestKind.CHAT, stack=True), call(usage), Outcome.OK)
     assert (stacked.cost, stacked.units) == (0, 49)
-    priced = meter.charge(metered(RequestKind.CHAT, override=TokenPrice(10**7, 0)), call(usage), Outcome.OK)
+    priced = _charge(meter, metered(RequestKind.CHAT, override=TokenPrice(10**7, 0)), call(usage), Outcome.OK)
     assert priced.cost == 400
 
 
@@ -205,10 +238,10 @@ async def test_a_user_price_override_replaces_node_prices_for_reserve_and_settle
             session, user_id=principal.user_id, model=MODEL, input_per_million=10**7, output_per_million=0
         )
     call = InferenceCall(request_id=f"o-{principal.user_id}")
-    metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    metered = await _reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
     assert metered is not None and metered.hold.amount == 8 * 10
     _served(call, registry, "dear", {"prompt_tokens": 8, "completion_tokens": 10})
-    assert await meter.settle(metered, call, Outcome.OK) == 80
+    assert await _settle(meter, metered, call, Outcome.OK) == 80
 
 
 async def test_a_stack_pays_for_its_model_and_pins_the_request_to_its_node(
@@ -222,16 +255,16 @@ async def test_a_stack_pays_for_its_model_and_pins_the_request_to_its_node(
             session, user_id=principal.user_id, node_id="dear", model=MODEL, compute_units=30, price_per_million=10**6
         )
     call = InferenceCall(request_id=f"st-{principal.user_id}")
-    metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    metered = await _reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
     assert metered is not None
     assert (metered.hold.stack_id, metered.hold.units, metered.hold.amount) == (stack.id, 18, 0)
     assert call.pinned_node_id == "dear"
     # The stack has 12 units left: the next request pays in money, on any node.
     other = InferenceCall(request_id=f"st2-{principal.user_id}")
-    fallback = await meter.reserve(principal, other, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    fallback = await _reserve(meter, principal, other, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
     assert fallback is not None and fallback.hold.stack_id is None and other.pinned_node_id is None
     _served(call, registry, "dear", {"prompt_tokens": 8, "completion_tokens": 2})
-    assert await meter.settle(metered, call, Outcome.OK) == 0
+    assert await _settle(meter, metered, call, Outcome.OK) == 0
     async with sessions() as session:
         (current,) = await list_stacks(session, principal.user_id)
     assert (current.used_units, current.reserved_units) == (10, 0)
@@ -244,8 +277,8 @@ async def test_a_request_id_seen_before_gets_a_fresh_one(
     principal = await _funded(sessions, new_user, 1_000)
     first = InferenceCall(request_id=f"same-{principal.user_id}")
     second = InferenceCall(request_id=f"same-{principal.user_id}")
-    await meter.reserve(principal, first, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
-    await meter.reserve(principal, second, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    await _reserve(meter, principal, first, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    await _reserve(meter, principal, second, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
     assert second.request_id != first.request_id
     async with sessions() as session:
         ids = set(await session.scalars(select(Reservation.request_id).where(Reservation.user_id == principal.user_id)))
@@ -259,9 +292,9 @@ async def test_settlement_survives_the_cancellation_of_its_caller(
     meter = make_meter(registry)
     principal = await _funded(sessions, new_user, 1_000)
     call = InferenceCall(request_id=f"shield-{principal.user_id}")
-    metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    metered = await _reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
     _served(call, registry, "cheap", {"prompt_tokens": 8, "completion_tokens": 10})
-    waiter = asyncio.create_task(meter.settle(metered, call, Outcome.OK))
+    waiter = asyncio.create_task(_settle(meter, metered, call, Outcome.OK))
     await asyncio.sleep(0)  # the settlement task has started
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -277,17 +310,17 @@ async def test_with_answer_before_settlement_the_charge_is_known_before_the_comm
     meter = make_meter(registry, answer_before_settlement=True)
     principal = await _funded(sessions, new_user, 1_000)
     call = InferenceCall(request_id=f"early-{principal.user_id}")
-    metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    metered = await _reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
     _served(call, registry, "cheap", {"prompt_tokens": 8, "completion_tokens": 10})
-    assert await meter.settle(metered, call, Outcome.OK) == 28  # the computed charge
+    assert await _settle(meter, metered, call, Outcome.OK) == 28  # the computed charge
     # The answer may leave now: its settlement has not committed yet, it runs on.
     assert any(task.get_name() == f"settle-{call.request_id}" for task in asyncio.all_tasks())
     await meter.drain()
     assert await _balance(sessions, principal.user_id) == Balance(1_000, 28, 0, 972)
     # A failed request still waits for its (refund) settlement.
     failed = InferenceCall(request_id=f"early-failed-{principal.user_id}")
-    metered = await meter.reserve(principal, failed, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
-    assert await meter.settle(metered, failed, Outcome.NO_NODE) == 0
+    metered = await _reserve(meter, principal, failed, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    assert await _settle(meter, metered, failed, Outcome.NO_NODE) == 0
     assert not any(task.get_name() == f"settle-{failed.request_id}" for task in asyncio.all_tasks())
     assert await _balance(sessions, principal.user_id) == Balance(1_000, 28, 0, 972)
 
@@ -296,8 +329,8 @@ async def test_a_disabled_ledger_meters_nothing(make_meter: MakeMeter, sessions:
     meter = make_meter(enabled=False)
     principal = Principal(user_id=await new_user(), api_key_id=None)  # type: ignore[arg-type]
     call = InferenceCall(request_id="off")
-    assert await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30) is None
-    assert await meter.settle(None, call, Outcome.OK) == 0
+    assert await _reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30) is None
+    assert await _settle(meter, None, call, Outcome.OK) == 0
 
 
 async def test_concurrent_requests_of_one_user_take_exactly_the_money_there_is(
@@ -309,9 +342,9 @@ async def test_concurrent_requests_of_one_user_take_exactly_the_money_there_is(
 
     async def one(index: int) -> int:
         call = InferenceCall(request_id=f"group-{principal.user_id}-{index}")
-        metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+        metered = await _reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
         _served(call, registry, "cheap", {"prompt_tokens": PROMPT, "completion_tokens": 6})
-        return await meter.settle(metered, call, Outcome.OK)
+        return await _settle(meter, metered, call, Outcome.OK)
 
     outcomes = await asyncio.gather(*(one(i) for i in range(25)), return_exceptions=True)
 
@@ -331,7 +364,7 @@ async def test_a_duplicate_request_id_in_a_group_fails_only_its_own_caller(
     calls = [InferenceCall(request_id=f"dup-{principal.user_id}-{i % 3}") for i in range(6)]  # each id twice
 
     await asyncio.gather(
-        *(meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30) for call in calls)
+        *(_reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30) for call in calls)
     )
 
     assert len({call.request_id for call in calls}) == 6  # the second of each pair got a fresh id
@@ -342,13 +375,13 @@ async def test_a_non_streamed_answer_without_usage_is_charged_for_its_counted_te
     """Issue 10.3: the generated text is counted (tokenizer, else its UTF-8 bytes), at most the reservation."""
     meter = make_meter()
     chat = b'{"choices":[{"index":0,"message":{"role":"assistant","content":" one two three"}}]}'
-    assert meter.count_generated(MODEL, chat) == 3  # the simulator's tokenizer: exact
+    assert meter.estimator.generated(MODEL, chat) == 3  # the simulator's tokenizer: exact
     completions = b'{"choices":[{"index":0,"text":" a b"},{"index":1,"text":" c"}]}'
-    assert meter.count_generated(MODEL, completions) == 3
+    assert meter.estimator.generated(MODEL, completions) == 3
     tools = b'{"choices":[{"message":{"content":null,"tool_calls":[{"function":{"arguments":"{}"}}]}}]}'
-    assert meter.count_generated("no-tokenizer", tools) == len(b'[{"function":{"arguments":"{}"}}]')
-    assert meter.count_generated("no-tokenizer", chat) == len(" one two three")  # the byte bound
-    assert meter.count_generated(MODEL, b"not json") == meter.count_generated(MODEL, b"[]") == 0
+    assert meter.estimator.generated("no-tokenizer", tools) == len(b'[{"function":{"arguments":"{}"}}]')
+    assert meter.estimator.generated("no-tokenizer", chat) == len(" one two three")  # the byte bound
+    assert meter.estimator.generated(MODEL, b"not json") == meter.estimator.generated(MODEL, b"[]") == 0
 
 
 @pytest.mark.parametrize(
@@ -369,12 +402,13 @@ async def test_absurd_usage_is_never_charged_what_was_delivered_is(
     meter = make_meter(registry)
     principal = await _funded(sessions, new_user, 1_000)
     call = InferenceCall(request_id=f"absurd-{principal.user_id}")
-    metered = await meter.reserve(principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
+    metered = await _reserve(meter, principal, call, RequestKind.CHAT, MODEL, dict(BODY), deadline=30)
     assert metered is not None
     _served(call, registry, "cheap", usage)
-    metered.generated = 4
-    assert await meter.settle(metered, call, Outcome.NODE_FAILED) == 8 * 1 + 4 * 2
-    metered_more = await meter.reserve(
+    call.delivered = 4
+    assert await _settle(meter, metered, call, Outcome.NODE_FAILED) == 8 * 1 + 4 * 2
+    metered_more = await _reserve(
+        meter,
         principal,
         InferenceCall(request_id=f"more-{principal.user_id}"),
         RequestKind.CHAT,
@@ -385,8 +419,8 @@ async def test_absurd_usage_is_never_charged_what_was_delivered_is(
     assert metered_more is not None
     more = InferenceCall(request_id=metered_more.hold.request_id)
     _served(more, registry, "cheap")
-    metered_more.generated = 500  # counted past the cap of 10: charged the cap
-    assert await meter.settle(metered_more, more, Outcome.OK) == 8 * 1 + 10 * 2
+    more.delivered = 500  # counted past the cap of 10: charged the cap
+    assert await _settle(meter, metered_more, more, Outcome.OK) == 8 * 1 + 10 * 2
     async with sessions() as session:
         records = await list_usage(session, principal.user_id)
     assert sorted(r.completion_tokens for r in records) == [4, 10]

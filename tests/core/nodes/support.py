@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from atoma_proxy.core.nodes.registry import Node
+from atoma_proxy.core.pipeline.call import InferenceCall
+from atoma_proxy.core.pipeline.relay import InferenceRelay, stream_body
 
 ROLE = b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}'
 TOKEN = b'{"choices":[{"index":0,"delta":{"content":" hi"}}],"usage":null}'
@@ -62,7 +65,7 @@ class ScriptedTransport:
             raise AssertionError(f"no script for node {node_id}")
         return steps.pop(0) if len(steps) > 1 else steps[0]
 
-    async def post(self, node: Node, path: str, body: bytes, *, request_id: str) -> bytes:
+    async def post(self, node: Node, path: str, body: bytes, *, request_id: str, **options: object) -> bytes:
         self.calls.append(node.id)
         orjson.loads(body)
         step = self._next(self.posts.get(node.id, []), node.id)
@@ -75,7 +78,9 @@ class ScriptedTransport:
         assert isinstance(step, bytes)
         return step
 
-    async def stream(self, node: Node, path: str, body: bytes, *, request_id: str) -> AsyncIterator[list[bytes]]:
+    async def stream(
+        self, node: Node, path: str, body: bytes, *, request_id: str, **options: object
+    ) -> AsyncIterator[list[bytes]]:
         self.calls.append(node.id)
         items = self._next(self.streams.get(node.id, []), node.id)
         try:
@@ -96,3 +101,26 @@ class ScriptedTransport:
 
     async def aclose(self) -> None:
         pass
+
+
+async def relay_unary(
+    relay: InferenceRelay,
+    call: InferenceCall,
+    model: str,
+    path: str,
+    body: dict[str, Any],
+    check_answer: Callable[[Node, dict[str, Any]], None] | None = None,
+) -> bytes:
+    """The relay's unary call with every node sent the same body, as the servicer makes it."""
+    return await relay.unary(call, model, relay.same_for_every_node(path, body, check_answer=check_answer))
+
+
+async def relay_stream(
+    relay: InferenceRelay, call: InferenceCall, model: str, path: str, body: dict[str, Any], *, client_wants_usage: bool
+) -> AsyncIterator[list[bytes]]:
+    """The batches a client gets of a stream: the relay's, then the usage chunk when it was asked for."""
+    route = relay.same_for_every_node(path, stream_body(body), client_wants_usage=client_wants_usage)
+    async for batch in relay.stream(call, model, route):
+        yield batch
+    if call.usage_chunk is not None:
+        yield [call.usage_chunk]

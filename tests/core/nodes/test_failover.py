@@ -11,12 +11,14 @@ import orjson
 import pytest
 
 from atoma_proxy.core.errors import InvalidRequest, NodeFailed, NodeRejectedRequest, NodeTimeout
-from atoma_proxy.core.inference import InferenceCall, InferenceRelay
 from atoma_proxy.core.nodes.breaker import BreakerPolicy, CircuitState
 from atoma_proxy.core.nodes.failover import FailoverPolicy
+from atoma_proxy.core.nodes.health import HealthPoller
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.selection import StrategySelector
 from atoma_proxy.core.nodes.transport import NodeUnreachable
+from atoma_proxy.core.pipeline.call import InferenceCall
+from atoma_proxy.core.pipeline.relay import InferenceRelay
 from tests.core.nodes.support import (
     DONE,
     FINISH,
@@ -28,6 +30,8 @@ from tests.core.nodes.support import (
     Hang,
     ScriptedTransport,
     make_node,
+    relay_stream,
+    relay_unary,
 )
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -43,14 +47,20 @@ def _relay(
     clock = clock or FakeClock()
     registry = NodeRegistry([make_node(i) for i in node_ids], breaker_policy=BreakerPolicy(), clock=clock)
     selector = StrategySelector(strategy, rng=random.Random(0), clock=clock)
+    poller = HealthPoller(registry, transport, interval=5.0, clock=clock)  # told of the nodes nothing listens on
     relay = InferenceRelay(
-        registry, selector, transport, policy=policy or FailoverPolicy(same_node_pause=0), clock=clock
+        registry,
+        selector,
+        transport,
+        policy=policy or FailoverPolicy(same_node_pause=0),
+        clock=clock,
+        on_unreachable=poller.unreachable,
     )
     return relay, {n.id: n for n in registry.nodes()}
 
 
 async def _stream(relay: InferenceRelay, call: InferenceCall, wants_usage: bool = True) -> list[bytes]:
-    batches = relay.stream(call, "m", "/v1/chat/completions", dict(BODY), client_wants_usage=wants_usage)
+    batches = relay_stream(relay, call, "m", "/v1/chat/completions", dict(BODY), client_wants_usage=wants_usage)
     return [chunk async for batch in batches for chunk in batch]
 
 
@@ -62,7 +72,7 @@ async def test_a_failed_unary_attempt_is_retried_on_another_node() -> None:
     transport = ScriptedTransport(posts={"a": [NodeFailed("a answered 503")], "b": [REPLY]})
     relay, nodes = _relay(transport, "a", "b")
     call = InferenceCall(request_id="r")
-    assert await relay.unary(call, "m", "/v1/chat/completions", BODY) == REPLY
+    assert await relay_unary(relay, call, "m", "/v1/chat/completions", BODY) == REPLY
     assert transport.calls == ["a", "b"]
     assert call.attempts == 2 and call.node is nodes["b"]
     assert dict(call.metadata())["x-atoma-node"] == "b" and dict(call.metadata())["x-atoma-attempts"] == "2"
@@ -75,7 +85,7 @@ async def test_a_failed_unary_attempt_is_retried_on_another_node() -> None:
 async def test_failures_timeouts_and_dead_nodes_are_retried(error: Exception) -> None:
     transport = ScriptedTransport(posts={"a": [error], "b": [REPLY]})
     relay, nodes = _relay(transport, "a", "b")
-    await relay.unary(InferenceCall(request_id="r"), "m", "/p", BODY)
+    await relay_unary(relay, InferenceCall(request_id="r"), "m", "/p", BODY)
     assert transport.calls == ["a", "b"]
     assert nodes["a"].healthy is not isinstance(error, NodeUnreachable)  # nothing listens there: skipped at once
 
@@ -85,7 +95,7 @@ async def test_a_node_refusing_the_request_is_not_retried() -> None:
     relay, nodes = _relay(transport, "a", "b")
     call = InferenceCall(request_id="r")
     with pytest.raises(NodeRejectedRequest):
-        await relay.unary(call, "m", "/p", BODY)
+        await relay_unary(relay, call, "m", "/p", BODY)
     assert transport.calls == ["a"] and call.attempts == 1
     assert nodes["a"].breaker.state is CircuitState.CLOSED and nodes["a"].model_stats("m").failures == 0
 
@@ -95,7 +105,7 @@ async def test_attempts_are_bounded_and_never_hit_one_node_twice_in_a_row() -> N
     relay, _ = _relay(transport, "a", "b", policy=FailoverPolicy(max_attempts=4, same_node_pause=0))
     call = InferenceCall(request_id="r")
     with pytest.raises(NodeFailed, match="down"):
-        await relay.unary(call, "m", "/p", BODY)
+        await relay_unary(relay, call, "m", "/p", BODY)
     assert len(transport.calls) == 4 and call.attempts == 4
     assert _no_node_twice_in_a_row(transport.calls)
 
@@ -104,7 +114,7 @@ async def test_the_only_node_is_tried_again() -> None:
     transport = ScriptedTransport(posts={"a": [NodeFailed("blip"), REPLY]})
     relay, _ = _relay(transport, "a")
     call = InferenceCall(request_id="r")
-    assert await relay.unary(call, "m", "/p", BODY) == REPLY
+    assert await relay_unary(relay, call, "m", "/p", BODY) == REPLY
     assert transport.calls == ["a", "a"] and call.attempts == 2
 
 
@@ -114,12 +124,12 @@ async def test_no_retry_past_the_deadline() -> None:
     relay, _ = _relay(transport, "a", "b", clock=clock)
     expired = InferenceCall(request_id="r", deadline=clock.now)
     with pytest.raises(NodeFailed):
-        await relay.unary(expired, "m", "/p", BODY)
+        await relay_unary(relay, expired, "m", "/p", BODY)
     assert transport.calls == ["a"]
     relay, _ = _relay(transport, "a", "b", clock=clock)
     in_time = InferenceCall(request_id="r2", deadline=clock.now + 5)
     transport.calls.clear()
-    await relay.unary(in_time, "m", "/p", BODY)
+    await relay_unary(relay, in_time, "m", "/p", BODY)
     assert transport.calls == ["a", "b"] and in_time.attempts == 2
 
 
@@ -134,7 +144,7 @@ async def test_a_stream_failing_before_its_first_token_is_retried_invisibly() ->
     call = InferenceCall(request_id="r")
     chunks = await _stream(relay, call)
     assert chunks == [ROLE, TOKEN, TOKEN, FINISH, USAGE]  # b's stream only: a's role chunk was held back
-    assert call.chunks_received == 4 and call.attempts == 2 and call.node is nodes["b"]
+    assert call.delivered == 2 and call.attempts == 2 and call.node is nodes["b"]
     assert transport.closed == ["a", "b"]
     assert nodes["a"].in_flight == nodes["b"].in_flight == 0
 
@@ -145,10 +155,10 @@ async def test_nothing_is_retried_once_a_token_reached_the_client() -> None:
     call = InferenceCall(request_id="r")
     received: list[bytes] = []
     with pytest.raises(NodeFailed, match="mid-stream"):
-        async for batch in relay.stream(call, "m", "/p", dict(BODY), client_wants_usage=True):
+        async for batch in relay_stream(relay, call, "m", "/p", dict(BODY), client_wants_usage=True):
             received.extend(batch)
     assert received == [ROLE, TOKEN, TOKEN]
-    assert call.chunks_received == 3  # what was delivered, for metering
+    assert call.delivered == 2  # the tokens delivered, for metering
     assert transport.calls == ["a"] and call.attempts == 1
     assert nodes["a"].model_stats("m").failures == 1 and nodes["a"].in_flight == 0
 
@@ -195,17 +205,17 @@ async def test_repeated_failures_eject_a_node_until_its_trial_succeeds() -> None
     transport = ScriptedTransport(posts={"a": [NodeFailed("a down")], "b": [REPLY]})
     relay, nodes = _relay(transport, "a", "b", clock=clock)
     for i in range(6):
-        await relay.unary(InferenceCall(request_id=f"r{i}"), "m", "/p", BODY)
+        await relay_unary(relay, InferenceCall(request_id=f"r{i}"), "m", "/p", BODY)
     assert nodes["a"].breaker.state is CircuitState.OPEN
     transport.calls.clear()
     for i in range(4):
-        await relay.unary(InferenceCall(request_id=f"s{i}"), "m", "/p", BODY)
+        await relay_unary(relay, InferenceCall(request_id=f"s{i}"), "m", "/p", BODY)
     assert transport.calls == ["b"] * 4  # ejected: round robin skips it
     clock.advance(1.0)
     transport.posts["a"] = [REPLY]
     transport.calls.clear()
     for i in range(4):
-        await relay.unary(InferenceCall(request_id=f"t{i}"), "m", "/p", BODY)
+        await relay_unary(relay, InferenceCall(request_id=f"t{i}"), "m", "/p", BODY)
     assert "a" in transport.calls  # the trial succeeded: back in rotation
     assert nodes["a"].breaker.state is CircuitState.CLOSED
     assert nodes["a"].model_stats("m").error_rate(clock()) == 0  # the outage's errors are forgotten
@@ -226,7 +236,7 @@ async def test_a_cancelled_request_frees_its_slot_without_blaming_the_node() -> 
     hang = Hang()
     transport = ScriptedTransport(posts={"a": [hang]})
     relay, nodes = _relay(transport, "a")
-    task = asyncio.create_task(relay.unary(InferenceCall(request_id="r"), "m", "/p", BODY))
+    task = asyncio.create_task(relay_unary(relay, InferenceCall(request_id="r"), "m", "/p", BODY))
     await hang.reached.wait()
     assert nodes["a"].in_flight == 1 and nodes["a"].model_stats("m").in_flight == 1
     task.cancel()
@@ -240,7 +250,7 @@ async def test_an_unknown_strategy_is_refused_before_any_node_is_called() -> Non
     transport = ScriptedTransport(posts={"a": [REPLY]})
     relay, _ = _relay(transport, "a")
     with pytest.raises(InvalidRequest):
-        await relay.unary(InferenceCall(request_id="r", strategy="random"), "m", "/p", BODY)
+        await relay_unary(relay, InferenceCall(request_id="r", strategy="random"), "m", "/p", BODY)
     assert transport.calls == []
 
 
@@ -248,7 +258,7 @@ async def test_a_pinned_request_stays_on_its_node() -> None:
     transport = ScriptedTransport(posts={"a": [REPLY], "b": [NodeFailed("b blip"), REPLY]})
     relay, _ = _relay(transport, "a", "b")
     call = InferenceCall(request_id="r", pinned_node_id="b")  # a stack's node
-    await relay.unary(call, "m", "/p", BODY)
+    await relay_unary(relay, call, "m", "/p", BODY)
     assert transport.calls == ["b", "b"]
 
 
@@ -257,11 +267,11 @@ async def test_while_every_node_is_ejected_requests_fail_fast_as_node_failures()
     transport = ScriptedTransport(posts={"a": [NodeFailed("a answered 500")]})
     relay, nodes = _relay(transport, "a", clock=clock)
     with pytest.raises(NodeFailed, match="answered 500"):  # 3 attempts on the only node: its own error
-        await relay.unary(InferenceCall(request_id="r1"), "m", "/p", BODY)
+        await relay_unary(relay, InferenceCall(request_id="r1"), "m", "/p", BODY)
     assert nodes["a"].breaker.state is CircuitState.OPEN
     transport.calls.clear()
     with pytest.raises(NodeFailed, match="set aside") as fast:
-        await relay.unary(InferenceCall(request_id="r2"), "m", "/p", BODY)
+        await relay_unary(relay, InferenceCall(request_id="r2"), "m", "/p", BODY)
     assert transport.calls == []  # not called while ejected
     assert fast.value.retry_after == pytest.approx(1.0)
 
@@ -281,13 +291,13 @@ async def test_a_garbage_answer_is_a_node_failure_that_fails_over(garbage: bytes
     transport = ScriptedTransport(posts={"a": [garbage], "b": [REPLY]})
     relay, nodes = _relay(transport, "a", "b")
     call = InferenceCall(request_id="r")
-    assert await relay.unary(call, "m", "/v1/chat/completions", BODY) == REPLY
+    assert await relay_unary(relay, call, "m", "/v1/chat/completions", BODY) == REPLY
     assert transport.calls == ["a", "b"] and call.usage == orjson.loads(REPLY)["usage"]
     assert nodes["a"].model_stats("m").failures == 1  # the breaker and the error rate count it
     alone, _ = _relay(ScriptedTransport(posts={"a": [garbage]}), "a")
     lonely = InferenceCall(request_id="r2")
     with pytest.raises(NodeFailed, match=r"Node a (sent|reported implausible usage)"):
-        await alone.unary(lonely, "m", "/v1/chat/completions", BODY)
+        await relay_unary(alone, lonely, "m", "/v1/chat/completions", BODY)
     assert lonely.usage is None
 
 
@@ -307,10 +317,10 @@ async def test_garbage_mid_stream_ends_it_as_a_node_failure_charged_by_what_was_
     call = InferenceCall(request_id="r")
     received: list[bytes] = []
     with pytest.raises(NodeFailed, match="not JSON"):
-        async for batch in relay.stream(call, "m", "/p", dict(BODY), client_wants_usage=False):
+        async for batch in relay_stream(relay, call, "m", "/p", dict(BODY), client_wants_usage=False):
             received.extend(batch)
     assert received == [ROLE, TOKEN]
-    assert call.chunks_received == 2 and call.usage is None  # the failed node's usage claim is not trusted
+    assert call.delivered == 1 and call.usage is None  # the failed node's usage claim is not trusted
     assert nodes["a"].model_stats("m").failures == 1 and transport.calls == ["a"]
 
 

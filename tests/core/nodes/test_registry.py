@@ -9,11 +9,12 @@ import pytest
 
 from atoma_proxy.config import NodeConfig
 from atoma_proxy.core.errors import ModelNotFound
-from atoma_proxy.core.inference import InferenceCall, InferenceRelay
 from atoma_proxy.core.nodes.failover import FailoverPolicy
 from atoma_proxy.core.nodes.registry import ADMIN, NodeRegistry
 from atoma_proxy.core.nodes.selection import StrategySelector
-from tests.core.nodes.support import REPLY, Hang, ScriptedTransport, make_node
+from atoma_proxy.core.pipeline.call import InferenceCall
+from atoma_proxy.core.pipeline.relay import InferenceRelay
+from tests.core.nodes.support import REPLY, Hang, ScriptedTransport, make_node, relay_unary
 
 BODY = {"model": "m", "prompt": ["hi"]}
 
@@ -26,7 +27,9 @@ def _relay(registry: NodeRegistry, transport: ScriptedTransport) -> InferenceRel
 async def _hold_request_on_a(registry: NodeRegistry, transport: ScriptedTransport) -> tuple[asyncio.Task[bytes], Hang]:
     hang = Hang()
     transport.posts["a"] = [hang, REPLY]
-    task = asyncio.create_task(_relay(registry, transport).unary(InferenceCall(request_id="held"), "m", "/p", BODY))
+    task = asyncio.create_task(
+        relay_unary(_relay(registry, transport), InferenceCall(request_id="held"), "m", "/p", BODY)
+    )
     await hang.reached.wait()
     return task, hang
 
@@ -39,7 +42,7 @@ async def test_a_drained_node_finishes_its_requests_and_gets_no_new_ones() -> No
     assert a.draining and a.in_flight == 1
     relay = _relay(registry, transport)
     for i in range(4):
-        await relay.unary(InferenceCall(request_id=f"r{i}"), "m", "/p", BODY)
+        await relay_unary(relay, InferenceCall(request_id=f"r{i}"), "m", "/p", BODY)
     assert transport.calls == ["a", "b", "b", "b", "b"]
     hang.release.set()
     assert await held == REPLY  # the request on the drained node completed normally
@@ -53,7 +56,7 @@ async def test_a_removed_node_is_gone_for_new_requests_but_running_ones_finish()
     held, hang = await _hold_request_on_a(registry, transport)
     removed = registry.remove("a")
     assert registry.get("a") is None and [n.id for n in registry.candidates("m")] == ["b"]
-    await _relay(registry, transport).unary(InferenceCall(request_id="new"), "m", "/p", BODY)
+    await relay_unary(_relay(registry, transport), InferenceCall(request_id="new"), "m", "/p", BODY)
     hang.release.set()
     assert await held == REPLY
     assert removed.in_flight == 0

@@ -13,14 +13,16 @@ import pytest
 
 from atoma_proxy.config import CoreSettings
 from atoma_proxy.core.errors import NodeFailed
-from atoma_proxy.core.inference import InferenceCall, InferenceRelay
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.selection import StrategySelector
 from atoma_proxy.core.nodes.transport import HttpNodeTransport
+from atoma_proxy.core.pipeline.call import InferenceCall
+from atoma_proxy.core.pipeline.relay import InferenceRelay
 from atoma_proxy.core.sui.atoma_transport import AtomaProtocolTransport, RequestContext
 from atoma_proxy.nodesim import RunningNodeSim, SimConfig, start_node_sim
 from atoma_proxy.sui.crypto import SignatureScheme, SuiKeypair
 from atoma_proxy.sui.node_protocol import verify_request, verify_response
+from tests.core.nodes.support import relay_stream, relay_unary
 
 MODEL = "atoma/sim-chat"
 PROXY = SuiKeypair.generate(SignatureScheme.SECP256K1)
@@ -72,14 +74,15 @@ async def test_signed_requests_are_accepted_and_answers_verified(start_sim: Star
     sim = await start_sim(protocol="atoma", sui_keystring=key.keystring(), allowed_signers=[PROXY.address])
     node = _node("a", sim, key)
     relay = _relay(transport, node)
-    raw = await relay.unary(
-        InferenceCall(request_id="req-1", node_context=USER), MODEL, "/v1/chat/completions", dict(BODY)
+    raw = await relay_unary(
+        relay, InferenceCall(request_id="req-1", node_context=USER), MODEL, "/v1/chat/completions", dict(BODY)
     )
     assert verify_response(raw, signer=key.address).signer == key.address
     assert orjson.loads(raw)["usage"]["prompt_tokens"] > 0
     chunks = [
         c
-        async for batch in relay.stream(
+        async for batch in relay_stream(
+            relay,
             InferenceCall(request_id="req-2", node_context=USER),
             MODEL,
             "/v1/chat/completions",
@@ -117,7 +120,7 @@ async def test_a_tampered_answer_is_a_node_failure_and_another_node_serves(
     bad_node, good_node = _node("bad", bad, bad_key, price=1), _node("good", good, good_key, price=2)
     relay = _relay(transport, bad_node, good_node)
     call = InferenceCall(request_id="r", node_context=USER)
-    raw = await relay.unary(call, MODEL, "/v1/chat/completions", dict(BODY))
+    raw = await relay_unary(relay, call, MODEL, "/v1/chat/completions", dict(BODY))
     assert [n.id for n in call.tried] == ["bad", "good"]
     assert verify_response(raw, signer=good_key.address)
     assert bad_node.model_stats(MODEL).failures == 1 and good_node.model_stats(MODEL).failures == 0
@@ -127,8 +130,12 @@ async def test_an_answer_signed_by_another_key_than_the_registered_one_fails(sta
     sim = await start_sim(protocol="atoma")  # signs with a key of its own
     node = _node("a", sim, SuiKeypair.generate())
     with pytest.raises(NodeFailed, match="signed by"):
-        await _relay(transport, node).unary(
-            InferenceCall(request_id="r", node_context=USER), MODEL, "/v1/chat/completions", dict(BODY)
+        await relay_unary(
+            _relay(transport, node),
+            InferenceCall(request_id="r", node_context=USER),
+            MODEL,
+            "/v1/chat/completions",
+            dict(BODY),
         )
     assert node.model_stats(MODEL).failures >= 1
 
@@ -139,7 +146,8 @@ async def test_a_tampered_chunk_mid_stream_never_reaches_the_caller(start_sim: S
     node = _node("a", sim, key)
     received: list[bytes] = []
     with pytest.raises(NodeFailed, match="response_hash does not match"):
-        async for batch in _relay(transport, node).stream(
+        async for batch in relay_stream(
+            _relay(transport, node),
             InferenceCall(request_id="r", node_context=USER),
             MODEL,
             "/v1/chat/completions",
@@ -156,8 +164,12 @@ async def test_a_tampered_chunk_mid_stream_never_reaches_the_caller(start_sim: S
 async def test_plain_openai_nodes_pass_through_unsigned(start_sim: StartSim, transport) -> None:
     sim = await start_sim()
     node = Node("plain", sim.url, frozenset({MODEL}), 1, 1)
-    raw = await _relay(transport, node).unary(
-        InferenceCall(request_id="r", node_context=USER), MODEL, "/v1/chat/completions", dict(BODY)
+    raw = await relay_unary(
+        _relay(transport, node),
+        InferenceCall(request_id="r", node_context=USER),
+        MODEL,
+        "/v1/chat/completions",
+        dict(BODY),
     )
     assert b"signature" not in raw
     assert "x-signature" not in (await _sent(sim))[0]["headers"]
