@@ -4,8 +4,11 @@ For every unary method of a service whose HTTP rule is not already served by a h
 route, one FastAPI route is registered: `{var}` path segments and (without `body: "*"`) query
 parameters fill the request message, `body: "*"` is the JSON body (proto3 JSON mapping), the
 answer is `MessageToDict(preserving_proto_field_name=True, always_print_fields_with_no_presence=True)`.
-New admin/account RPCs get REST for free; the OpenAI routes stay hand-written because their
-JSON is OpenAI's, not proto JSON. Errors go through `errors.py` like everywhere else.
+New admin/account RPCs get REST for free. The inference and confidential RPCs declare no rule:
+their REST JSON is OpenAI's (or Atoma's), not proto JSON, so their routes are hand-written
+(`routes_openai`, `routes_confidential`); tests/facade/test_http_rules.py holds our protos to that
+(every rule is a route derived here, no rule names a hand-written route). Errors go through
+`errors.py` like everywhere else.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from atoma_proxy.facade.errors import ApiError, invalid_request
 from atoma_proxy.facade.proto_json_errors import parse_error
 from atoma_proxy.facade.relay import call_unary
 
-__all__ = ["add_gateway_routes", "http_rules"]
+__all__ = ["add_gateway_routes", "fastapi_path", "http_rules"]
 
 _VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(?:=([^}]*))?\}")
 _FASTAPI_PARAM = re.compile(r"\{[^}]+\}")
@@ -68,7 +71,7 @@ def add_gateway_routes(app: FastAPI, service: ServiceDescriptor, get_stub: Calla
         if method.client_streaming or method.server_streaming:
             continue
         for verb, template, body in http_rules(method):
-            path, variables = _fastapi_path(template)
+            path, variables = fastapi_path(template)
             if _served(app.router.routes, verb, path):
                 continue
             app.add_api_route(
@@ -83,7 +86,7 @@ def add_gateway_routes(app: FastAPI, service: ServiceDescriptor, get_stub: Calla
     return added
 
 
-def _fastapi_path(template: str) -> tuple[str, dict[str, str]]:
+def fastapi_path(template: str) -> tuple[str, dict[str, str]]:
     """`/v1/{name=**}` -> `/v1/{name:path}`; returns the path and {path param: field path}."""
     variables: dict[str, str] = {}
 

@@ -21,6 +21,7 @@ from atoma_proxy.facade.models_json import model_json, quote_json
 from atoma_proxy.facade.relay import call_options, call_unary, relay_inference
 from atoma_proxy.facade.responses_sse import response_events
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
+from atoma_proxy.wire import openai_requests
 
 __all__ = ["HEALTH_TIMEOUT", "router"]
 
@@ -66,7 +67,7 @@ async def create_completion(request: Request) -> Response:
 async def create_response(request: Request) -> Response:
     """Creates a model response (OpenAI's Responses API); `stream: true` answers with its server-sent events."""
     body = await read_json_object(request)
-    message = pb.CreateResponseRequest(request_json=orjson.dumps(body).decode())
+    message = openai_requests.create_response_request(body)
     call = _core(request).routing.CreateResponse(message, **call_options(request))
     return await relay_inference(
         request, call, stream=body.get("stream") is True, whole="response", events=response_events

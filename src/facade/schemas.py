@@ -1,8 +1,8 @@
 """Request body schemas of the OpenAI routes, for the OpenAPI document only.
 
-Bodies are parsed once by orjson and type-checked by `translate` while it builds the proto;
-these models never validate a request, they describe one (for /docs, client generators and
-schemathesis). `extra="allow"`: every field OpenAI or a provider defines passes through.
+Bodies are parsed once by orjson and type-checked by the translation (`atoma_proxy.wire.openai_requests`)
+while it builds the proto; these models never validate a request, they describe one (for /docs, client
+generators and schemathesis). `extra="allow"`: every field OpenAI or a provider defines passes through.
 """
 
 from __future__ import annotations

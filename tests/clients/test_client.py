@@ -3,6 +3,7 @@
 import math
 import socket
 
+import grpc
 import orjson
 import pytest
 
@@ -11,6 +12,7 @@ from atoma_proxy.clients import (
     CompletionResult,
     EmbeddingsResult,
     ImagesResult,
+    InvalidRequestError,
     Model,
     NodeStatus,
     RoutingClient,
@@ -18,7 +20,7 @@ from atoma_proxy.clients import (
     UnavailableError,
     Usage,
 )
-from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
+from atoma_proxy.generated.atoma.routing.v1 import chat_pb2, common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from tests.clients import fake_core
 from tests.clients.conftest import API_KEY
@@ -150,7 +152,7 @@ async def test_openai_shaped_chat_fields_become_the_proto(client, core):
     assert (sent.HasField("max_tokens"), sent.max_tokens) == (True, 16)
     assert not sent.HasField("temperature")
     assert list(sent.stop) == ["\n"]
-    assert sent.stream_options.include_usage
+    assert not sent.HasField("stream_options")  # only read when streaming: dropped, as the facade drops it
     assert orjson.loads(sent.extra_json) == {
         "tools": [{"type": "function", "function": {"name": "f"}}],
         "logprobs": True,
@@ -166,6 +168,54 @@ async def test_openai_shaped_chat_fields_become_the_proto(client, core):
     assert orjson.loads(assistant.extra_json) == {"tool_calls": [{"id": "call_1", "type": "function"}]}
     assert (tool.text, tool.tool_call_id) == ("42", "call_1")
     assert proto == chat_pb2.ChatMessage(role="user", text="as a proto")
+
+
+async def test_an_image_url_with_provider_keys_is_typed_and_kept_whole(client, core):
+    # The facade's rule, shared: the core sees the URL, the node gets the part exactly as written.
+    image_url = {"url": "https://example.com/cat.png", "detail": "low", "x-provider": {"crop": True}}
+    content = [{"type": "image_url", "image_url": image_url}, chat_pb2.ChatContentPart(type="text", text="proto")]
+
+    await client.chat_completion_create(model="llama-3", messages=[{"role": "user", "content": content}])
+
+    image_part, proto_part = core.calls[-1].request.messages[0].parts.parts
+    assert (image_part.image_url.url, image_part.image_url.detail) == ("https://example.com/cat.png", "low")
+    assert orjson.loads(image_part.extra_json) == {"image_url": image_url}
+    assert proto_part == chat_pb2.ChatContentPart(type="text", text="proto")
+
+
+async def test_extra_wins_over_a_keyword_and_token_protos_are_read(client, core):
+    await client.completion_create(
+        model="m",
+        prompt_tokens=[common_pb2.TokenIds(ids=[1, 2]), [3]],
+        temperature=0.5,
+        extra_json='{"temperature": 1}',
+    )
+
+    assert core.calls[-1].request == pb.CompletionRequest(
+        model="m", prompt_tokens=[{"ids": [1, 2]}, {"ids": [3]}], temperature=1.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "param"),
+    [
+        (lambda c: c.chat_completion(model="m"), "messages"),
+        (lambda c: c.chat_completion(model="m", messages=[{"content": "hi"}]), "messages[0].role"),
+        (lambda c: c.chat_completion(model="m", messages=[], max_tokens="many"), "max_tokens"),
+        (lambda c: c.completion(model="m", n=2**40), "n"),
+        (lambda c: c.embeddings(model="m", input=[["a"]]), "input[0][0]"),
+        (lambda c: c.completion(model="m", extra_json="[1]"), "extra_json"),
+    ],
+)
+async def test_values_the_translation_rejects_raise_invalid_request_before_any_rpc(client, core, call, param):
+    with pytest.raises(InvalidRequestError) as raised:
+        result = call(client)
+        if hasattr(result, "__await__"):
+            await result
+
+    assert (raised.value.code, raised.value.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+    assert raised.value.metadata == {"param": param}
+    assert core.calls == []
 
 
 async def test_empty_content_list_is_sent_as_parts_not_null(client, core):

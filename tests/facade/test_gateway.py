@@ -56,7 +56,8 @@ def test_only_methods_without_a_hand_written_route_are_derived() -> None:
     app.include_router(routes_confidential.router)
     added = add_gateway_routes(app, pb.DESCRIPTOR.services_by_name["RoutingService"], lambda request: None)
 
-    # Streaming methods are never derived; the unary OpenAI and confidential ones are served by their routers.
+    # Only RPCs whose REST form is proto JSON declare a rule; the OpenAI and confidential ones have their
+    # hand-written routes and no rule (test_http_rules.py).
     assert added == ["GET /v1/routing/nodes", "POST /v1/nodes/keys", "GET /v1/nodes/{node_id}/attestation"]
 
 

@@ -34,6 +34,11 @@ class RoutingServiceStub:
     (domain "atoma.network", reason one of the stable UPPER_SNAKE reasons listed in the README).
     The chosen node and the attempt count are also sent as trailing metadata
     (`x-atoma-node`, `x-atoma-attempts`, `x-request-id`).
+
+    REST: only the RPCs whose REST form is their messages' proto3 JSON carry a google.api.http rule (the
+    facade derives those routes from it, grpc-gateway style). The inference RPCs are served over REST with
+    OpenAI's JSON, and the confidential ones with Atoma's, by hand-written facade routes named in their
+    comments: those RPCs declare no rule, because a rule would describe a proto JSON body nobody serves.
     """
 
     def __init__(self, channel):
@@ -132,10 +137,18 @@ class RoutingServiceServicer:
     (domain "atoma.network", reason one of the stable UPPER_SNAKE reasons listed in the README).
     The chosen node and the attempt count are also sent as trailing metadata
     (`x-atoma-node`, `x-atoma-attempts`, `x-request-id`).
+
+    REST: only the RPCs whose REST form is their messages' proto3 JSON carry a google.api.http rule (the
+    facade derives those routes from it, grpc-gateway style). The inference RPCs are served over REST with
+    OpenAI's JSON, and the confidential ones with Atoma's, by hand-written facade routes named in their
+    comments: those RPCs declare no rule, because a rule would describe a proto JSON body nobody serves.
     """
 
     def ListModels(self, request, context):
         """Lists the models that at least one configured node serves.
+
+        REST: `GET /v1/models` answers OpenAI's model list (`created` an integer, OpenRouter's `pricing`),
+        not this response's proto JSON.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,6 +157,10 @@ class RoutingServiceServicer:
     def ChatCompletion(self, request, context):
         """Creates a chat completion. Streams chunks when `stream` is set, otherwise one
         `completion` event; in both cases the stream ends with a `end` event.
+
+        REST: `POST /v1/chat/completions` with OpenAI's request body (`messages[].content`, other fields
+        at the top level), not this message's proto JSON (`text`/`parts`, `extra_json`); it answers the
+        node's JSON, or OpenAI's server-sent events.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,6 +168,8 @@ class RoutingServiceServicer:
 
     def Completion(self, request, context):
         """Creates a text completion (OpenAI's legacy completions API), streamed like ChatCompletion.
+
+        REST: `POST /v1/completions` with OpenAI's request body and answers, like ChatCompletion.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +177,8 @@ class RoutingServiceServicer:
 
     def Embeddings(self, request, context):
         """Creates embeddings of the input.
+
+        REST: `POST /v1/embeddings` with OpenAI's request body; it answers the node's embeddings JSON.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +186,8 @@ class RoutingServiceServicer:
 
     def GenerateImages(self, request, context):
         """Generates images from a prompt.
+
+        REST: `POST /v1/images/generations` with OpenAI's request body; it answers the node's images JSON.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +195,8 @@ class RoutingServiceServicer:
 
     def GetModel(self, request, context):
         """One model of ListModels, by id (an id may contain slashes: `atoma/sim-chat`); MODEL_NOT_FOUND when no node serves it.
+
+        REST: `GET /v1/models/{model}` answers OpenAI's model object, as in `GET /v1/models`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,6 +205,9 @@ class RoutingServiceServicer:
     def EstimateCost(self, request, context):
         """What a request would cost, without sending it: its estimated prompt tokens, the output it may
         produce, and its cost at each candidate node's price (or the caller's own price). Nothing is held.
+
+        REST: `POST /v1/quote/{endpoint}` (and `POST /v1/quote`) takes the OpenAI request body of that
+        endpoint, not this message's proto JSON, and answers the quote with decimal USD strings.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,6 +223,9 @@ class RoutingServiceServicer:
     def LockNode(self, request, context):
         """Confidential inference (docs/confidential.md): locks a node with a valid confidential key for
         one request and holds the most it may cost.
+
+        REST: `POST /v1/nodes/lock` with Atoma's JSON (`endpoint` as a path such as "chat/completions",
+        64-bit ids as numbers), not this message's proto JSON.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -202,6 +233,9 @@ class RoutingServiceServicer:
 
     def ConfidentialChatCompletion(self, request, context):
         """Relays an encrypted chat completion to the locked node; streams chunks when the envelope says so.
+
+        REST: `POST /v1/confidential/chat/completions` with Atoma's ConfidentialComputeRequest JSON; it
+        answers Atoma's sealed response JSON (server-sent events when streaming), not proto JSON.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,6 +243,8 @@ class RoutingServiceServicer:
 
     def ConfidentialCompletion(self, request, context):
         """Relays an encrypted text completion, streamed like ConfidentialChatCompletion.
+
+        REST: `POST /v1/confidential/completions`, Atoma's JSON like ConfidentialChatCompletion.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -216,6 +252,8 @@ class RoutingServiceServicer:
 
     def ConfidentialEmbeddings(self, request, context):
         """Relays an encrypted embeddings request.
+
+        REST: `POST /v1/confidential/embeddings`, Atoma's JSON like ConfidentialChatCompletion.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -223,6 +261,8 @@ class RoutingServiceServicer:
 
     def ConfidentialGenerateImages(self, request, context):
         """Relays an encrypted image generation request.
+
+        REST: `POST /v1/confidential/images/generations`, Atoma's JSON like ConfidentialChatCompletion.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -248,6 +288,9 @@ class RoutingServiceServicer:
         completion (README "Responses API" lists the fields), routes, meters and settles it like
         ChatCompletion, and answers with Responses objects: one `response` event, or with `stream` the
         Responses stream events in order; in both cases the stream ends with an `end` event.
+
+        REST: `POST /v1/responses` with OpenAI's Responses request body (the `request_json` of this
+        message, not its proto JSON); it answers the `response` object or the Responses server-sent events.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -352,6 +395,11 @@ class RoutingService:
     (domain "atoma.network", reason one of the stable UPPER_SNAKE reasons listed in the README).
     The chosen node and the attempt count are also sent as trailing metadata
     (`x-atoma-node`, `x-atoma-attempts`, `x-request-id`).
+
+    REST: only the RPCs whose REST form is their messages' proto3 JSON carry a google.api.http rule (the
+    facade derives those routes from it, grpc-gateway style). The inference RPCs are served over REST with
+    OpenAI's JSON, and the confidential ones with Atoma's, by hand-written facade routes named in their
+    comments: those RPCs declare no rule, because a rule would describe a proto JSON body nobody serves.
     """
 
     @staticmethod

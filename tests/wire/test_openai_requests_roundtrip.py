@@ -1,4 +1,4 @@
-"""Property: `node_body(translate(parse(json)))` is the client's JSON up to the documented normalisations.
+"""Property: `node_body(openai_requests.X(parse(json)))` is the client's JSON up to the documented normalisations.
 
 The bodies are serialised with the stdlib and parsed with the facade's orjson parser, as a real
 request is; unknown fields (nested objects, 64-bit and bigger integers, floats, unicode) must
@@ -14,8 +14,10 @@ import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from atoma_proxy.clients._requests import build_request
 from atoma_proxy.core import node_requests
-from atoma_proxy.facade import translate
+from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
+from atoma_proxy.wire import openai_requests
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -124,7 +126,7 @@ IMAGES = with_unknown_fields(
 )
 
 
-# --- the documented normalisations (translate's module docstring), applied to the original -------
+# --- the documented normalisations (the module docstring of openai_requests), applied to the original -------
 
 
 def as_parsed(value: Any) -> Any:
@@ -223,26 +225,61 @@ def canonical(value: Any) -> str:
     }
 )
 def test_chat_completion_round_trip(body: dict[str, Any]) -> None:
-    node = node_requests.chat_completion_body(translate.chat_completion_request(through_the_facade(body)))
+    node = node_requests.chat_completion_body(openai_requests.chat_completion_request(through_the_facade(body)))
     assert canonical(node) == canonical(expected_request(body, CHAT_TYPED))
 
 
 @SETTINGS
 @given(COMPLETION)
 def test_completion_round_trip(body: dict[str, Any]) -> None:
-    node = node_requests.completion_body(translate.completion_request(through_the_facade(body)))
+    node = node_requests.completion_body(openai_requests.completion_request(through_the_facade(body)))
     assert canonical(node) == canonical(expected_request(body, COMPLETION_TYPED, list_fields=("prompt",)))
 
 
 @SETTINGS
 @given(EMBEDDINGS)
 def test_embeddings_round_trip(body: dict[str, Any]) -> None:
-    node = node_requests.embeddings_body(translate.embeddings_request(through_the_facade(body)))
+    node = node_requests.embeddings_body(openai_requests.embeddings_request(through_the_facade(body)))
     assert canonical(node) == canonical(expected_request(body, EMBEDDINGS_TYPED, list_fields=("input",)))
 
 
 @SETTINGS
 @given(IMAGES)
 def test_images_round_trip(body: dict[str, Any]) -> None:
-    node = node_requests.images_body(translate.generate_images_request(through_the_facade(body)))
+    node = node_requests.images_body(openai_requests.generate_images_request(through_the_facade(body)))
     assert canonical(node) == canonical(expected_request(body, {"model", "prompt", "n", *IMAGE_STRINGS}))
+
+
+# --- the Python clients' keywords go through the same translation --------------------------------
+
+
+def assert_the_client_sends_what_the_facade_sends(
+    body: dict[str, Any], request_type: type[Any], typed: set[str], translate: Any, node_body: Any
+) -> None:
+    """RoutingClient given the body's typed fields as keywords and the rest as `extra` builds the request the
+    facade builds from the body (both from the JSON values the facade parsed, so both see the same numbers)."""
+    parsed = through_the_facade(body)
+    keywords = {key: value for key, value in parsed.items() if key in typed}
+    extra = {key: value for key, value in parsed.items() if key not in typed}
+    client = build_request(request_type, None, {**keywords, "extra": extra})
+    assert canonical(node_body(client)) == canonical(node_body(translate(parsed)))
+
+
+@SETTINGS
+@given(CHAT)
+def test_the_client_and_the_facade_send_the_same_chat_completion(body: dict[str, Any]) -> None:
+    assert_the_client_sends_what_the_facade_sends(
+        body,
+        pb.ChatCompletionRequest,
+        CHAT_TYPED,
+        openai_requests.chat_completion_request,
+        node_requests.chat_completion_body,
+    )
+
+
+@SETTINGS
+@given(EMBEDDINGS)
+def test_the_client_and_the_facade_send_the_same_embeddings(body: dict[str, Any]) -> None:
+    assert_the_client_sends_what_the_facade_sends(
+        body, pb.EmbeddingsRequest, EMBEDDINGS_TYPED, openai_requests.embeddings_request, node_requests.embeddings_body
+    )

@@ -1,24 +1,30 @@
-"""OpenAI chat messages and content parts -> ChatMessage protos (see translate's normalisations).
+"""OpenAI chat messages and content parts -> ChatMessage protos (the `messages` field of a chat request).
 
 `role`, `content` (text or typed parts), `name` and `tool_call_id` are typed; everything else
 (tool_calls, refusal, audio, provider fields) stays in the message's `extra_json`, and a part's
 fields other than type/text/image_url in the part's. An `image_url` the proto cannot hold
 exactly (provider keys, an empty detail) is typed for the core and also kept whole in extra.
+A null `content`, `name` or `tool_call_id` is dropped, like an empty `name` or `tool_call_id`.
+
+Python callers may put an already built ChatMessage (or ChatContentPart) where a JSON object
+goes: it is copied as it is. JSON from the wire never takes that branch, so it costs the facade
+nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from atoma_proxy.facade.errors import invalid_request
-from atoma_proxy.facade.json_types import dumps_object, string, wrong_type
+from google.protobuf.message import Message
+
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
+from atoma_proxy.wire.json_values import OpenAIRequestError, dumps_object, string, wrong_type
 
 __all__ = ["messages"]
 
 
 def messages(message: Any, value: Any, extra: dict[str, Any]) -> None:
-    """Setter of `messages`: one ChatMessage per JSON message, in order."""
+    """Setter of `messages` (see `openai_requests`): one ChatMessage per JSON message, in order."""
     if type(value) is not list:
         raise wrong_type("messages", "an array")
     for i, item in enumerate(value):
@@ -26,10 +32,8 @@ def messages(message: Any, value: Any, extra: dict[str, Any]) -> None:
 
 
 def _chat_message(value: Any, message: chat_pb2.ChatMessage, param: str) -> None:
-    if type(value) is not dict:
-        raise wrong_type(param, "an object")
-    if value.get("role") is None:
-        raise invalid_request(f"Missing required parameter: `{param}.role`.", param=f"{param}.role")
+    if _prebuilt(value, message, param, "role"):
+        return
     extra: dict[str, Any] = {}
     for key, item in value.items():
         if key == "role":
@@ -53,10 +57,8 @@ def _chat_message(value: Any, message: chat_pb2.ChatMessage, param: str) -> None
 
 
 def _content_part(value: Any, part: chat_pb2.ChatContentPart, param: str) -> None:
-    if type(value) is not dict:
-        raise wrong_type(param, "an object")
-    if value.get("type") is None:
-        raise invalid_request(f"Missing required parameter: `{param}.type`.", param=f"{param}.type")
+    if _prebuilt(value, part, param, "type"):
+        return
     extra: dict[str, Any] = {}
     for key, item in value.items():
         if key == "type":
@@ -71,6 +73,19 @@ def _content_part(value: Any, part: chat_pb2.ChatContentPart, param: str) -> Non
             extra[key] = item
     if extra:
         part.extra_json = dumps_object(extra)
+
+
+def _prebuilt(value: Any, target: Message, param: str, required: str) -> bool:
+    """True when `value` is a proto of the target's type, copied into it; else checks that `value` is a
+    JSON object with its `required` key (False: translate it)."""
+    if type(value) is not dict:
+        if isinstance(value, type(target)):
+            target.CopyFrom(value)
+            return True
+        raise wrong_type(param, "an object")
+    if value.get(required) is None:
+        raise OpenAIRequestError(f"Missing required parameter: `{param}.{required}`.", param=f"{param}.{required}")
+    return False
 
 
 def _image_url(value: Any, image_url: chat_pb2.ImageUrl, param: str) -> bool:
