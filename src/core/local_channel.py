@@ -8,7 +8,7 @@ nothing is serialized and no socket is involved. The gRPC port stays open for ev
 
 It is generic: any unary-unary or unary-stream method of any service registered on the core's
 server through `LocalServer.recording(server)` is reachable, behind the same server interceptors,
-in the same order (the malformed-request and rate-limit interceptors authenticate and admit here
+in the same order (the malformed-request interceptor refuses what is not valid protobuf here
 too). What a grpc.aio client sees is kept:
 
 * each call runs its interceptors and handler in a task of its own (so its own

@@ -60,6 +60,7 @@ def node_state(node: Node, now: float, scores: Mapping[tuple[str, str], float] |
         models=sorted(node.models),
         input_price_per_million=node.input_price_per_million,
         output_price_per_million=node.output_price_per_million,
+        price_per_image=node.price_per_image,
         serving_state=pb.NODE_SERVING_STATE_DRAINING if node.draining else pb.NODE_SERVING_STATE_ACTIVE,
         healthy=node.healthy,
         circuit_state=_CIRCUIT[circuit],
@@ -95,7 +96,7 @@ def _new_node(request: pb.AddNodeRequest) -> Node:
     models = [m.strip() for m in request.models if m.strip()]
     if not models:
         raise InvalidRequest("`models` must name at least one model.", param="models")
-    for field in ("input_price_per_million", "output_price_per_million"):
+    for field in ("input_price_per_million", "output_price_per_million", "price_per_image"):
         if not 0 <= getattr(request, field) <= MAX_PRICE_MICRO_USD:
             raise InvalidRequest(f"`{field}` must be between 0 and {MAX_PRICE_MICRO_USD}.", param=field)
     if request.confidential_signing_key and len(request.confidential_signing_key) != 32:
@@ -111,6 +112,7 @@ def _new_node(request: pb.AddNodeRequest) -> Node:
         models=frozenset(models),
         input_price_per_million=request.input_price_per_million,
         output_price_per_million=request.output_price_per_million,
+        price_per_image=request.price_per_image,
         api_key=request.api_key or None,
         source=ADMIN,
         serves_responses="responses" in request.apis,

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
-from tests.e2e.conftest import IMAGE, Stack
+from tests.e2e.conftest import ADMIN_TOKEN, IMAGE, Stack
 
 
 def client(stack: Stack) -> openai.AsyncOpenAI:
@@ -48,3 +48,24 @@ async def test_unknown_response_format_is_refused(stack: Stack) -> None:
         )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "response_format"
+
+
+async def test_images_are_priced_at_the_price_of_a_node_added_at_runtime(stack: Stack) -> None:
+    """Issue 11: a node added through the admin API prices its images (it used to price them at 0)."""
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    user = {"authorization": f"Bearer {stack.api_key}"}
+    node = {"node_id": "runtime-image", "url": stack.nodes["fast"], "models": [IMAGE], "price_per_image": 777_000}
+    async with httpx.AsyncClient(base_url=stack.facade_url, timeout=30) as http:
+        added = await http.post("/v1/admin/nodes", json=node, headers=admin)
+        assert added.status_code == 200, added.text
+        assert int(added.json()["node"]["price_per_image"]) == 777_000
+        try:
+            quoted = await http.post(
+                "/v1/quote/images/generations", json={"model": IMAGE, "prompt": "a node", "n": 2}, headers=user
+            )
+            assert quoted.status_code == 200, quoted.text
+            costs = {n["node_id"]: n["cost_micro_usd"] for n in quoted.json()["nodes"]}
+            assert costs["runtime-image"] == 2 * 777_000
+            assert quoted.json()["max_cost_micro_usd"] == 2 * 777_000  # the dearest node prices the hold
+        finally:
+            assert (await http.delete("/v1/admin/nodes/runtime-image", headers=admin)).status_code == 200

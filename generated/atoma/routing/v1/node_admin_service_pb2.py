@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)atoma/routing/v1/node_admin_service.proto\x12\x10\x61toma.routing.v1\x1a\x1cgoogle/api/annotations.proto\"\xaa\x02\n\x0e\x41\x64\x64NodeRequest\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\x12\x10\n\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n\x06models\x18\x03 \x03(\tR\x06models\x12\x35\n\x17input_price_per_million\x18\x04 \x01(\x03R\x14inputPricePerMillion\x12\x37\n\x18output_price_per_million\x18\x05 \x01(\x03R\x15outputPricePerMillion\x12\x17\n\x07\x61pi_key\x18\x06 \x01(\tR\x06\x61piKey\x12\x38\n\x18\x63onfidential_signing_key\x18\x07 \x01(\x0cR\x16\x63onfidentialSigningKey\x12\x12\n\x04\x61pis\x18\x08 \x03(\tR\x04\x61pis\"B\n\x0f\x41\x64\x64NodeResponse\x12/\n\x04node\x18\x01 \x01(\x0b\x32\x1b.atoma.routing.v1.NodeStateR\x04node\"+\n\x10\x44rainNodeRequest\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\"D\n\x11\x44rainNodeResponse\x12/\n\x04node\x18\x01 \x01(\x0b\x32\x1b.atoma.routing.v1.NodeStateR\x04node\",\n\x11RemoveNodeRequest\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\"E\n\x12RemoveNodeResponse\x12/\n\x04node\x18\x01 \x01(\x0b\x32\x1b.atoma.routing.v1.NodeStateR\x04node\"\x17\n\x15ListNodeStatesRequest\"K\n\x16ListNodeStatesResponse\x12\x31\n\x05nodes\x18\x01 \x03(\x0b\x32\x1b.atoma.routing.v1.NodeStateR\x05nodes\"\x90\x04\n\tNodeState\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\x12\x10\n\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n\x06models\x18\x03 \x03(\tR\x06models\x12\x35\n\x17input_price_per_million\x18\x04 \x01(\x03R\x14inputPricePerMillion\x12\x37\n\x18output_price_per_million\x18\x05 \x01(\x03R\x15outputPricePerMillion\x12G\n\rserving_state\x18\x06 \x01(\x0e\x32\".atoma.routing.v1.NodeServingStateR\x0cservingState\x12\x18\n\x07healthy\x18\x07 \x01(\x08R\x07healthy\x12\x43\n\rcircuit_state\x18\x08 \x01(\x0e\x32\x1e.atoma.routing.v1.CircuitStateR\x0c\x63ircuitState\x12.\n\x13\x65jected_for_seconds\x18\t \x01(\x01R\x11\x65jectedForSeconds\x12\x1b\n\tin_flight\x18\n \x01(\x05R\x08inFlight\x12\x16\n\x06source\x18\x0b \x01(\tR\x06source\x12\x43\n\x0cmodel_states\x18\x0c \x03(\x0b\x32 .atoma.routing.v1.NodeModelStateR\x0bmodelStates\"\xf1\x02\n\x0eNodeModelState\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x1b\n\tin_flight\x18\x02 \x01(\x05R\x08inFlight\x12!\n\x0cttft_seconds\x18\x03 \x01(\x01R\x0bttftSeconds\x12@\n\x1dtime_per_output_token_seconds\x18\x04 \x01(\x01R\x19timePerOutputTokenSeconds\x12\x1d\n\nerror_rate\x18\x05 \x01(\x01R\terrorRate\x12\x18\n\x07running\x18\x06 \x01(\x01R\x07running\x12\x18\n\x07waiting\x18\x07 \x01(\x01R\x07waiting\x12$\n\x0ekv_cache_usage\x18\x08 \x01(\x01R\x0ckvCacheUsage\x12\x1c\n\tsuccesses\x18\t \x01(\x03R\tsuccesses\x12\x1a\n\x08\x66\x61ilures\x18\n \x01(\x03R\x08\x66\x61ilures\x12\x14\n\x05score\x18\x0b \x01(\x01R\x05score*v\n\x10NodeServingState\x12\"\n\x1eNODE_SERVING_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19NODE_SERVING_STATE_ACTIVE\x10\x01\x12\x1f\n\x1bNODE_SERVING_STATE_DRAINING\x10\x02*|\n\x0c\x43ircuitState\x12\x1d\n\x19\x43IRCUIT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43IRCUIT_STATE_CLOSED\x10\x01\x12\x16\n\x12\x43IRCUIT_STATE_OPEN\x10\x02\x12\x1b\n\x17\x43IRCUIT_STATE_HALF_OPEN\x10\x03\x32\xfb\x03\n\x10NodeAdminService\x12j\n\x07\x41\x64\x64Node\x12 .atoma.routing.v1.AddNodeRequest\x1a!.atoma.routing.v1.AddNodeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/admin/nodes:\x01*\x12\x80\x01\n\tDrainNode\x12\".atoma.routing.v1.DrainNodeRequest\x1a#.atoma.routing.v1.DrainNodeResponse\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/admin/nodes/{node_id}:drain:\x01*\x12z\n\nRemoveNode\x12#.atoma.routing.v1.RemoveNodeRequest\x1a$.atoma.routing.v1.RemoveNodeResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/admin/nodes/{node_id}\x12|\n\x0eListNodeStates\x12\'.atoma.routing.v1.ListNodeStatesRequest\x1a(.atoma.routing.v1.ListNodeStatesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/nodesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)atoma/routing/v1/node_admin_service.proto\x12\x10\x61toma.routing.v1\x1a\x1cgoogle/api/annotations.proto\"\xd2\x02\n\x0e\x41\x64\x64NodeRequest\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\x12\x10\n\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n\x06models\x18\x03 \x03(\tR\x06models\x12\x35\n\x17input_price_per_million\x18\x04 \x01(\x03R\x14inputPricePerMillion\x12\x37\n\x18output_price_per_million\x18\x05 \x01(\x03R\x15outputPricePerMillion\x12\x17\n\x07\x61pi_key\x18\x06 \x01(\tR\x06\x61piKey\x12\x38\n\x18\x63onfidential_signing_key\x18\x07 \x01(\x0cR\x16\x63onfidentialSigningKey\x12\x12\n\x04\x61pis\x18\x08 \x03(\tR\x04\x61pis\x12&\n\x0fprice_per_image\x18\t \x01(\x03R\rpricePerImage\"B\n\x0f\x41\x64\x64NodeResponse\x12/\n\x04node\x18\x01 \x01(\x0b\x32\x1b.atoma.routing.v1.NodeStateR\x04node\"+\n\x10\x44rainNodeRequest\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\"D\n\x11\x44rainNodeResponse\x12/\n\x04node\x18\x01 \x01(\x0b\x32\x1b.atoma.routing.v1.NodeStateR\x04node\",\n\x11RemoveNodeRequest\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\"E\n\x12RemoveNodeResponse\x12/\n\x04node\x18\x01 \x01(\x0b\x32\x1b.atoma.routing.v1.NodeStateR\x04node\"\x17\n\x15ListNodeStatesRequest\"K\n\x16ListNodeStatesResponse\x12\x31\n\x05nodes\x18\x01 \x03(\x0b\x32\x1b.atoma.routing.v1.NodeStateR\x05nodes\"\xb8\x04\n\tNodeState\x12\x17\n\x07node_id\x18\x01 \x01(\tR\x06nodeId\x12\x10\n\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n\x06models\x18\x03 \x03(\tR\x06models\x12\x35\n\x17input_price_per_million\x18\x04 \x01(\x03R\x14inputPricePerMillion\x12\x37\n\x18output_price_per_million\x18\x05 \x01(\x03R\x15outputPricePerMillion\x12G\n\rserving_state\x18\x06 \x01(\x0e\x32\".atoma.routing.v1.NodeServingStateR\x0cservingState\x12\x18\n\x07healthy\x18\x07 \x01(\x08R\x07healthy\x12\x43\n\rcircuit_state\x18\x08 \x01(\x0e\x32\x1e.atoma.routing.v1.CircuitStateR\x0c\x63ircuitState\x12.\n\x13\x65jected_for_seconds\x18\t \x01(\x01R\x11\x65jectedForSeconds\x12\x1b\n\tin_flight\x18\n \x01(\x05R\x08inFlight\x12\x16\n\x06source\x18\x0b \x01(\tR\x06source\x12\x43\n\x0cmodel_states\x18\x0c \x03(\x0b\x32 .atoma.routing.v1.NodeModelStateR\x0bmodelStates\x12&\n\x0fprice_per_image\x18\r \x01(\x03R\rpricePerImage\"\xf1\x02\n\x0eNodeModelState\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x1b\n\tin_flight\x18\x02 \x01(\x05R\x08inFlight\x12!\n\x0cttft_seconds\x18\x03 \x01(\x01R\x0bttftSeconds\x12@\n\x1dtime_per_output_token_seconds\x18\x04 \x01(\x01R\x19timePerOutputTokenSeconds\x12\x1d\n\nerror_rate\x18\x05 \x01(\x01R\terrorRate\x12\x18\n\x07running\x18\x06 \x01(\x01R\x07running\x12\x18\n\x07waiting\x18\x07 \x01(\x01R\x07waiting\x12$\n\x0ekv_cache_usage\x18\x08 \x01(\x01R\x0ckvCacheUsage\x12\x1c\n\tsuccesses\x18\t \x01(\x03R\tsuccesses\x12\x1a\n\x08\x66\x61ilures\x18\n \x01(\x03R\x08\x66\x61ilures\x12\x14\n\x05score\x18\x0b \x01(\x01R\x05score*v\n\x10NodeServingState\x12\"\n\x1eNODE_SERVING_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19NODE_SERVING_STATE_ACTIVE\x10\x01\x12\x1f\n\x1bNODE_SERVING_STATE_DRAINING\x10\x02*|\n\x0c\x43ircuitState\x12\x1d\n\x19\x43IRCUIT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43IRCUIT_STATE_CLOSED\x10\x01\x12\x16\n\x12\x43IRCUIT_STATE_OPEN\x10\x02\x12\x1b\n\x17\x43IRCUIT_STATE_HALF_OPEN\x10\x03\x32\xfb\x03\n\x10NodeAdminService\x12j\n\x07\x41\x64\x64Node\x12 .atoma.routing.v1.AddNodeRequest\x1a!.atoma.routing.v1.AddNodeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/admin/nodes:\x01*\x12\x80\x01\n\tDrainNode\x12\".atoma.routing.v1.DrainNodeRequest\x1a#.atoma.routing.v1.DrainNodeResponse\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/admin/nodes/{node_id}:drain:\x01*\x12z\n\nRemoveNode\x12#.atoma.routing.v1.RemoveNodeRequest\x1a$.atoma.routing.v1.RemoveNodeResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/admin/nodes/{node_id}\x12|\n\x0eListNodeStates\x12\'.atoma.routing.v1.ListNodeStatesRequest\x1a(.atoma.routing.v1.ListNodeStatesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/nodesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,30 +40,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEADMINSERVICE'].methods_by_name['RemoveNode']._serialized_options = b'\202\323\344\223\002\033*\031/v1/admin/nodes/{node_id}'
   _globals['_NODEADMINSERVICE'].methods_by_name['ListNodeStates']._loaded_options = None
   _globals['_NODEADMINSERVICE'].methods_by_name['ListNodeStates']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/admin/nodes'
-  _globals['_NODESERVINGSTATE']._serialized_start=1699
-  _globals['_NODESERVINGSTATE']._serialized_end=1817
-  _globals['_CIRCUITSTATE']._serialized_start=1819
-  _globals['_CIRCUITSTATE']._serialized_end=1943
+  _globals['_NODESERVINGSTATE']._serialized_start=1779
+  _globals['_NODESERVINGSTATE']._serialized_end=1897
+  _globals['_CIRCUITSTATE']._serialized_start=1899
+  _globals['_CIRCUITSTATE']._serialized_end=2023
   _globals['_ADDNODEREQUEST']._serialized_start=94
-  _globals['_ADDNODEREQUEST']._serialized_end=392
-  _globals['_ADDNODERESPONSE']._serialized_start=394
-  _globals['_ADDNODERESPONSE']._serialized_end=460
-  _globals['_DRAINNODEREQUEST']._serialized_start=462
-  _globals['_DRAINNODEREQUEST']._serialized_end=505
-  _globals['_DRAINNODERESPONSE']._serialized_start=507
-  _globals['_DRAINNODERESPONSE']._serialized_end=575
-  _globals['_REMOVENODEREQUEST']._serialized_start=577
-  _globals['_REMOVENODEREQUEST']._serialized_end=621
-  _globals['_REMOVENODERESPONSE']._serialized_start=623
-  _globals['_REMOVENODERESPONSE']._serialized_end=692
-  _globals['_LISTNODESTATESREQUEST']._serialized_start=694
-  _globals['_LISTNODESTATESREQUEST']._serialized_end=717
-  _globals['_LISTNODESTATESRESPONSE']._serialized_start=719
-  _globals['_LISTNODESTATESRESPONSE']._serialized_end=794
-  _globals['_NODESTATE']._serialized_start=797
-  _globals['_NODESTATE']._serialized_end=1325
-  _globals['_NODEMODELSTATE']._serialized_start=1328
-  _globals['_NODEMODELSTATE']._serialized_end=1697
-  _globals['_NODEADMINSERVICE']._serialized_start=1946
-  _globals['_NODEADMINSERVICE']._serialized_end=2453
+  _globals['_ADDNODEREQUEST']._serialized_end=432
+  _globals['_ADDNODERESPONSE']._serialized_start=434
+  _globals['_ADDNODERESPONSE']._serialized_end=500
+  _globals['_DRAINNODEREQUEST']._serialized_start=502
+  _globals['_DRAINNODEREQUEST']._serialized_end=545
+  _globals['_DRAINNODERESPONSE']._serialized_start=547
+  _globals['_DRAINNODERESPONSE']._serialized_end=615
+  _globals['_REMOVENODEREQUEST']._serialized_start=617
+  _globals['_REMOVENODEREQUEST']._serialized_end=661
+  _globals['_REMOVENODERESPONSE']._serialized_start=663
+  _globals['_REMOVENODERESPONSE']._serialized_end=732
+  _globals['_LISTNODESTATESREQUEST']._serialized_start=734
+  _globals['_LISTNODESTATESREQUEST']._serialized_end=757
+  _globals['_LISTNODESTATESRESPONSE']._serialized_start=759
+  _globals['_LISTNODESTATESRESPONSE']._serialized_end=834
+  _globals['_NODESTATE']._serialized_start=837
+  _globals['_NODESTATE']._serialized_end=1405
+  _globals['_NODEMODELSTATE']._serialized_start=1408
+  _globals['_NODEMODELSTATE']._serialized_end=1777
+  _globals['_NODEADMINSERVICE']._serialized_start=2026
+  _globals['_NODEADMINSERVICE']._serialized_end=2533
 # @@protoc_insertion_point(module_scope)

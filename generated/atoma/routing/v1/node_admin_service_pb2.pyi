@@ -29,7 +29,7 @@ CIRCUIT_STATE_OPEN: CircuitState
 CIRCUIT_STATE_HALF_OPEN: CircuitState
 
 class AddNodeRequest(_message.Message):
-    __slots__ = ("node_id", "url", "models", "input_price_per_million", "output_price_per_million", "api_key", "confidential_signing_key", "apis")
+    __slots__ = ("node_id", "url", "models", "input_price_per_million", "output_price_per_million", "api_key", "confidential_signing_key", "apis", "price_per_image")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class AddNodeRequest(_message.Message):
     API_KEY_FIELD_NUMBER: _ClassVar[int]
     CONFIDENTIAL_SIGNING_KEY_FIELD_NUMBER: _ClassVar[int]
     APIS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PER_IMAGE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     url: str
     models: _containers.RepeatedScalarFieldContainer[str]
@@ -46,7 +47,8 @@ class AddNodeRequest(_message.Message):
     api_key: str
     confidential_signing_key: bytes
     apis: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node_id: _Optional[str] = ..., url: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., input_price_per_million: _Optional[int] = ..., output_price_per_million: _Optional[int] = ..., api_key: _Optional[str] = ..., confidential_signing_key: _Optional[bytes] = ..., apis: _Optional[_Iterable[str]] = ...) -> None: ...
+    price_per_image: int
+    def __init__(self, node_id: _Optional[str] = ..., url: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., input_price_per_million: _Optional[int] = ..., output_price_per_million: _Optional[int] = ..., api_key: _Optional[str] = ..., confidential_signing_key: _Optional[bytes] = ..., apis: _Optional[_Iterable[str]] = ..., price_per_image: _Optional[int] = ...) -> None: ...
 
 class AddNodeResponse(_message.Message):
     __slots__ = ("node",)
@@ -89,7 +91,7 @@ class ListNodeStatesResponse(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ...) -> None: ...
 
 class NodeState(_message.Message):
-    __slots__ = ("node_id", "url", "models", "input_price_per_million", "output_price_per_million", "serving_state", "healthy", "circuit_state", "ejected_for_seconds", "in_flight", "source", "model_states")
+    __slots__ = ("node_id", "url", "models", "input_price_per_million", "output_price_per_million", "serving_state", "healthy", "circuit_state", "ejected_for_seconds", "in_flight", "source", "model_states", "price_per_image")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +104,7 @@ class NodeState(_message.Message):
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_STATES_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PER_IMAGE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     url: str
     models: _containers.RepeatedScalarFieldContainer[str]
@@ -114,7 +117,8 @@ class NodeState(_message.Message):
     in_flight: int
     source: str
     model_states: _containers.RepeatedCompositeFieldContainer[NodeModelState]
-    def __init__(self, node_id: _Optional[str] = ..., url: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., input_price_per_million: _Optional[int] = ..., output_price_per_million: _Optional[int] = ..., serving_state: _Optional[_Union[NodeServingState, str]] = ..., healthy: _Optional[bool] = ..., circuit_state: _Optional[_Union[CircuitState, str]] = ..., ejected_for_seconds: _Optional[float] = ..., in_flight: _Optional[int] = ..., source: _Optional[str] = ..., model_states: _Optional[_Iterable[_Union[NodeModelState, _Mapping]]] = ...) -> None: ...
+    price_per_image: int
+    def __init__(self, node_id: _Optional[str] = ..., url: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., input_price_per_million: _Optional[int] = ..., output_price_per_million: _Optional[int] = ..., serving_state: _Optional[_Union[NodeServingState, str]] = ..., healthy: _Optional[bool] = ..., circuit_state: _Optional[_Union[CircuitState, str]] = ..., ejected_for_seconds: _Optional[float] = ..., in_flight: _Optional[int] = ..., source: _Optional[str] = ..., model_states: _Optional[_Iterable[_Union[NodeModelState, _Mapping]]] = ..., price_per_image: _Optional[int] = ...) -> None: ...
 
 class NodeModelState(_message.Message):
     __slots__ = ("model", "in_flight", "ttft_seconds", "time_per_output_token_seconds", "error_rate", "running", "waiting", "kv_cache_usage", "successes", "failures", "score")
