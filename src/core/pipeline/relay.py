@@ -385,6 +385,7 @@ async def read_chunks(
                 if batch is None:
                     raise NodeFailed(f"Node {node.id} ended the stream before [DONE].")
                 out: list[bytes] = []
+                out_tokens = 0  # delivered once `out` is relayed: a failure later in the batch withholds them
                 for data in batch:
                     if data == _DONE:
                         done = True
@@ -415,7 +416,7 @@ async def read_chunks(
                             break
                         last_token_at = relay.clock()
                         tokens += 1
-                        call.delivered += 1
+                        out_tokens += 1
                         if first_token_at is None:
                             first_token_at = last_token_at
                             attempt.first_token()
@@ -429,6 +430,7 @@ async def read_chunks(
                         held.clear()
                     out.append(data)
                 if out:
+                    call.delivered += out_tokens
                     yield out
         if held:  # a reply without any token
             yield held

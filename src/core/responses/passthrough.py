@@ -141,6 +141,7 @@ async def _read_responses_events(
                 if batch is None:
                     raise NodeFailed(f"Node {node.id} ended the Responses stream before its last event.")
                 out: list[bytes] = []
+                out_tokens = 0  # delivered once `out` is relayed: a failure later in the batch withholds them
                 for data in batch:
                     event = answer_object(node, data, "an event")
                     check_stream_error(node, event)
@@ -157,7 +158,7 @@ async def _read_responses_events(
                             held.clear()
                             break
                         tokens += 1
-                        call.delivered += 1
+                        out_tokens += 1
                         last_at = relay.clock()
                         if first_at is None:
                             first_at = last_at
@@ -175,6 +176,7 @@ async def _read_responses_events(
                     if done:
                         break
                 if out:
+                    call.delivered += out_tokens
                     yield out
         if held:
             yield held

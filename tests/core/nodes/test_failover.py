@@ -193,7 +193,7 @@ async def test_the_first_token_wait_ends_at_the_deadline() -> None:
     transport = ScriptedTransport(streams={"a": [[Hang()]], "b": [[TOKEN, DONE]]})
     relay, _ = _relay(transport, "a", "b", policy=FailoverPolicy(first_token_timeout=30), clock=None)
     # The relay's clock must agree with asyncio's for the deadline: use the real monotonic clock.
-    relay._clock = time.monotonic
+    relay.clock = time.monotonic
     call = InferenceCall(request_id="r", deadline=time.monotonic() + 0.05)
     with pytest.raises(NodeTimeout):
         await _stream(relay, call)
