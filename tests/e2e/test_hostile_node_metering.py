@@ -30,7 +30,7 @@ from atoma_proxy.core.persistence import UserRepository, create_engine, session_
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
-from atoma_proxy.nodesim.text import chat_prompt_tokens, count_tokens
+from atoma_proxy.sim_words import chat_prompt_tokens, count_tokens
 from tests.e2e._ledger import funded_key, stored_ledger
 from tests.support.databases import DATABASE_KINDS, temporary_database_sync
 from tests.support.processes import free_port, running
