@@ -23,6 +23,8 @@ from atoma_proxy.core.persistence import ApiKeyRepository
 from atoma_proxy.core.persistence.models import utcnow
 from atoma_proxy.core.persistence.outage import within
 
+__all__ = ["ApiKeyAuthenticator", "Principal", "bearer_token"]
+
 log = logging.getLogger(__name__)
 
 _MAX_CACHED = 100_000

@@ -22,6 +22,8 @@ from atoma_proxy.nodesim.parsing import optional_int, require_model, split_input
 from atoma_proxy.nodesim.text import generation_seed
 from atoma_proxy.sim_words import prompt_tokens
 
+__all__ = ["MAX_DIMENSIONS", "EmbeddingJob", "embed", "encode_base64", "parse_embedding"]
+
 MAX_DIMENSIONS = 8192
 
 

@@ -27,6 +27,8 @@ from atoma_proxy.nodesim.parsing import optional_int, require_model
 from atoma_proxy.nodesim.text import generation_seed
 from atoma_proxy.sim_words import count_tokens
 
+__all__ = ["IMAGE_SIDE", "MAX_IMAGES", "ImageJob", "parse_image", "png_bytes", "serve_image"]
+
 IMAGE_SIDE = 8
 MAX_IMAGES = 10
 _SIZE_RE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")

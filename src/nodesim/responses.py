@@ -24,6 +24,8 @@ from atoma_proxy.nodesim.parsing import MAX_GENERATED_TOKENS, optional_bool, opt
 from atoma_proxy.nodesim.text import generate_pieces, generation_seed
 from atoma_proxy.sim_words import count_tokens, message_text_tokens
 
+__all__ = ["ResponsesJob", "parse_response_request"]
+
 
 def _input_tokens(payload: dict[str, Any]) -> int:
     value = payload.get("input")
