@@ -24,6 +24,8 @@ from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2 as adm
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2_grpc as admin_grpc
 from tests.support.stack import IN_PROCESS, SimNode, Stack, StackFactory, Topology
 
+pytestmark = pytest.mark.slow
+
 CHAT = "atoma/chaos-chat"
 LONG = "atoma/chaos-long"  # served by gamma only: a stream that is surely on the node we kill
 ADMIN_MODEL = "atoma/chaos-admin"  # served by alpha's process, offered only through the admin API

@@ -23,6 +23,8 @@ from atoma_proxy.core.persistence.migrate import upgrade_database
 from tests.support.services import OwnPostgres, OwnRedis, own_postgres, own_redis
 from tests.support.stack import IN_PROCESS, SimNode, Stack, StackFactory, Topology
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]  # up to 45 s each when the machine is busy
+
 CHAT = "atoma/sim-chat"
 ADMIN_TOKEN = "outage-admin-token-0123456789"
 # A client that waited for the deadline would time out long before it: "at once" means well within this.
