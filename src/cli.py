@@ -13,6 +13,8 @@ from typing import Any
 
 from atoma_proxy.config import CONFIG_ENV, Settings, load_settings
 
+__all__ = ["build_parser", "main"]
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "config", None):

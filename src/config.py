@@ -22,6 +22,28 @@ from pydantic_settings import (
 from atoma_proxy.core.limits import MAX_OUTPUT_TOKENS, MAX_PRICE_MICRO_USD
 from atoma_proxy.paths import default_database_url
 
+__all__ = [
+    "CONFIG_ENV",
+    "MIB",
+    "NODE_RESPONSE_CEILING",
+    "AccountsSettings",
+    "ConfidentialSettings",
+    "CoreSettings",
+    "DatabaseSettings",
+    "FacadeSettings",
+    "LedgerSettings",
+    "LoggingSettings",
+    "ModelConfig",
+    "NodeConfig",
+    "RateLimitSettings",
+    "RoutingSettings",
+    "Settings",
+    "SuiSettings",
+    "TelemetrySettings",
+    "TokenizerConfig",
+    "load_settings",
+]
+
 CONFIG_ENV = "ATOMA_CONFIG"
 MIB = 1024 * 1024
 # A node's answer travels whole in one gRPC message of at most 64 MiB (the core's and the facade's limit).

@@ -28,6 +28,26 @@ from atoma_proxy.nodesim.server import RunningNodeSim, start_node_sim
 from atoma_proxy.paths import data_dir
 from atoma_proxy.runner import FacadeServer, run_until_stopped
 
+__all__ = [
+    "CHAT_MODEL",
+    "DEMO_CREATED",
+    "DEMO_CREDIT",
+    "DEMO_EMAIL",
+    "DEMO_MODELS",
+    "DEMO_NODES",
+    "EMBEDDING_MODEL",
+    "IMAGE_MODEL",
+    "SECRETS_FILE",
+    "DemoSecrets",
+    "banner",
+    "command_name",
+    "demo_api_key",
+    "run_demo",
+    "start_demo_nodes",
+    "with_demo_accounts",
+    "with_demo_nodes",
+]
+
 CHAT_MODEL = "atoma/sim-chat"
 EMBEDDING_MODEL = "atoma/sim-embed"
 IMAGE_MODEL = "atoma/sim-image"

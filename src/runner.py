@@ -25,6 +25,8 @@ from atoma_proxy.core.server import CoreServer
 from atoma_proxy.core.telemetry import tracing
 from atoma_proxy.workers import shared_sockets, stop_when_orphaned
 
+__all__ = ["FacadeServer", "PortInUse", "run_until_stopped", "stop_event_on_signals"]
+
 
 class PortInUse(Exception):
     """A listen address is taken (another proxy running?): the message says which and what to set."""

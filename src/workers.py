@@ -23,6 +23,8 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
+__all__ = ["ATOMA_PROXY", "run_workers", "shared_metrics_directory", "shared_sockets", "stop_when_orphaned"]
+
 log = logging.getLogger(__name__)
 
 ATOMA_PROXY = (sys.executable, "-m", "atoma_proxy.cli")

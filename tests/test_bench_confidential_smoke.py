@@ -20,6 +20,8 @@ from psycopg import sql
 
 from tests.support.databases import POSTGRES_ADMIN_URL
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

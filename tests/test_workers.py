@@ -31,6 +31,8 @@ from tests.support.processes import (
     wait_until_ready,
 )
 
+pytestmark = pytest.mark.slow
+
 CHAT = "atoma/sim-chat"
 
 

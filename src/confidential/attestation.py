@@ -19,6 +19,15 @@ import orjson
 from atoma_proxy.confidential.crypto import blake2b_256
 from atoma_proxy.confidential.signing import node_id_bytes
 
+__all__ = [
+    "AUTHORITY_DOMAIN",
+    "AUTHORITY_EVIDENCE_TYPE",
+    "NVIDIA_GPU_SLOT",
+    "AuthorityEvidence",
+    "authority_statement",
+    "report_data",
+]
+
 NVIDIA_GPU_SLOT = 300
 AUTHORITY_DOMAIN = b"atoma-attestation-authority-v1"
 AUTHORITY_EVIDENCE_TYPE = "authority-statement"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+__all__ = ["add_confidential_node_arguments", "read_seed", "run_confidential_node"]
+
 
 def add_confidential_node_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument

@@ -16,6 +16,25 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
 
+__all__ = [
+    "HASH_BYTES",
+    "KEY_BYTES",
+    "NONCE_BYTES",
+    "SALT_BYTES",
+    "TAG_BYTES",
+    "DecryptionFailed",
+    "blake2b_256",
+    "chunk_nonce",
+    "decrypt",
+    "derive_key",
+    "encrypt",
+    "new_nonce",
+    "new_private_key",
+    "new_salt",
+    "public_key",
+    "shared_secret",
+]
+
 KEY_BYTES = 32
 SALT_BYTES = 16
 NONCE_BYTES = 12

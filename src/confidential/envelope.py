@@ -22,6 +22,25 @@ from nacl.signing import SigningKey
 
 from atoma_proxy.confidential import crypto, signing
 
+__all__ = [
+    "STREAM_END",
+    "ClientSession",
+    "ConfidentialRequest",
+    "ConfidentialResponse",
+    "EnvelopeError",
+    "HashMismatch",
+    "NodeSession",
+    "StaleNodeKey",
+    "StreamOpener",
+    "StreamOutOfOrder",
+    "StreamSealer",
+    "StreamTruncated",
+    "b64",
+    "open_request",
+    "seal_request",
+    "unb64",
+]
+
 STREAM_END = b"[DONE]"
 """The plaintext of a stream's final chunk: encrypted like any chunk, so a proxy cannot forge the end."""
 

@@ -17,6 +17,8 @@ from nacl.signing import SigningKey
 
 from atoma_proxy.confidential import attestation, crypto, signing
 
+__all__ = ["Attester", "AuthorityAttester", "KeyRotation", "NodeKeys"]
+
 
 class Attester(Protocol):
     """Produces evidence that `report_data` came out of this node's TEE."""

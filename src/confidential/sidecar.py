@@ -51,6 +51,17 @@ from atoma_proxy.confidential.node_keys import KeyRotation, NodeKeys
 from atoma_proxy.sui.crypto import InvalidSignature, SignatureScheme, SuiKeypair, normalize_address, verify_hashed
 from atoma_proxy.sui.node_protocol import sign_response, verify_request
 
+__all__ = [
+    "ENDPOINTS",
+    "STREAMABLE",
+    "Registrar",
+    "Sidecar",
+    "SidecarConfig",
+    "SidecarError",
+    "build_app",
+    "signed_usage",
+]
+
 log = logging.getLogger(__name__)
 
 ENDPOINTS = ("chat/completions", "completions", "embeddings", "images/generations")

@@ -24,6 +24,20 @@ from nacl.signing import SigningKey, VerifyKey
 
 from atoma_proxy.confidential.crypto import HASH_BYTES, blake2b_256
 
+__all__ = [
+    "REGISTRATION_DOMAIN",
+    "SIGNATURE_BYTES",
+    "USAGE_DOMAIN",
+    "SignatureInvalid",
+    "canonical_usage",
+    "key_registration_message",
+    "node_id_bytes",
+    "node_small_id",
+    "sign",
+    "usage_message",
+    "verify",
+]
+
 USAGE_DOMAIN = b"atoma-confidential-usage-v1"
 REGISTRATION_DOMAIN = b"atoma-confidential-key-v1"
 SIGNATURE_BYTES = 64

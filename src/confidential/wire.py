@@ -13,6 +13,8 @@ import orjson
 from atoma_proxy.confidential import envelope, signing
 from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
 
+__all__ = ["envelope_from_proto", "envelope_to_proto", "sealed_from_proto", "sealed_to_json", "sealed_to_proto"]
+
 
 def envelope_to_proto(request: envelope.ConfidentialRequest) -> cpb.ConfidentialEnvelope:
     message = cpb.ConfidentialEnvelope(

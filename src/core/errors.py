@@ -34,6 +34,29 @@ from __future__ import annotations
 
 import grpc
 
+__all__ = [
+    "ERROR_DOMAIN",
+    "QUOTE_LIMIT",
+    "REASONS",
+    "AlreadyExists",
+    "DatabaseUnavailable",
+    "FeatureDisabled",
+    "InsufficientFunds",
+    "InternalError",
+    "InvalidRequest",
+    "ModelNotFound",
+    "NoNodeAvailable",
+    "NodeFailed",
+    "NodeRejectedRequest",
+    "NodeTimeout",
+    "NotFound",
+    "PermissionDenied",
+    "ProxyError",
+    "RateLimited",
+    "Unauthenticated",
+    "excerpt",
+]
+
 ERROR_DOMAIN = "atoma.network"
 # Client text quoted in an error message is cut to this many characters: a message travels in gRPC
 # trailers (8 KiB at most, or the client sees RESOURCE_EXHAUSTED, which SDKs retry), and echoing a

@@ -43,6 +43,15 @@ from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 
+__all__ = [
+    "ACCOUNT_SERVICES",
+    "NODE_ADMIN_SERVICE",
+    "NODE_REGISTRATION_SERVICE",
+    "ROUTING_SERVICE",
+    "CoreServer",
+    "serve_core",
+]
+
 log = logging.getLogger(__name__)
 
 ROUTING_SERVICE = pb.DESCRIPTOR.services_by_name["RoutingService"].full_name

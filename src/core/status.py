@@ -12,6 +12,8 @@ from grpc_status import rpc_status
 
 from atoma_proxy.core.errors import ERROR_DOMAIN, ProxyError
 
+__all__ = ["NO_RETRY", "quota_failure", "retry_info", "to_grpc_status"]
+
 # A status message travels twice in the trailers (grpc-message and the Status detail) and gRPC refuses
 # trailers over 8 KiB: a longer message would reach the client as RESOURCE_EXHAUSTED instead.
 _MAX_MESSAGE = 1024

@@ -10,6 +10,16 @@ from atoma_proxy.core.errors import InvalidRequest
 from atoma_proxy.core.limits import MAX_COMPLETION_CHOICES, MAX_OUTPUT_TOKENS
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 
+__all__ = [
+    "CHAT_ROLES",
+    "MAX_MODEL_LENGTH",
+    "check_chat_completion",
+    "check_completion",
+    "check_embeddings",
+    "check_generate_images",
+    "require_model",
+]
+
 _MAX_N = MAX_COMPLETION_CHOICES
 # Model ids are short names (`meta-llama/Llama-3.3-70B-Instruct`); longer is a mistake or a probe.
 MAX_MODEL_LENGTH = 256

@@ -23,6 +23,8 @@ from atoma_proxy.nodesim.responses import parse_response_request
 from atoma_proxy.nodesim.serving import InferenceEndpoint
 from atoma_proxy.nodesim.state import SimState
 
+__all__ = ["SimApp", "build_app"]
+
 
 class SimApp(Starlette):
     """Starlette, plus the server's unwrapped `send` in each HTTP scope (for injected drops)."""

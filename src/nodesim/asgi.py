@@ -13,6 +13,23 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+__all__ = [
+    "JSON",
+    "RAW_SEND_KEY",
+    "SSE",
+    "RequestError",
+    "base_url",
+    "dumps",
+    "header",
+    "injected_error",
+    "read_body",
+    "request_headers",
+    "send_bytes",
+    "send_error",
+    "server_transport",
+    "wait_disconnect",
+]
+
 JSON = b"application/json"
 SSE = b"text/event-stream"
 

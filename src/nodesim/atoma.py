@@ -22,6 +22,8 @@ from atoma_proxy.nodesim.config import SimConfig
 from atoma_proxy.sui.crypto import InvalidSignature, SuiKeypair, blake2b256
 from atoma_proxy.sui.node_protocol import sign_response, verify_request
 
+__all__ = ["AtomaNode"]
+
 _DATA = b"data: "
 _DONE = b"[DONE]"
 

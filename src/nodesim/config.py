@@ -15,6 +15,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = [
+    "DEFAULT_PORT",
+    "HOSTILE_FIELDS",
+    "METERING_FAULT_FIELDS",
+    "MODES",
+    "RUNTIME_FIELDS",
+    "SimConfig",
+    "add_cli_arguments",
+    "apply_runtime_update",
+    "config_from_args",
+]
+
 DEFAULT_PORT = 8100
 
 # Fields that POST /sim/config may change on a running node.

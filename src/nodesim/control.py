@@ -23,6 +23,8 @@ from atoma_proxy.nodesim.asgi import header
 from atoma_proxy.nodesim.serving import unauthorized
 from atoma_proxy.nodesim.state import SimState
 
+__all__ = ["ControlEndpoints"]
+
 _HEALTH = orjson.dumps({"status": "ok"})
 
 

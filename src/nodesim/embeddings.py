@@ -19,7 +19,10 @@ from atoma_proxy.nodesim.asgi import RequestError
 from atoma_proxy.nodesim.config import SimConfig
 from atoma_proxy.nodesim.jobs import Job
 from atoma_proxy.nodesim.parsing import optional_int, require_model, split_inputs
-from atoma_proxy.nodesim.text import generation_seed, prompt_tokens
+from atoma_proxy.nodesim.text import generation_seed
+from atoma_proxy.sim_words import prompt_tokens
+
+__all__ = ["MAX_DIMENSIONS", "EmbeddingJob", "embed", "encode_base64", "parse_embedding"]
 
 MAX_DIMENSIONS = 8192
 

@@ -24,7 +24,10 @@ from atoma_proxy.nodesim.asgi import RequestError
 from atoma_proxy.nodesim.config import SimConfig
 from atoma_proxy.nodesim.jobs import Job
 from atoma_proxy.nodesim.parsing import optional_int, require_model
-from atoma_proxy.nodesim.text import count_tokens, generation_seed
+from atoma_proxy.nodesim.text import generation_seed
+from atoma_proxy.sim_words import count_tokens
+
+__all__ = ["IMAGE_SIDE", "MAX_IMAGES", "ImageJob", "parse_image", "png_bytes", "serve_image"]
 
 IMAGE_SIDE = 8
 MAX_IMAGES = 10

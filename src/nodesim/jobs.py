@@ -20,6 +20,8 @@ import orjson
 
 from atoma_proxy.nodesim.text import PIECE_JSON
 
+__all__ = ["DONE", "Job", "TextJob", "ToolCallJob", "UsageFault"]
+
 DONE = b"data: [DONE]\n\n"
 
 

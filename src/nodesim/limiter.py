@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+__all__ = ["FifoLimiter"]
+
 
 class FifoLimiter:
     def __init__(self, limit: int = 0) -> None:

@@ -17,7 +17,23 @@ from typing import Any
 from atoma_proxy.nodesim.asgi import RequestError
 from atoma_proxy.nodesim.config import SimConfig
 from atoma_proxy.nodesim.jobs import TextJob, ToolCallJob, UsageFault
-from atoma_proxy.nodesim.text import chat_prompt_tokens, generate_pieces, generation_seed, prompt_tokens
+from atoma_proxy.nodesim.text import generate_pieces, generation_seed
+from atoma_proxy.sim_words import chat_prompt_tokens, prompt_tokens
+
+__all__ = [
+    "MAX_CHOICES",
+    "MAX_GENERATED_TOKENS",
+    "MAX_REQUEST_TOKENS",
+    "is_int",
+    "optional_bool",
+    "optional_int",
+    "parse_chat",
+    "parse_completion",
+    "reply_length",
+    "require_model",
+    "split_inputs",
+    "usage_fault",
+]
 
 MAX_CHOICES = 128
 MAX_GENERATED_TOKENS = 131_072  # the simulated context length

@@ -21,7 +21,10 @@ from atoma_proxy.nodesim.asgi import RequestError
 from atoma_proxy.nodesim.config import SimConfig
 from atoma_proxy.nodesim.jobs import Job, UsageFault
 from atoma_proxy.nodesim.parsing import MAX_GENERATED_TOKENS, optional_bool, optional_int, require_model, usage_fault
-from atoma_proxy.nodesim.text import count_tokens, generate_pieces, generation_seed, message_text_tokens
+from atoma_proxy.nodesim.text import generate_pieces, generation_seed
+from atoma_proxy.sim_words import count_tokens, message_text_tokens
+
+__all__ = ["ResponsesJob", "parse_response_request"]
 
 
 def _input_tokens(payload: dict[str, Any]) -> int:

@@ -28,6 +28,8 @@ from atoma_proxy.nodesim.app import build_app
 from atoma_proxy.nodesim.config import SimConfig
 from atoma_proxy.nodesim.state import SimState
 
+__all__ = ["RunningNodeSim", "run_node_sim", "start_node_sim"]
+
 
 class _QuietHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol without access-log lines."""

@@ -43,6 +43,8 @@ from atoma_proxy.nodesim.hostile import is_hostile, serve_hostile
 from atoma_proxy.nodesim.jobs import Job
 from atoma_proxy.nodesim.state import Fault, SimState
 
+__all__ = ["SSE_HEADERS", "Generation", "InferenceEndpoint", "Parser", "bad_json", "unauthorized"]
+
 Parser = Callable[[dict[str, Any], SimState, Scope], Job]
 
 SSE_HEADERS = [(b"content-type", SSE), (b"cache-control", b"no-cache")]

@@ -19,6 +19,8 @@ from atoma_proxy.nodesim.hostile import lied_waiting
 from atoma_proxy.nodesim.limiter import FifoLimiter
 from atoma_proxy.nodesim.metrics import SimMetrics
 
+__all__ = ["REQUEST_LOG_SIZE", "Fault", "SimState", "SimStats"]
+
 REQUEST_LOG_SIZE = 100
 
 

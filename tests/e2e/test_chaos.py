@@ -11,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import replace
 
 import grpc
 import httpx
@@ -25,7 +22,9 @@ from google.rpc import error_details_pb2, status_pb2
 
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2 as admin_pb
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2_grpc as admin_grpc
-from tests.support.processes import ATOMA_PROXY, free_port, run_command, running, wait_until_ready
+from tests.support.stack import IN_PROCESS, SimNode, Stack, StackFactory, Topology
+
+pytestmark = pytest.mark.slow
 
 CHAT = "atoma/chaos-chat"
 LONG = "atoma/chaos-long"  # served by gamma only: a stream that is surely on the node we kill
@@ -33,125 +32,35 @@ ADMIN_MODEL = "atoma/chaos-admin"  # served by alpha's process, offered only thr
 HUP_MODEL = "atoma/chaos-hup"  # served by alpha's process, offered only after a configuration reload
 ADMIN_TOKEN = "chaos-admin-token-0123456789"
 MESSAGES = [{"role": "user", "content": "Hello there"}]
-NODE_MODELS = {"alpha": [CHAT, ADMIN_MODEL, HUP_MODEL], "beta": [CHAT], "gamma": [CHAT, LONG]}
 PRICE = 100_000
 LONG_REPLY = {"ignore_eos": True}  # the simulator then generates exactly max_tokens
-
-
-class SimProcess:
-    """One `atoma-proxy node-sim` that can be killed and started again on the same port."""
-
-    def __init__(self, tmp: Path, node_id: str, models: list[str]) -> None:
-        self.node_id = node_id
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = tmp / f"{node_id}.log"
-        self._args = ["node-sim", "--port", str(self.port), "--node-id", node_id]
-        self._args += ["--tokens-per-second", "200", "--reply-tokens", "8"]
-        for model in models:
-            self._args += ["--chat-model", model]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def launch(self) -> None:
-        with self._log.open("ab") as out:
-            self.process = subprocess.Popen([*ATOMA_PROXY, *self._args], stdout=out, stderr=subprocess.STDOUT)
-
-    def wait_ready(self) -> None:
-        assert self.process is not None
-        wait_until_ready(f"{self.url}/health", self.process, self._log)
-
-    def start(self) -> None:
-        self.launch()
-        self.wait_ready()
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@dataclass
-class ChaosStack:
-    facade_url: str
-    core_target: str
-    api_key: str
-    nodes: dict[str, SimProcess]
-    config_path: Path
-    proxy: subprocess.Popen[bytes]
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.facade_url}/v1"
-
-
-def _config(nodes: dict[str, SimProcess], extra: str = "", alpha_price: int = PRICE) -> str:
-    text = f"""\
-[core]
-health_interval = 0.25
-health_timeout = 1.0
-
-[routing]
-health_max_backoff = 1.0
-ejection_time = 0.5
-max_ejection_time = 2.0
-metrics_interval = 0.5
-
-[ledger]
-enabled = false
-
-[accounts]
-admin_token = "{ADMIN_TOKEN}"
-"""
-    models = {"alpha": [CHAT], "beta": [CHAT], "gamma": [CHAT, LONG]}
-    for node_id, sim in nodes.items():
-        price = alpha_price if node_id == "alpha" else PRICE
-        text += (
-            f"\n[[nodes]]\nid = '{node_id}'\nurl = '{sim.url}'\nmodels = {models[node_id]!r}\n"
-            f"input_price_per_million = {price}\noutput_price_per_million = {price}\n"
-        )
-    return text + extra
+PACE = ("--tokens-per-second", "200", "--reply-tokens", "8")
+# Alpha's process also serves the models the admin API and a reload offer.
+ALPHA_ONLY = ("--chat-model", ADMIN_MODEL, "--chat-model", HUP_MODEL)
+NODES = [
+    SimNode("alpha", chat=(CHAT,), options=(*PACE, *ALPHA_ONLY), prices=(PRICE, PRICE)),
+    SimNode("beta", chat=(CHAT,), options=PACE, prices=(PRICE, PRICE)),
+    SimNode("gamma", chat=(CHAT, LONG), options=PACE, prices=(PRICE, PRICE)),
+]
+SETTINGS = {
+    "core": {"health_interval": 0.25, "health_timeout": 1.0},
+    "routing": {"health_max_backoff": 1.0, "ejection_time": 0.5, "max_ejection_time": 2.0, "metrics_interval": 0.5},
+    "ledger": {"enabled": False},
+    "accounts": {"admin_token": ADMIN_TOKEN},
+}
 
 
 @pytest.fixture(scope="module")
-def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
-    tmp = tmp_path_factory.mktemp("chaos")
-    nodes = {node_id: SimProcess(tmp, node_id, models) for node_id, models in NODE_MODELS.items()}
-    with ExitStack() as stack:
-        for sim in nodes.values():  # started together, waited for together
-            stack.callback(sim.stop)
-            sim.launch()
-        for sim in nodes.values():
-            sim.wait_ready()
-        config = tmp / "config.toml"
-        config.write_text(_config(nodes))
-        facade_port, core_port = free_port(), free_port()
-        env = {
-            "ATOMA_CONFIG": str(config),
-            "ATOMA_DATABASE__URL": f"sqlite:///{tmp / 'chaos.db'}",
-            "ATOMA_FACADE__PORT": str(facade_port),
-            "ATOMA_CORE__LISTEN": f"127.0.0.1:{core_port}",
-            "ATOMA_FACADE__CORE_TARGET": f"127.0.0.1:{core_port}",
-        }
-        api_key = run_command("keys", "create", "--email", "chaos@atoma.test", env=env).strip()
-        facade = f"http://127.0.0.1:{facade_port}"
-        proxy = stack.enter_context(running(["serve"], ready_url=f"{facade}/health", log=tmp / "proxy.log", env=env))
-        yield ChaosStack(facade, f"127.0.0.1:{core_port}", api_key, nodes, config, proxy)
+def chaos(stack_factory: StackFactory) -> Iterator[Stack]:
+    with stack_factory(Topology(IN_PROCESS, "sqlite"), nodes=NODES, settings=SETTINGS, funds=0) as stack:
+        yield stack
 
 
 # Helpers ------------------------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
-async def _client(chaos: ChaosStack) -> AsyncIterator[openai.AsyncOpenAI]:
+async def _client(chaos: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
     # No SDK retries: a failed request must surface here, not be retried by the client.
     api = openai.AsyncOpenAI(base_url=chaos.base_url, api_key=chaos.api_key, max_retries=0, timeout=30)
     try:
@@ -176,36 +85,36 @@ async def _eventually(check: Callable[[], object], attempts: int = 200, delay: f
     raise AssertionError(f"condition never held: {check}")
 
 
-async def _node_states(chaos: ChaosStack) -> dict[str, dict]:
+async def _node_states(chaos: Stack) -> dict[str, dict]:
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(f"{chaos.facade_url}/v1/admin/nodes", headers=_admin_headers())
     assert response.status_code == 200, response.text
     return {n["node_id"]: n for n in response.json()["nodes"]}
 
 
-async def _all_serving(chaos: ChaosStack) -> None:
+async def _all_serving(chaos: Stack) -> None:
     async def ready() -> bool:
         states = await _node_states(chaos)
-        return all(states[n]["healthy"] and states[n]["circuit_state"] != "CIRCUIT_STATE_OPEN" for n in NODE_MODELS)
+        return all(states[n]["healthy"] and states[n]["circuit_state"] != "CIRCUIT_STATE_OPEN" for n in chaos.nodes)
 
     await _eventually(ready)
 
 
-async def _served(chaos: ChaosStack) -> dict[str, int]:
+async def _served(chaos: Stack) -> dict[str, int]:
     async with httpx.AsyncClient(timeout=10) as http:
         return {
-            node_id: (await http.get(f"{sim.url}/sim/stats")).json()["requests_total"]
-            for node_id, sim in chaos.nodes.items()
+            node_id: (await http.get(f"{url}/sim/stats")).json()["requests_total"]
+            for node_id, url in chaos.nodes.items()
         }
 
 
-async def _configure(chaos: ChaosStack, node_id: str, **fields: object) -> None:
+async def _configure(chaos: Stack, node_id: str, **fields: object) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(f"{chaos.nodes[node_id].url}/sim/config", json=fields)
+        response = await http.post(f"{chaos.nodes[node_id]}/sim/config", json=fields)
     assert response.status_code == 200, response.text
 
 
-async def _load(chaos: ChaosStack, requests: int, concurrency: int) -> tuple[list[int], list[BaseException]]:
+async def _load(chaos: Stack, requests: int, concurrency: int) -> tuple[list[int], list[BaseException]]:
     """Non-streaming chat requests; returns the attempt counts of those served and the failures."""
     attempts: list[int] = []
     failures: list[BaseException] = []
@@ -225,14 +134,13 @@ async def _load(chaos: ChaosStack, requests: int, concurrency: int) -> tuple[lis
     return attempts, failures
 
 
-async def _fresh(chaos: ChaosStack, node_id: str) -> None:
+async def _fresh(chaos: Stack, node_id: str) -> None:
     """Removes the node and adds it again through the admin API: what the proxy learnt of it is forgotten,
     so one test's degraded node does not shape the next test's traffic."""
-    models = {"alpha": [CHAT], "beta": [CHAT], "gamma": [CHAT, LONG]}[node_id]
     body = {
         "node_id": node_id,
-        "url": chaos.nodes[node_id].url,
-        "models": models,
+        "url": chaos.nodes[node_id],
+        "models": next(node.models for node in NODES if node.id == node_id),
         "input_price_per_million": PRICE,
         "output_price_per_million": PRICE,
     }
@@ -249,8 +157,8 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 # Admin API ----------------------------------------------------------------------------------------
 
 
-async def test_admin_adds_drains_and_removes_nodes_over_rest(chaos: ChaosStack) -> None:
-    alpha = chaos.nodes["alpha"].url
+async def test_admin_adds_drains_and_removes_nodes_over_rest(chaos: Stack) -> None:
+    alpha = chaos.nodes["alpha"]
     async with httpx.AsyncClient(base_url=chaos.facade_url, timeout=30) as http, _client(chaos) as api:
         with pytest.raises(openai.NotFoundError):
             await api.chat.completions.create(model=ADMIN_MODEL, messages=MESSAGES)
@@ -304,11 +212,11 @@ def _reason(error: grpc.aio.AioRpcError) -> str:
     return ""
 
 
-async def test_admin_adds_drains_and_removes_nodes_over_grpc(chaos: ChaosStack) -> None:
+async def test_admin_adds_drains_and_removes_nodes_over_grpc(chaos: Stack) -> None:
     metadata = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
     async with grpc.aio.insecure_channel(chaos.core_target) as channel:
         stub = admin_grpc.NodeAdminServiceStub(channel)
-        request = admin_pb.AddNodeRequest(node_id="extra-grpc", url=chaos.nodes["alpha"].url, models=[ADMIN_MODEL])
+        request = admin_pb.AddNodeRequest(node_id="extra-grpc", url=chaos.nodes["alpha"], models=[ADMIN_MODEL])
         added = await stub.AddNode(request, metadata=metadata)
         assert added.node.serving_state == admin_pb.NODE_SERVING_STATE_ACTIVE
         states = await stub.ListNodeStates(admin_pb.ListNodeStatesRequest(), metadata=metadata)
@@ -333,11 +241,12 @@ async def test_admin_adds_drains_and_removes_nodes_over_grpc(chaos: ChaosStack) 
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_sighup_reloads_the_configured_nodes(chaos: ChaosStack) -> None:
+async def test_sighup_reloads_the_configured_nodes(chaos: Stack) -> None:
     original = chaos.config_path.read_text()
-    extra = f"\n[[nodes]]\nid = 'hup'\nurl = '{chaos.nodes['alpha'].url}'\nmodels = ['{HUP_MODEL}']\n"
+    extra = f"\n[[nodes]]\nid = 'hup'\nurl = '{chaos.nodes['alpha']}'\nmodels = ['{HUP_MODEL}']\n"
     try:
-        chaos.config_path.write_text(_config(chaos.nodes, extra, alpha_price=PRICE + 1))
+        dearer = [replace(node, prices=(PRICE + 1, PRICE + 1)) if node.id == "alpha" else node for node in NODES]
+        chaos.write_config(replace(chaos.config, nodes=tuple(dearer)), extra)
         chaos.proxy.send_signal(signal.SIGHUP)
 
         async def reloaded() -> bool:
@@ -359,7 +268,7 @@ async def test_sighup_reloads_the_configured_nodes(chaos: ChaosStack) -> None:
     await _eventually(restored)  # dropped from the file: drained, then removed once idle
 
 
-async def test_a_request_can_choose_its_strategy(chaos: ChaosStack) -> None:
+async def test_a_request_can_choose_its_strategy(chaos: Stack) -> None:
     async with _client(chaos) as api:
         raw = await api.chat.completions.with_raw_response.create(
             model=CHAT, messages=MESSAGES, extra_headers={"X-Atoma-Routing-Strategy": "round_robin"}
@@ -375,7 +284,7 @@ async def test_a_request_can_choose_its_strategy(chaos: ChaosStack) -> None:
 # Degraded nodes -----------------------------------------------------------------------------------
 
 
-async def test_a_slow_node_gets_less_traffic(chaos: ChaosStack) -> None:
+async def test_a_slow_node_gets_less_traffic(chaos: Stack) -> None:
     await _fresh(chaos, "beta")
     await _all_serving(chaos)
     await _configure(chaos, "beta", ttft_ms=400)
@@ -389,7 +298,7 @@ async def test_a_slow_node_gets_less_traffic(chaos: ChaosStack) -> None:
     assert served["beta"] < (served["alpha"] + served["gamma"]) / 4, served  # under half a healthy peer's
 
 
-async def test_a_node_answering_429_gets_less_traffic_and_costs_no_request(chaos: ChaosStack) -> None:
+async def test_a_node_answering_429_gets_less_traffic_and_costs_no_request(chaos: Stack) -> None:
     await _fresh(chaos, "beta")
     await _all_serving(chaos)
     await _configure(chaos, "beta", error_rate=1.0, error_status=429)
@@ -407,10 +316,10 @@ async def test_a_node_answering_429_gets_less_traffic_and_costs_no_request(chaos
 # A node dies --------------------------------------------------------------------------------------
 
 
-async def test_a_killed_node_fails_no_request_and_is_used_again_once_back(chaos: ChaosStack) -> None:
+async def test_a_killed_node_fails_no_request_and_is_used_again_once_back(chaos: Stack) -> None:
     await _fresh(chaos, "gamma")
     await _all_serving(chaos)
-    gamma = chaos.nodes["gamma"]
+    gamma = chaos.sims["gamma"]
     async with _client(chaos) as api:
         long_stream = await api.chat.completions.create(
             model=LONG, messages=MESSAGES, stream=True, max_tokens=4000, extra_body=LONG_REPLY

@@ -20,11 +20,14 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e._ledger import funded_key, start_core, stop, stored_ledger, wait_serving
 from tests.e2e.conftest import CHAT, SLOW_CHAT
 from tests.support.databases import temporary_database_sync
 from tests.support.processes import free_port, running
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]  # about 30 s when the machine is busy
 
 CREDIT = 10_000_000
 REQUEST_TIMEOUT = 10  # the facade's deadline for each call: the dead core's reservations expire after it

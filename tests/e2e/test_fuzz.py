@@ -8,6 +8,7 @@ requests reach a node and come back 200.
 from __future__ import annotations
 
 import httpx
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from tests.e2e.conftest import CHAT, EMBED, IMAGE, Stack
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = 150
 SERVED = {

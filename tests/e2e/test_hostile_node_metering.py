@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -30,79 +28,44 @@ from atoma_proxy.core.persistence import UserRepository, create_engine, session_
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
-from atoma_proxy.nodesim.text import chat_prompt_tokens, count_tokens
+from atoma_proxy.sim_words import chat_prompt_tokens, count_tokens
 from tests.e2e._ledger import funded_key, stored_ledger
-from tests.support.databases import DATABASE_KINDS, temporary_database_sync
-from tests.support.processes import free_port, running
+from tests.support.databases import DATABASE_KINDS
+from tests.support.stack import IN_PROCESS, SimNode, Stack, StackFactory, Topology
 
 LEGACY, CHATTY, GREEDY, SILENT, LIAR = (
     f"atoma/sim-{name}" for name in ("legacy", "chatty", "greedy", "silent", "liar")
 )
 DEFAULT_CAP = 50
-NODES: dict[str, tuple[list[str], list[str]]] = {  # node -> (models, node-sim options)
-    "legacy": ([LEGACY], ["--completions-max-tokens-only", "--reply-tokens", "6000"]),
-    "chatty": ([CHATTY], ["--reply-tokens", "80"]),
+PRICE = (1_000_000, 2_000_000)  # micro-USD per million prompt and generated tokens
+NODES = [
+    SimNode(
+        "legacy", chat=(LEGACY,), options=("--completions-max-tokens-only", "--reply-tokens", "6000"), prices=PRICE
+    ),
+    SimNode("chatty", chat=(CHATTY,), options=("--reply-tokens", "80"), prices=PRICE),
     # Paced, so the proxy's cut reaches the node while it is still generating.
-    "greedy": ([GREEDY], ["--overproduce-tokens", "1000", "--tokens-per-second", "200"]),
-    "silent": ([SILENT], ["--omit-usage"]),
+    SimNode(
+        "greedy", chat=(GREEDY,), options=("--overproduce-tokens", "1000", "--tokens-per-second", "200"), prices=PRICE
+    ),
+    SimNode("silent", chat=(SILENT,), options=("--omit-usage",), prices=PRICE),
     # Paced, so a stream delivers tokens before its usage arrives.
-    "liar": ([LIAR], ["--tokens-per-second", "50"]),
-    "honest": ([LIAR], []),
+    SimNode("liar", chat=(LIAR,), options=("--tokens-per-second", "50"), prices=PRICE),
+    SimNode("honest", chat=(LIAR,), prices=(2_000_000, 3_000_000)),
+]
+PRICES = {node.id: node.prices for node in NODES}
+SETTINGS = {
+    # Never eject: every test meets the node it is about, whatever the tests before it did.
+    "routing": {"eject_after_failures": 1000, "eject_min_requests": 1000},
+    "ledger": {"default_max_completion_tokens": DEFAULT_CAP},
 }
-PRICES = {node: (1_000_000, 2_000_000) for node in NODES} | {"honest": (2_000_000, 3_000_000)}
 
 
-@dataclass(frozen=True)
-class HostileStack:
-    facade_url: str
-    core_target: str
-    nodes: dict[str, str]
-    database_url: str
-
-
-def _config(nodes: dict[str, str]) -> str:
-    text = (
-        "[core]\nhealth_interval = 0.5\n\n"
-        # Never eject: every test meets the node it is about, whatever the tests before it did.
-        "[routing]\neject_after_failures = 1000\neject_min_requests = 1000\n\n"
-        f"[ledger]\ndefault_max_completion_tokens = {DEFAULT_CAP}\n"
-    )
-    text += "".join(
-        f"\n[[tokenizers]]\nmodel = '{m}'\nkind = 'sim-words'\n" for m in (LEGACY, CHATTY, GREEDY, SILENT, LIAR)
-    )
-    for node, (models, _) in NODES.items():
-        price_in, price_out = PRICES[node]
-        text += (
-            f"\n[[nodes]]\nid = '{node}'\nurl = '{nodes[node]}'\nmodels = {models}\n"
-            f"input_price_per_million = {price_in}\noutput_price_per_million = {price_out}\n"
-        )
-    return text
-
-
-@pytest.fixture(scope="module", params=DATABASE_KINDS)
-def hostile(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileStack]:
-    tmp = tmp_path_factory.mktemp(f"hostile-{request.param}")
-    with ExitStack() as stack, temporary_database_sync(request.param) as database_url:
-        nodes = {}
-        for node, (models, options) in NODES.items():
-            port = free_port()
-            url = nodes[node] = f"http://127.0.0.1:{port}"
-            args = ["node-sim", "--port", str(port), "--node-id", node, *options]
-            args += [arg for model in models for arg in ("--chat-model", model)]
-            stack.enter_context(running(args, ready_url=f"{url}/health", log=tmp / f"{node}.log"))
-        config = tmp / "config.toml"
-        config.write_text(_config(nodes))
-        facade_port, core_port = free_port(), free_port()
-        env = {
-            "ATOMA_CONFIG": str(config),
-            "ATOMA_DATABASE__URL": database_url,
-            "ATOMA_FACADE__PORT": str(facade_port),
-            "ATOMA_CORE__LISTEN": f"127.0.0.1:{core_port}",
-            "ATOMA_FACADE__CORE_TARGET": f"127.0.0.1:{core_port}",
-        }
-        facade = f"http://127.0.0.1:{facade_port}"
-        stack.enter_context(running(["serve"], ready_url=f"{facade}/health", log=tmp / "proxy.log", env=env))
-        yield HostileStack(facade, f"127.0.0.1:{core_port}", nodes, database_url)
+@pytest.fixture(scope="module", params=[Topology(IN_PROCESS, kind) for kind in DATABASE_KINDS], ids=lambda t: t.id)
+def hostile(request: pytest.FixtureRequest, stack_factory: StackFactory) -> Iterator[Stack]:
+    with stack_factory(
+        request.param, nodes=NODES, settings=SETTINGS, sim_words=(LEGACY, CHATTY, GREEDY, SILENT, LIAR)
+    ) as stack:
+        yield stack
 
 
 def _cost(node: str, prompt: int, completion: int) -> int:
@@ -121,16 +84,16 @@ def _chat(model: str, text: str, **fields: Any) -> pb.ChatCompletionRequest:
     return pb.ChatCompletionRequest(model=model, messages=[chat_pb2.ChatMessage(role="user", text=text)], **fields)
 
 
-def _node_requests(stack: HostileStack, node: str) -> list[dict[str, Any]]:
+def _node_requests(stack: Stack, node: str) -> list[dict[str, Any]]:
     """The bodies the node received, oldest first."""
     return [entry["body"] for entry in httpx.get(f"{stack.nodes[node]}/sim/requests").json()]
 
 
-def _node_stats(stack: HostileStack, node: str) -> dict[str, Any]:
+def _node_stats(stack: Stack, node: str) -> dict[str, Any]:
     return httpx.get(f"{stack.nodes[node]}/sim/stats").json()
 
 
-def _set_fake_usage(stack: HostileStack, usage: dict[str, Any] | None) -> None:
+def _set_fake_usage(stack: Stack, usage: dict[str, Any] | None) -> None:
     httpx.post(f"{stack.nodes['liar']}/sim/config", json={"fake_usage": usage}).raise_for_status()
 
 
@@ -142,7 +105,7 @@ def _reason(error: grpc.aio.AioRpcError) -> str:
     return info.reason
 
 
-async def test_legacy_completions_send_the_node_the_reserved_cap_as_max_tokens(hostile: HostileStack) -> None:
+async def test_legacy_completions_send_the_node_the_reserved_cap_as_max_tokens(hostile: Stack) -> None:
     """Issue 10.1: `max_completion_tokens: 1` next to `max_tokens: 5000` must not buy 5,000 tokens for 1."""
     email, key = await funded_key(hostile.database_url, 100)  # 5,000 tokens would cost 10,001
     request = pb.CompletionRequest(
@@ -159,7 +122,7 @@ async def test_legacy_completions_send_the_node_the_reserved_cap_as_max_tokens(h
     assert (ledger.debited, ledger.reserved, [r.completion_tokens for r in ledger.records]) == (3, 0, [1])
 
 
-async def test_a_request_without_a_cap_tells_the_node_the_reserved_one(hostile: HostileStack) -> None:
+async def test_a_request_without_a_cap_tells_the_node_the_reserved_one(hostile: Stack) -> None:
     """Issue 10.2: the default reservation cap reaches the node; its natural 80-token reply is cut at 50."""
     email, key = await funded_key(hostile.database_url, 10_000_000)
     async with openai.AsyncOpenAI(base_url=f"{hostile.facade_url}/v1", api_key=key, max_retries=0) as client:
@@ -177,7 +140,7 @@ async def test_a_request_without_a_cap_tells_the_node_the_reserved_one(hostile: 
     assert ledger.debited == _cost("chatty", prompt, DEFAULT_CAP) + _cost("chatty", 1, DEFAULT_CAP)
 
 
-async def test_a_stream_past_the_cap_is_cut_ended_cleanly_and_the_node_released(hostile: HostileStack) -> None:
+async def test_a_stream_past_the_cap_is_cut_ended_cleanly_and_the_node_released(hostile: Stack) -> None:
     """Issue 10.2: a node streaming 1,005 tokens for `max_tokens: 5` delivers 5, charged 5, and is hung up on."""
     email, key = await funded_key(hostile.database_url, 10_000_000)
     cancelled = _node_stats(hostile, "greedy")["cancelled"]
@@ -204,7 +167,7 @@ async def test_a_stream_past_the_cap_is_cut_ended_cleanly_and_the_node_released(
         raise AssertionError("the proxy never released the over-producing node")
 
 
-async def test_a_non_streamed_overproduction_is_a_node_failure_and_free(hostile: HostileStack) -> None:
+async def test_a_non_streamed_overproduction_is_a_node_failure_and_free(hostile: Stack) -> None:
     email, key = await funded_key(hostile.database_url, 10_000_000)
     async with grpc.aio.insecure_channel(hostile.core_target) as channel:
         stub = pb_grpc.RoutingServiceStub(channel)
@@ -215,7 +178,7 @@ async def test_a_non_streamed_overproduction_is_a_node_failure_and_free(hostile:
     assert [(r.outcome, r.cost) for r in ledger.records] == [("node_failed", 0)] and ledger.reserved == 0
 
 
-async def test_an_answer_without_usage_is_charged_for_its_generated_text(hostile: HostileStack) -> None:
+async def test_an_answer_without_usage_is_charged_for_its_generated_text(hostile: Stack) -> None:
     """Issue 10.3: a node that omits usage is charged its counted text, streamed or not."""
     email, key = await funded_key(hostile.database_url, 10_000_000)
     async with grpc.aio.insecure_channel(hostile.core_target) as channel:
@@ -249,7 +212,7 @@ ABSURD = [
 
 @pytest.mark.parametrize("usage", ABSURD, ids=lambda u: orjson.dumps(u).decode())
 async def test_absurd_usage_is_a_node_failure_never_a_free_request_nor_a_database_error(
-    hostile: HostileStack, usage: dict[str, Any]
+    hostile: Stack, usage: dict[str, Any]
 ) -> None:
     """Issue 10.4: the liar's answer is refused; nothing delivered yet fails over, a stream pays what it delivered."""
     _set_fake_usage(hostile, usage)

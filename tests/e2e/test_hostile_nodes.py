@@ -9,90 +9,48 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e._ledger import funded_key, stored_ledger
-from tests.support.processes import free_port, running
+from tests.support.stack import IN_PROCESS, SimNode, Stack, StackFactory, Topology
 
 CHAT = "atoma/hostile-chat"  # honest (cheap) and liar (ten times the price, lying about its queue)
 MIXED = "atoma/hostile-mixed"  # honest and garbage
 GARBAGE = "atoma/hostile-garbage"  # garbage only
 OVERSIZE = "atoma/hostile-oversize"  # oversize only: a 6 MB answer, or a 6 MB event that never ends
 OTHER = "atoma/hostile-other"  # honest only
-NODES: dict[str, tuple[list[str], int, list[str]]] = {
-    "honest": ([CHAT, MIXED, OTHER], 100_000, []),
-    "liar": ([CHAT], 1_000_000, ["--metrics-lie", "negative"]),
-    "garbage": ([GARBAGE, MIXED], 100_000, ["--garbage", "not_json"]),
-    "oversize": ([OVERSIZE], 100_000, ["--oversize-bytes", "6000000"]),
+REPLY = ("--reply-tokens", "8")
+NODES = [
+    SimNode("honest", chat=(CHAT, MIXED, OTHER), options=REPLY, prices=(100_000, 100_000)),
+    SimNode("liar", chat=(CHAT,), options=(*REPLY, "--metrics-lie", "negative"), prices=(1_000_000, 1_000_000)),
+    SimNode("garbage", chat=(GARBAGE, MIXED), options=(*REPLY, "--garbage", "not_json"), prices=(100_000, 100_000)),
+    SimNode("oversize", chat=(OVERSIZE,), options=(*REPLY, "--oversize-bytes", "6000000"), prices=(100_000, 100_000)),
+]
+SETTINGS = {
+    "core": {"node_max_event_bytes": 1_048_576, "node_max_response_bytes": 4_194_304},
+    "routing": {
+        "metrics_interval": 0.2,
+        "max_attempts": 2,
+        "eject_after_failures": 1000,
+        "eject_min_requests": 1000,
+        "eject_error_rate": 1.0,
+    },
 }
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 FUNDS = 10**9
 
 
-@dataclass(frozen=True)
-class HostileStack:
-    facade_url: str
-    database_url: str
-    nodes: dict[str, str]
-
-
-def _config(nodes: dict[str, str]) -> str:
-    text = """\
-[core]
-health_interval = 0.5
-node_max_event_bytes = 1048576
-node_max_response_bytes = 4194304
-
-[routing]
-metrics_interval = 0.2
-max_attempts = 2
-eject_after_failures = 1000
-eject_min_requests = 1000
-eject_error_rate = 1.0
-"""
-    text += "".join(f"\n[[tokenizers]]\nmodel = '{m}'\nkind = 'sim-words'\n" for m in (CHAT, MIXED, GARBAGE, OTHER))
-    for node_id, (models, price, _) in NODES.items():
-        text += (
-            f"\n[[nodes]]\nid = '{node_id}'\nurl = '{nodes[node_id]}'\nmodels = {models!r}\n"
-            f"input_price_per_million = {price}\noutput_price_per_million = {price}\n"
-        )
-    return text
-
-
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileStack]:
-    tmp = tmp_path_factory.mktemp("hostile")
-    with ExitStack() as stack:
-        nodes: dict[str, str] = {}
-        for node_id, (models, _, extra) in NODES.items():
-            port = free_port()
-            nodes[node_id] = f"http://127.0.0.1:{port}"
-            args = ["node-sim", "--port", str(port), "--node-id", node_id, "--reply-tokens", "8", *extra]
-            for model in models:
-                args += ["--chat-model", model]
-            stack.enter_context(running(args, ready_url=f"{nodes[node_id]}/health", log=tmp / f"{node_id}.log"))
-        config = tmp / "config.toml"
-        config.write_text(_config(nodes))
-        database_url = f"sqlite:///{tmp / 'hostile.db'}"
-        facade_port, core_port = free_port(), free_port()
-        env = {
-            "ATOMA_CONFIG": str(config),
-            "ATOMA_DATABASE__URL": database_url,
-            "ATOMA_FACADE__PORT": str(facade_port),
-            "ATOMA_CORE__LISTEN": f"127.0.0.1:{core_port}",
-            "ATOMA_FACADE__CORE_TARGET": f"127.0.0.1:{core_port}",
-        }
-        facade = f"http://127.0.0.1:{facade_port}"
-        stack.enter_context(running(["serve"], ready_url=f"{facade}/health", log=tmp / "proxy.log", env=env))
-        yield HostileStack(facade, database_url, nodes)
+def hostile(stack_factory: StackFactory) -> Iterator[Stack]:
+    sim_words = (CHAT, MIXED, GARBAGE, OTHER)
+    with stack_factory(Topology(IN_PROCESS, "sqlite"), nodes=NODES, settings=SETTINGS, sim_words=sim_words) as stack:
+        yield stack
 
 
-async def _chat(stack: HostileStack, key: str, model: str, **extra: Any) -> httpx.Response:
+async def _chat(stack: Stack, key: str, model: str, **extra: Any) -> httpx.Response:
     body = {"model": model, "messages": MESSAGES, "max_tokens": 8, **extra}
     async with httpx.AsyncClient(timeout=60) as http:
         return await http.post(
@@ -100,18 +58,18 @@ async def _chat(stack: HostileStack, key: str, model: str, **extra: Any) -> http
         )
 
 
-async def _served(stack: HostileStack) -> dict[str, int]:
+async def _served(stack: Stack) -> dict[str, int]:
     async with httpx.AsyncClient(timeout=10) as http:
         return {n: (await http.get(f"{url}/sim/stats")).json()["requests_total"] for n, url in stack.nodes.items()}
 
 
-async def _configure(stack: HostileStack, node_id: str, **fields: object) -> None:
+async def _configure(stack: Stack, node_id: str, **fields: object) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.post(f"{stack.nodes[node_id]}/sim/config", json=fields)
     assert response.status_code == 200, response.text
 
 
-async def _settled(stack: HostileStack, email: str, records: int) -> Any:
+async def _settled(stack: Stack, email: str, records: int) -> Any:
     """The user's ledger once `records` requests were settled (settlement runs after the answer)."""
     for _ in range(200):
         ledger = await stored_ledger(stack.database_url, email)
@@ -126,7 +84,7 @@ def _assert_node_failed(response: httpx.Response) -> None:
     assert response.json()["error"]["code"] == "node_failed"
 
 
-async def test_a_node_lying_about_its_queue_does_not_get_the_traffic(hostile: HostileStack) -> None:
+async def test_a_node_lying_about_its_queue_does_not_get_the_traffic(hostile: Stack) -> None:
     _, key = await funded_key(hostile.database_url, FUNDS)
     await asyncio.sleep(1.0)  # a few scrapes of the liar's /metrics (-1,000,000 requests waiting)
     before = await _served(hostile)
@@ -138,7 +96,7 @@ async def test_a_node_lying_about_its_queue_does_not_get_the_traffic(hostile: Ho
 
 
 @pytest.mark.parametrize("garbage", ["not_json", "html", "non_utf8", "usage_type"])
-async def test_node_garbage_is_a_node_failure_charged_nothing(hostile: HostileStack, garbage: str) -> None:
+async def test_node_garbage_is_a_node_failure_charged_nothing(hostile: Stack, garbage: str) -> None:
     await _configure(hostile, "garbage", garbage=garbage, garbage_after_tokens=0)
     email, key = await funded_key(hostile.database_url, FUNDS)
     before = (await _served(hostile))["garbage"]
@@ -149,7 +107,7 @@ async def test_node_garbage_is_a_node_failure_charged_nothing(hostile: HostileSt
     assert ledger.charged == 0 and ledger.debited == 0 and [r.outcome for r in ledger.records] == ["node_failed"] * 2
 
 
-async def test_node_garbage_fails_over_to_an_honest_node(hostile: HostileStack) -> None:
+async def test_node_garbage_fails_over_to_an_honest_node(hostile: Stack) -> None:
     await _configure(hostile, "garbage", garbage="html", garbage_after_tokens=0)
     _, key = await funded_key(hostile.database_url, FUNDS)
     before = await _served(hostile)
@@ -160,7 +118,7 @@ async def test_node_garbage_fails_over_to_an_honest_node(hostile: HostileStack) 
     assert after["garbage"] > before["garbage"]  # it was tried, failed, and the request went on
 
 
-async def test_garbage_mid_stream_ends_the_stream_charged_by_what_was_delivered(hostile: HostileStack) -> None:
+async def test_garbage_mid_stream_ends_the_stream_charged_by_what_was_delivered(hostile: Stack) -> None:
     await _configure(hostile, "garbage", garbage="non_utf8", garbage_after_tokens=3)
     email, key = await funded_key(hostile.database_url, FUNDS)
     response = await _chat(hostile, key, GARBAGE, stream=True)
@@ -173,14 +131,14 @@ async def test_garbage_mid_stream_ends_the_stream_charged_by_what_was_delivered(
     assert 0 < ledger.charged == record.cost
 
 
-async def test_an_answer_over_the_response_limit_is_a_node_failure_not_429(hostile: HostileStack) -> None:
+async def test_an_answer_over_the_response_limit_is_a_node_failure_not_429(hostile: Stack) -> None:
     email, key = await funded_key(hostile.database_url, FUNDS)
     _assert_node_failed(await _chat(hostile, key, OVERSIZE))
     ledger = await _settled(hostile, email, 1)
     assert ledger.charged == 0
 
 
-async def test_other_users_are_served_while_a_node_streams_an_endless_event(hostile: HostileStack) -> None:
+async def test_other_users_are_served_while_a_node_streams_an_endless_event(hostile: Stack) -> None:
     _, hostile_key = await funded_key(hostile.database_url, FUNDS)
     _, other_key = await funded_key(hostile.database_url, FUNDS)
     before = (await _served(hostile))["oversize"]

@@ -33,6 +33,8 @@ from tests.e2e.conftest import CHAT
 from tests.support.databases import temporary_database_sync
 from tests.support.processes import free_port, running
 
+pytestmark = pytest.mark.slow
+
 ADMITTED = 40
 REQUESTS = 520
 COST = 18  # micro-USD of one request; see the module docstring

@@ -26,6 +26,8 @@ from tests.e2e.conftest import CHAT, SLOW_CHAT
 from tests.support.databases import DATABASE_KINDS, temporary_database_sync
 from tests.support.processes import free_port, running
 
+pytestmark = pytest.mark.slow
+
 CREDIT = 10_000_000
 
 

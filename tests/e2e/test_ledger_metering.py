@@ -24,7 +24,7 @@ from atoma_proxy.core.persistence import UserRepository, create_engine, session_
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
-from atoma_proxy.nodesim.text import chat_prompt_tokens
+from atoma_proxy.sim_words import chat_prompt_tokens
 from tests.e2e._ledger import funded_key, stored_ledger
 from tests.e2e.conftest import CHAT, EMBED, SLOW_CHAT, Stack
 from tests.support.databases import temporary_database_sync

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,8 +20,10 @@ import psycopg
 import pytest
 
 from atoma_proxy.core.persistence.migrate import upgrade_database
-from tests.support.processes import free_port, run_command, running
 from tests.support.services import OwnPostgres, OwnRedis, own_postgres, own_redis
+from tests.support.stack import IN_PROCESS, SimNode, Stack, StackFactory, Topology
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]  # up to 45 s each when the machine is busy
 
 CHAT = "atoma/sim-chat"
 ADMIN_TOKEN = "outage-admin-token-0123456789"
@@ -31,42 +31,26 @@ ADMIN_TOKEN = "outage-admin-token-0123456789"
 CLIENT_TIMEOUT = 30.0
 REQUEST_DEADLINE = 300.0
 POLL_ATTEMPTS, POLL_INTERVAL = 300, 0.1
+NODE = SimNode("node", chat=(CHAT,), options=("--tokens-per-second", "200"), prices=(100_000, 400_000))
+SETTINGS: dict[str, dict[str, object]] = {
+    "ledger": {"sweep_interval": 0.5},
+    "database": {"statement_timeout": 2.0},
+}
 
 
-@dataclass
-class Proxy:
-    url: str
-    api_key: str
-    node_url: str
-
-
-@contextlib.contextmanager
-def _proxy(tmp: Path, database_url: str, extra_config: str = "") -> Iterator[Proxy]:
-    node_port, facade_port, core_port = free_port(), free_port(), free_port()
-    node_url = f"http://127.0.0.1:{node_port}"
-    config = tmp / "config.toml"
-    config.write_text(
-        "[core]\nhealth_interval = 0.5\n\n[ledger]\nsweep_interval = 0.5\n\n[database]\nstatement_timeout = 2.0\n\n"
-        f"[[tokenizers]]\nmodel = '{CHAT}'\nkind = 'sim-words'\n\n"
-        f"[[nodes]]\nid = 'node'\nurl = '{node_url}'\nmodels = ['{CHAT}']\n"
-        "input_price_per_million = 100000\noutput_price_per_million = 400000\n\n" + extra_config
+def _proxy(
+    stack_factory: StackFactory, database_url: str | None = None, **settings: dict[str, object]
+) -> contextlib.AbstractContextManager[Stack]:
+    """The proxy in one process on `database_url` (else a fresh SQLite database), a funded key, one node."""
+    return stack_factory(
+        Topology(IN_PROCESS, "postgresql" if database_url else "sqlite"),
+        nodes=[NODE],
+        settings=SETTINGS | settings,
+        sim_words=(CHAT,),
+        env={"ATOMA_FACADE__REQUEST_TIMEOUT": str(REQUEST_DEADLINE), "ATOMA_ACCOUNTS__ADMIN_TOKEN": ADMIN_TOKEN},
+        funds=10**9,
+        database_url=database_url,
     )
-    env = {
-        "ATOMA_CONFIG": str(config),
-        "ATOMA_DATABASE__URL": database_url,
-        "ATOMA_FACADE__PORT": str(facade_port),
-        "ATOMA_FACADE__REQUEST_TIMEOUT": str(REQUEST_DEADLINE),
-        "ATOMA_CORE__LISTEN": f"127.0.0.1:{core_port}",
-        "ATOMA_FACADE__CORE_TARGET": f"127.0.0.1:{core_port}",
-        "ATOMA_ACCOUNTS__ADMIN_TOKEN": ADMIN_TOKEN,
-    }
-    node = ["node-sim", "--port", str(node_port), "--node-id", "node", "--chat-model", CHAT]
-    with running([*node, "--tokens-per-second", "200"], ready_url=f"{node_url}/health", log=tmp / "node.log"):
-        api_key = run_command("keys", "create", "--email", "outage@atoma.test", env=env).strip()
-        run_command("balance", "credit", "--email", "outage@atoma.test", "--micro-usd", str(10**9), env=env)
-        facade = f"http://127.0.0.1:{facade_port}"
-        with running(["serve"], ready_url=f"{facade}/health", log=tmp / "proxy.log", env=env):
-            yield Proxy(facade, api_key, node_url)
 
 
 @pytest.fixture
@@ -111,15 +95,15 @@ def _ledger(database_url: str, request_ids: list[str]) -> tuple[dict[str, tuple[
 
 
 async def test_postgres_stopped_under_load_is_a_503_at_once_and_every_answer_is_metered_when_it_is_back(
-    tmp_path: Path, postgres: tuple[OwnPostgres, str]
+    stack_factory: StackFactory, postgres: tuple[OwnPostgres, str]
 ) -> None:
     server, database_url = postgres
     responses: list[httpx.Response] = []
     stopping = asyncio.Event()
 
-    with _proxy(tmp_path, database_url) as proxy:
+    with _proxy(stack_factory, database_url) as proxy:
         headers = {"authorization": f"Bearer {proxy.api_key}"}
-        async with httpx.AsyncClient(base_url=proxy.url, headers=headers, timeout=CLIENT_TIMEOUT) as client:
+        async with httpx.AsyncClient(base_url=proxy.facade_url, headers=headers, timeout=CLIENT_TIMEOUT) as client:
 
             async def load(stream: bool) -> None:
                 while not stopping.is_set():
@@ -146,7 +130,7 @@ async def test_postgres_stopped_under_load_is_a_503_at_once_and_every_answer_is_
             await asyncio.sleep(0.5)
             stopping.set()
             await asyncio.gather(*workers)
-            node_stats = (await client.get(f"{proxy.node_url}/sim/stats")).json()
+            node_stats = (await client.get(f"{proxy.nodes['node']}/sim/stats")).json()
 
         answered = [r for r in [*responses, after] if r.status_code == 200]
         request_ids = [r.headers["x-request-id"] for r in answered]
@@ -171,15 +155,15 @@ async def test_postgres_stopped_under_load_is_a_503_at_once_and_every_answer_is_
 
 
 async def test_a_hung_postgres_is_a_503_within_the_statement_timeout_not_at_the_deadline(
-    tmp_path: Path, postgres: tuple[OwnPostgres, str]
+    stack_factory: StackFactory, postgres: tuple[OwnPostgres, str]
 ) -> None:
     """SIGSTOP: connections hang instead of failing. The waits are bounded (`database.*_timeout`, 2 s here)
     where the request's deadline is 300 s and the client gives up after 30 s."""
     server, database_url = postgres
     admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-    with _proxy(tmp_path, database_url) as proxy:
+    with _proxy(stack_factory, database_url) as proxy:
         headers = {"authorization": f"Bearer {proxy.api_key}"}
-        async with httpx.AsyncClient(base_url=proxy.url, headers=headers, timeout=CLIENT_TIMEOUT) as client:
+        async with httpx.AsyncClient(base_url=proxy.facade_url, headers=headers, timeout=CLIENT_TIMEOUT) as client:
             warm = await _chat(client)
             server.freeze()
             try:
@@ -197,10 +181,10 @@ async def test_a_hung_postgres_is_a_503_within_the_statement_timeout_not_at_the_
 
 @pytest.mark.parametrize("fail_open", [True, False], ids=["fail_open", "fail_closed"])
 async def test_redis_stopped_follows_the_fail_open_rule_and_limits_apply_again_when_it_is_back(
-    tmp_path: Path, fail_open: bool
+    stack_factory: StackFactory, fail_open: bool
 ) -> None:
     with own_redis() as redis:
-        async with _limited_proxy(tmp_path, redis, fail_open) as client:
+        async with _limited_proxy(stack_factory, redis, fail_open) as client:
             before = [(await _chat(client)).status_code for _ in range(3)]
             redis.stop()
             down = [await _chat(client) for _ in range(4)]
@@ -225,19 +209,11 @@ async def test_redis_stopped_follows_the_fail_open_rule_and_limits_apply_again_w
 
 
 @contextlib.asynccontextmanager
-async def _limited_proxy(tmp: Path, redis: OwnRedis, fail_open: bool) -> AsyncIterator[httpx.AsyncClient]:
-    with tempfile_database(tmp) as database_url:
-        limits = (
-            f"[rate_limits]\nredis_url = '{redis.url}'\nkey_requests_per_minute = 2\n"
-            f"fail_open = {'true' if fail_open else 'false'}\n"
-        )
-        with _proxy(tmp, database_url, limits) as proxy:
-            headers = {"authorization": f"Bearer {proxy.api_key}"}
-            async with httpx.AsyncClient(base_url=proxy.url, headers=headers, timeout=CLIENT_TIMEOUT) as client:
-                yield client
-
-
-@contextlib.contextmanager
-def tempfile_database(tmp: Path) -> Iterator[str]:
-    """An SQLite database in `tmp` (the Redis test does not need PostgreSQL; the commands migrate it)."""
-    yield f"sqlite:///{tmp / 'atoma.db'}"
+async def _limited_proxy(
+    stack_factory: StackFactory, redis: OwnRedis, fail_open: bool
+) -> AsyncIterator[httpx.AsyncClient]:
+    limits = {"redis_url": redis.url, "key_requests_per_minute": 2, "fail_open": fail_open}
+    with _proxy(stack_factory, rate_limits=limits) as proxy:  # SQLite: this test needs no PostgreSQL of its own
+        headers = {"authorization": f"Bearer {proxy.api_key}"}
+        async with httpx.AsyncClient(base_url=proxy.facade_url, headers=headers, timeout=CLIENT_TIMEOUT) as client:
+            yield client

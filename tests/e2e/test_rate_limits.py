@@ -13,14 +13,10 @@ bucket refills one request every 20 s, far longer than a test runs.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import subprocess
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import openai
@@ -33,8 +29,7 @@ from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 from tests.e2e.conftest import CHAT
-from tests.support.databases import temporary_database_sync
-from tests.support.processes import free_port, running, wait_grpc_serving
+from tests.support.stack import IN_PROCESS, OVER_GRPC, SimNode, StackFactory, Topology
 
 REDIS_URL = os.environ.get("ATOMA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KEY_RPM = 3
@@ -52,53 +47,30 @@ class LimitedStack:
         return await create_api_key(self.database_url, email=f"{secrets.token_hex(6)}@rl.test", migrate=False)
 
 
-def _core(env: dict[str, str], log: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-    """`atoma-proxy core` until the block ends (not waited for: see `wait_grpc_serving`)."""
-    return running(["core"], ready_url=None, log=log, env=env)
-
-
-@pytest.fixture(scope="module", params=["grpc", "in-process"])
-def limited_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimitedStack]:
-    in_process = request.param == "in-process"
-    tmp = tmp_path_factory.mktemp(f"rate-limits-{request.param}")
+@pytest.fixture(
+    scope="module", params=[Topology(OVER_GRPC, "sqlite"), Topology(IN_PROCESS, "sqlite")], ids=lambda t: t.id
+)
+def limited_stack(request: pytest.FixtureRequest, stack_factory: StackFactory) -> Iterator[LimitedStack]:
     prefix = f"atoma-e2e:{secrets.token_hex(6)}:"
-    with ExitStack() as stack, temporary_database_sync("sqlite") as database_url:
-        node_port = free_port()
-        node = f"http://127.0.0.1:{node_port}"
-        node_args = ["node-sim", "--port", str(node_port), "--node-id", "fast", "--chat-model", CHAT]
-        stack.enter_context(running(node_args, ready_url=f"{node}/health", log=tmp / "node.log"))
-        config = tmp / "config.toml"
-        config.write_text(
-            f"[core]\nhealth_interval = 0.5\n\n"
-            f"[rate_limits]\nredis_url = '{REDIS_URL}'\nkey_prefix = '{prefix}'\n"
-            f"key_requests_per_minute = {KEY_RPM}\nuser_tokens_per_minute = {USER_TPM}\n"
-            # A busy test machine must not turn a slow Redis reply into "Redis down" (fail open: no limits).
-            "redis_timeout = 5.0\n\n"
-            f"[[nodes]]\nid = 'fast'\nurl = '{node}'\nmodels = ['{CHAT}']\n"
-        )
-        common = {"ATOMA_CONFIG": str(config), "ATOMA_DATABASE__URL": database_url}
-        core_a, core_b = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        facade_port = free_port()
-        facade = f"http://127.0.0.1:{facade_port}"
-        facade_env = {**common, "ATOMA_FACADE__PORT": str(facade_port), "ATOMA_FACADE__CORE_TARGET": core_a}
-        if in_process:  # core A and the facade: one process
-            serve_env = {**facade_env, "ATOMA_CORE__LISTEN": core_a}
-            stack.enter_context(running(["serve"], ready_url=f"{facade}/health", log=tmp / "serve.log", env=serve_env))
-        else:
-            stack.enter_context(_core({**common, "ATOMA_CORE__LISTEN": core_a}, tmp / "core-a.log"))
-        process_b = stack.enter_context(_core({**common, "ATOMA_CORE__LISTEN": core_b}, tmp / "core-b.log"))
-        if not in_process:  # the facade's /health answers 200 once core A serves
-            facade_log = tmp / "facade.log"
-            stack.enter_context(running(["facade"], ready_url=f"{facade}/health", log=facade_log, env=facade_env))
-        wait_grpc_serving(core_b, process_b, tmp / "core-b.log")
-        try:
-            yield LimitedStack(f"{facade}/v1", core_b, database_url)
-        finally:
-            client = redis.Redis.from_url(REDIS_URL)
-            keys = list(client.scan_iter(match=f"{prefix}*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
+    limits = {
+        "redis_url": REDIS_URL,
+        "key_prefix": prefix,
+        "key_requests_per_minute": KEY_RPM,
+        "user_tokens_per_minute": USER_TPM,
+        # A busy test machine must not turn a slow Redis reply into "Redis down" (fail open: no limits).
+        "redis_timeout": 5.0,
+    }
+    try:
+        with stack_factory(
+            request.param, nodes=[SimNode("fast", chat=(CHAT,))], settings={"rate_limits": limits}, cores=2
+        ) as stack:
+            yield LimitedStack(stack.base_url, stack.core_targets[1], stack.database_url)
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def _client(base_url: str, api_key: str) -> openai.AsyncOpenAI:

@@ -11,8 +11,6 @@ with the official `openai` SDK against a real proxy and ledger (SQLite).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,76 +18,45 @@ import openai
 import pytest
 
 from tests.e2e._ledger import funded_key, stored_ledger
-from tests.support.databases import temporary_database_sync
-from tests.support.processes import free_port, running
+from tests.support.stack import IN_PROCESS, SimNode, Stack, StackFactory, Topology
 
 RESP, GREEDY, SILENT, MIXED_A, MIXED_B = (
     f"atoma/sim-{name}" for name in ("resp", "greedy-resp", "silent-resp", "mixed-a", "mixed-b")
 )
 DEFAULT_CAP = 50
-RESPONSES = ["--responses"]
-NODES: dict[str, tuple[str, list[str], tuple[int, int]]] = {  # node -> (model, node-sim options, prices)
-    "resp": (RESP, RESPONSES, (1_000_000, 2_000_000)),
-    "greedy": (GREEDY, [*RESPONSES, "--overproduce-tokens", "1000"], (1_000_000, 2_000_000)),
-    "silent": (SILENT, [*RESPONSES, "--omit-usage"], (1_000_000, 2_000_000)),
-    "resp-broken": (MIXED_A, [*RESPONSES, "--error-rate", "1"], (1, 1)),
-    "chat-fine": (MIXED_A, [], (2_000_000, 3_000_000)),
-    "chat-broken": (MIXED_B, ["--error-rate", "1"], (1, 1)),
-    "resp-fine": (MIXED_B, RESPONSES, (2_000_000, 3_000_000)),
+PRICE, CHEAP, DEAR = (1_000_000, 2_000_000), (1, 1), (2_000_000, 3_000_000)
+
+
+def _node(node_id: str, model: str, *options: str, prices: tuple[int, int]) -> SimNode:
+    """A node; one given `--responses` serves the Responses API and is configured so."""
+    apis = ["chat", "responses"] if "--responses" in options else ["chat"]
+    return SimNode(node_id, chat=(model,), options=options, prices=prices, entry={"apis": apis})
+
+
+NODES = [
+    _node("resp", RESP, "--responses", prices=PRICE),
+    _node("greedy", GREEDY, "--responses", "--overproduce-tokens", "1000", prices=PRICE),
+    _node("silent", SILENT, "--responses", "--omit-usage", prices=PRICE),
+    _node("resp-broken", MIXED_A, "--responses", "--error-rate", "1", prices=CHEAP),
+    _node("chat-fine", MIXED_A, prices=DEAR),
+    _node("chat-broken", MIXED_B, "--error-rate", "1", prices=CHEAP),
+    _node("resp-fine", MIXED_B, "--responses", prices=DEAR),
+]
+PRICES = {node.id: node.prices for node in NODES}
+SETTINGS = {
+    "routing": {"eject_after_failures": 1000, "eject_min_requests": 1000},
+    "ledger": {"default_max_completion_tokens": DEFAULT_CAP},
 }
 
 
-@dataclass(frozen=True)
-class PassStack:
-    base_url: str
-    nodes: dict[str, str]
-    database_url: str
-
-
-def _config(nodes: dict[str, str]) -> str:
-    text = (
-        "[core]\nhealth_interval = 0.5\n\n"
-        "[routing]\neject_after_failures = 1000\neject_min_requests = 1000\n\n"
-        f"[ledger]\ndefault_max_completion_tokens = {DEFAULT_CAP}\n"
-    )
-    text += "".join(
-        f"\n[[tokenizers]]\nmodel = '{m}'\nkind = 'sim-words'\n" for m in (RESP, GREEDY, SILENT, MIXED_A, MIXED_B)
-    )
-    for node, (model, options, (price_in, price_out)) in NODES.items():
-        apis = "['chat', 'responses']" if "--responses" in options else "['chat']"
-        text += (
-            f"\n[[nodes]]\nid = '{node}'\nurl = '{nodes[node]}'\nmodels = ['{model}']\napis = {apis}\n"
-            f"input_price_per_million = {price_in}\noutput_price_per_million = {price_out}\n"
-        )
-    return text
-
-
 @pytest.fixture(scope="module")
-def passing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PassStack]:
-    tmp = tmp_path_factory.mktemp("responses-pass")
-    with ExitStack() as stack, temporary_database_sync("sqlite") as database_url:
-        nodes = {}
-        for node, (model, options, _) in NODES.items():
-            port = free_port()
-            url = nodes[node] = f"http://127.0.0.1:{port}"
-            args = ["node-sim", "--port", str(port), "--node-id", node, "--chat-model", model, *options]
-            stack.enter_context(running(args, ready_url=f"{url}/health", log=tmp / f"{node}.log"))
-        config = tmp / "config.toml"
-        config.write_text(_config(nodes))
-        facade_port, core_port = free_port(), free_port()
-        env = {
-            "ATOMA_CONFIG": str(config),
-            "ATOMA_DATABASE__URL": database_url,
-            "ATOMA_FACADE__PORT": str(facade_port),
-            "ATOMA_CORE__LISTEN": f"127.0.0.1:{core_port}",
-            "ATOMA_FACADE__CORE_TARGET": f"127.0.0.1:{core_port}",
-        }
-        facade = f"http://127.0.0.1:{facade_port}"
-        stack.enter_context(running(["serve"], ready_url=f"{facade}/health", log=tmp / "proxy.log", env=env))
-        yield PassStack(f"{facade}/v1", nodes, database_url)
+def passing(stack_factory: StackFactory) -> Iterator[Stack]:
+    sim_words = (RESP, GREEDY, SILENT, MIXED_A, MIXED_B)
+    with stack_factory(Topology(IN_PROCESS, "sqlite"), nodes=NODES, settings=SETTINGS, sim_words=sim_words) as stack:
+        yield stack
 
 
-def _received(stack: PassStack, node: str) -> list[dict[str, Any]]:
+def _received(stack: Stack, node: str) -> list[dict[str, Any]]:
     """What the node received since the last call (path and body), oldest first; the log is then cleared."""
     entries = httpx.get(f"{stack.nodes[node]}/sim/requests").json()
     httpx.delete(f"{stack.nodes[node]}/sim/requests")
@@ -97,17 +64,17 @@ def _received(stack: PassStack, node: str) -> list[dict[str, Any]]:
 
 
 def _cost(node: str, prompt: int, completion: int) -> int:
-    price_in, price_out = NODES[node][2]
+    price_in, price_out = PRICES[node]
     return -(-(prompt * price_in + completion * price_out) // 1_000_000)
 
 
-async def _client(stack: PassStack) -> tuple[str, openai.AsyncOpenAI]:
+async def _client(stack: Stack) -> tuple[str, openai.AsyncOpenAI]:
     email, key = await funded_key(stack.database_url, 10**9)
     headers = {"x-atoma-routing-strategy": "cheapest"}
     return email, openai.AsyncOpenAI(base_url=stack.base_url, api_key=key, max_retries=0, default_headers=headers)
 
 
-async def _charged_exactly(stack: PassStack, email: str, node: str, prompt: int, completion: int) -> int:
+async def _charged_exactly(stack: Stack, email: str, node: str, prompt: int, completion: int) -> int:
     ledger = await stored_ledger(stack.database_url, email)
     [record] = ledger.records
     assert (record.prompt_tokens, record.completion_tokens) == (prompt, completion)
@@ -115,7 +82,7 @@ async def _charged_exactly(stack: PassStack, email: str, node: str, prompt: int,
     return record.cost
 
 
-async def test_non_streamed_response_is_passed_through_with_the_proxys_cap(passing: PassStack) -> None:
+async def test_non_streamed_response_is_passed_through_with_the_proxys_cap(passing: Stack) -> None:
     _received(passing, "resp")
     email, client = await _client(passing)
     async with client as api:
@@ -131,7 +98,7 @@ async def test_non_streamed_response_is_passed_through_with_the_proxys_cap(passi
     assert raw.headers["x-atoma-node"] == "resp"
 
 
-async def test_streamed_response_relays_the_nodes_events_metered_exactly(passing: PassStack) -> None:
+async def test_streamed_response_relays_the_nodes_events_metered_exactly(passing: Stack) -> None:
     _received(passing, "resp")
     email, client = await _client(passing)
     async with client as api:
@@ -157,7 +124,7 @@ async def test_streamed_response_relays_the_nodes_events_metered_exactly(passing
     assert usage.model_extra["cost_micro_usd"] == cost
 
 
-async def test_stream_of_a_node_past_its_cap_is_cut_and_charged_at_the_cap(passing: PassStack) -> None:
+async def test_stream_of_a_node_past_its_cap_is_cut_and_charged_at_the_cap(passing: Stack) -> None:
     email, client = await _client(passing)
     async with client as api:
         stream = await api.responses.create(model=GREEDY, input="Hello", max_output_tokens=3, stream=True)
@@ -171,7 +138,7 @@ async def test_stream_of_a_node_past_its_cap_is_cut_and_charged_at_the_cap(passi
     assert record.completion_tokens == 3 and ledger.reserved == 0
 
 
-async def test_non_streamed_overproduction_is_a_node_failure_not_a_charge(passing: PassStack) -> None:
+async def test_non_streamed_overproduction_is_a_node_failure_not_a_charge(passing: Stack) -> None:
     email, client = await _client(passing)
     async with client as api:
         with pytest.raises(openai.APIStatusError) as raised:
@@ -182,7 +149,7 @@ async def test_non_streamed_overproduction_is_a_node_failure_not_a_charge(passin
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_failover_from_a_responses_node_to_a_chat_node_translates(passing: PassStack, stream: bool) -> None:
+async def test_failover_from_a_responses_node_to_a_chat_node_translates(passing: Stack, stream: bool) -> None:
     _received(passing, "resp-broken"), _received(passing, "chat-fine")
     email, client = await _client(passing)
     async with client as api:
@@ -201,7 +168,7 @@ async def test_failover_from_a_responses_node_to_a_chat_node_translates(passing:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_failover_from_a_chat_node_to_a_responses_node_passes_through(passing: PassStack, stream: bool) -> None:
+async def test_failover_from_a_chat_node_to_a_responses_node_passes_through(passing: Stack, stream: bool) -> None:
     _received(passing, "chat-broken"), _received(passing, "resp-fine")
     email, client = await _client(passing)
     async with client as api:
@@ -218,7 +185,7 @@ async def test_failover_from_a_chat_node_to_a_responses_node_passes_through(pass
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_node_that_reports_no_usage_is_charged_for_the_text_it_sent(passing: PassStack, stream: bool) -> None:
+async def test_a_node_that_reports_no_usage_is_charged_for_the_text_it_sent(passing: Stack, stream: bool) -> None:
     email, client = await _client(passing)
     async with client as api:
         if stream:

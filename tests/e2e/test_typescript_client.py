@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from atoma_proxy.clients import RoutingClient
-from tests.e2e.conftest import CHAT, EMBED, IN_PROCESS, SLOW_CHAT, Stack
+from tests.e2e.conftest import CHAT, EMBED, SLOW_CHAT, Stack
 from tests.support.processes import free_port
+from tests.support.stack import IN_PROCESS, Topology
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "clients" / "typescript"
@@ -86,7 +87,7 @@ async def _python_answer(stack: Stack) -> str:
     return answer
 
 
-@pytest.mark.parametrize("stack", [(IN_PROCESS, "sqlite")], indirect=True, ids=["in-process-sqlite"])
+@pytest.mark.parametrize("stack", [Topology(IN_PROCESS, "sqlite")], indirect=True, ids=lambda t: t.id)
 async def test_typescript_client_against_the_core(stack: Stack, tmp_path: Path) -> None:
     tests = await _compile(tmp_path)
     env = {

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import CHAT, IN_PROCESS, Stack
+from tests.e2e.conftest import CHAT, Stack
+from tests.support.stack import IN_PROCESS, Topology
 
 JS_TESTS = Path(__file__).resolve().parents[1] / "js"
 NODE = shutil.which("node")
@@ -44,7 +45,7 @@ async def _stream_text(stack: Stack, max_tokens: int) -> dict[str, object]:
     return result
 
 
-@pytest.mark.parametrize("stack", [(IN_PROCESS, "sqlite")], indirect=True, ids=["in-process-sqlite"])
+@pytest.mark.parametrize("stack", [Topology(IN_PROCESS, "sqlite")], indirect=True, ids=lambda t: t.id)
 async def test_stream_text_with_the_default_provider(stack: Stack) -> None:
     result = await _stream_text(stack, 1000)
     assert result["error"] is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +19,8 @@ from schemathesis import GenerationMode
 
 from tests.facade.conftest import API_KEY, RunningFacade
 from tests.facade.fake_core import FakeCore
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = 300
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from atoma_proxy.nodesim import RunningNodeSim
-from atoma_proxy.nodesim.text import count_tokens
+from atoma_proxy.sim_words import count_tokens
 from tests.nodesim.helpers import CHAT, EMBED, HELLO, StartSim, get_json, openai_client, post_config, wait_for_stats
 
 SLOW_STREAM = {"tokens_per_second": 50, "reply_tokens": 10_000}  # would stream for minutes

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from atoma_proxy.nodesim import RunningNodeSim
-from atoma_proxy.nodesim.text import chat_prompt_tokens, count_tokens
+from atoma_proxy.sim_words import chat_prompt_tokens, count_tokens
 from tests.nodesim.helpers import CHAT, EMBED, HELLO, IMAGE, StartSim, openai_client
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from atoma_proxy.nodesim.text import count_tokens
+from atoma_proxy.sim_words import count_tokens
 from tests.nodesim.helpers import CHAT, StartSim, openai_client
 
 EVENTS = [

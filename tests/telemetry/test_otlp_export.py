@@ -11,8 +11,7 @@ import grpc
 import httpx
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from tests.support.databases import temporary_database_sync
-from tests.support.processes import free_port, run_command, running
+from tests.support.stack import IN_PROCESS, SimNode, Topology, start_stack
 
 CHAT = "atoma/sim-chat"
 
@@ -57,42 +56,27 @@ def test_serve_exports_traces_to_the_configured_collector(tmp_path: Path) -> Non
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
     otlp_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    node_port, core_port, facade_port = free_port(), free_port(), free_port()
-    node = f"http://127.0.0.1:{node_port}"
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"[telemetry]\notlp_endpoint = 'http://127.0.0.1:{otlp_port}'\nservice_name = 'atoma-e2e'\n"
-        f"[[nodes]]\nid = 'sim'\nurl = '{node}'\nmodels = ['{CHAT}']\n"
-    )
+    telemetry = {"otlp_endpoint": f"http://127.0.0.1:{otlp_port}", "service_name": "atoma-e2e"}
     try:
-        with temporary_database_sync("sqlite") as url:
-            env = {
-                "ATOMA_CONFIG": str(config),
-                "ATOMA_DATABASE__URL": url,
-                "ATOMA_LEDGER__ENABLED": "false",
-                "ATOMA_CORE__LISTEN": f"127.0.0.1:{core_port}",
-                "ATOMA_FACADE__PORT": str(facade_port),
-                "ATOMA_FACADE__CORE_TARGET": f"127.0.0.1:{core_port}",
-            }
-            key = run_command("keys", "create", "--email", "otlp@atoma.test", env=env)
-            sim = ["node-sim", "--port", str(node_port), "--node-id", "sim", "--chat-model", CHAT]
-            facade = f"http://127.0.0.1:{facade_port}"
-            with (
-                running(sim, ready_url=f"{node}/health", log=tmp_path / "sim.log"),
-                running(["serve"], ready_url=f"{facade}/health", log=tmp_path / "serve.log", env=env),
-            ):
-                with httpx.Client(base_url=facade, timeout=30) as client:
-                    response = client.post(
-                        "/v1/chat/completions",
-                        headers={"authorization": f"Bearer {key.strip()}", "x-request-id": "otlp-1"},
-                        json={"model": CHAT, "messages": [{"role": "user", "content": "hi"}]},
-                    )
-                    assert response.status_code == 200, response.text
-                for _ in range(300):  # the batch processor exports every 5 s
-                    names = {name for _, name, _ in collector.spans()}
-                    if {"POST /v1/chat/completions", "node sim"} <= names:
-                        break
-                    time.sleep(0.1)
+        with start_stack(
+            tmp_path,
+            Topology(IN_PROCESS, "sqlite"),
+            nodes=[SimNode("sim", chat=(CHAT,))],
+            settings={"telemetry": telemetry, "ledger": {"enabled": False}},
+            funds=0,
+        ) as stack:
+            with httpx.Client(base_url=stack.facade_url, timeout=30) as client:
+                response = client.post(
+                    "/v1/chat/completions",
+                    headers={"authorization": f"Bearer {stack.api_key}", "x-request-id": "otlp-1"},
+                    json={"model": CHAT, "messages": [{"role": "user", "content": "hi"}]},
+                )
+                assert response.status_code == 200, response.text
+            for _ in range(300):  # the batch processor exports every 5 s
+                names = {name for _, name, _ in collector.spans()}
+                if {"POST /v1/chat/completions", "node sim"} <= names:
+                    break
+                time.sleep(0.1)
     finally:
         server.stop(0)
     spans = collector.spans()

@@ -16,6 +16,8 @@ from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as p
 from tests.support.databases import temporary_database_sync
 from tests.support.processes import free_port, run_command, running, spawn, stop, wait_grpc_serving
 
+pytestmark = pytest.mark.slow
+
 CHAT = "atoma/sim-chat"
 REQUESTS = 8
 

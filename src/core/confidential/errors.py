@@ -21,6 +21,19 @@ import grpc
 
 from atoma_proxy.core.errors import ProxyError
 
+__all__ = [
+    "KeyRegistrationRefused",
+    "LockAlreadyUsed",
+    "LockExpired",
+    "LockMismatch",
+    "LockNotFound",
+    "LockOfAnotherUser",
+    "NoConfidentialNode",
+    "NodeAnswerInvalid",
+    "StaleNodeKey",
+    "TamperedRequest",
+]
+
 
 class StaleNodeKey(ProxyError):
     code = grpc.StatusCode.FAILED_PRECONDITION

@@ -47,6 +47,8 @@ from atoma_proxy.core.persistence.confidential_models import ConfidentialLock
 from atoma_proxy.core.persistence.models import utcnow
 from atoma_proxy.core.pipeline.call import InferenceCall
 
+__all__ = ["LOCK_EXPIRED_OUTCOME", "Lock", "LockRecord", "LockTable", "locks_table"]
+
 log = logging.getLogger(__name__)
 
 # The usage record of a lock that expired unused (the sweeper's, after a crash, is Outcome.EXPIRED).

@@ -23,6 +23,8 @@ from atoma_proxy.core.errors import NodeFailed, NodeRejectedRequest, NodeTimeout
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.sui.crypto import SuiKeypair
 
+__all__ = ["ConfidentialNodeClient", "node_error"]
+
 _TAMPERED = {
     "PLAINTEXT_HASH_MISMATCH",
     "CONFIDENTIAL_DECRYPTION_FAILED",

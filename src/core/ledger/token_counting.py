@@ -3,7 +3,7 @@
 Three counters, chosen per model by the `[[tokenizers]]` configuration:
 
 * `SimWordsCounter` (`kind = "sim-words"`): the node simulator's own rule
-  (`atoma_proxy.nodesim.text`), so estimates for simulated models are exact. Exact.
+  (`atoma_proxy.sim_words`), so estimates for simulated models are exact. Exact.
 * `HuggingFaceCounter` (`kind = "huggingface"`, `path = "tokenizer.json"`): the model's tokenizer,
   loaded from a local file with the `tokenizers` package (never downloaded). Completions and
   embeddings inputs are encoded with special tokens, as vLLM does; a chat prompt is the special
@@ -30,8 +30,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from atoma_proxy import sim_words
 from atoma_proxy.config import TokenizerConfig
-from atoma_proxy.nodesim import text as sim_text
 
 __all__ = [
     "BOUND_MESSAGE_OVERHEAD",
@@ -84,13 +84,13 @@ class SimWordsCounter:
     exact = True
 
     def chat(self, body: dict[str, Any]) -> int:
-        return sim_text.chat_prompt_tokens(body.get("messages") or [])
+        return sim_words.chat_prompt_tokens(body.get("messages") or [])
 
     def item(self, item: str | list[int]) -> int:
-        return sim_text.prompt_tokens(item)
+        return sim_words.prompt_tokens(item)
 
     def generated(self, text: str) -> int:
-        return sim_text.count_tokens(text)
+        return sim_words.count_tokens(text)
 
 
 class HuggingFaceCounter:

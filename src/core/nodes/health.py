@@ -18,6 +18,8 @@ from collections.abc import Callable
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
 from atoma_proxy.core.nodes.transport import NodeTransport
 
+__all__ = ["HealthPoller"]
+
 log = logging.getLogger(__name__)
 
 _TICK = 0.05  # finest scheduling step of the loop

@@ -22,6 +22,15 @@ from atoma_proxy.core.nodes.node_errors import node_error
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.core.nodes.sse import EventTooLarge, iter_sse_batches
 
+__all__ = [
+    "MAX_METRICS_BYTES",
+    "HttpNodeTransport",
+    "MetricsTransport",
+    "NodeTransport",
+    "NodeUnreachable",
+    "RequestContext",
+]
+
 _JSON = "application/json"
 _MAX_ERROR_BODY = 64 * 1024
 _DONE = b"[DONE]"

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from atoma_proxy.core.telemetry.metrics import CONTENT_TYPE_LATEST
 
+__all__ = ["MetricsServer"]
+
 log = logging.getLogger(__name__)
 
 _MAX_HEAD = 8192

@@ -19,6 +19,8 @@ from tests.e2e.confidential.stack import CHAT, NODE_ID, _node, _seed_file, _side
 from tests.support.databases import temporary_database
 from tests.support.processes import free_port, running, spawn, stop, wait_grpc_serving
 
+pytestmark = pytest.mark.slow
+
 
 async def _lock_when_offered(target: str, api_key: str) -> cpb.LockNodeResponse:
     async with grpc.aio.insecure_channel(target) as channel:
