@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atoma_proxy.core.errors import AlreadyExists
 from atoma_proxy.core.persistence.account_models import RefreshToken, UserPassword
+from atoma_proxy.core.persistence.dialects import upsert
 from atoma_proxy.core.persistence.models import User, utcnow
 
 __all__ = ["AccountRepository", "RefreshTokenRepository"]
@@ -56,15 +56,8 @@ class AccountRepository:
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         """Insert or replace the user's password hash."""
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(UserPassword).values(user_id=user_id, password_hash=password_hash, updated_at=utcnow())
-        await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["user_id"],
-                set_={"password_hash": statement.excluded.password_hash, "updated_at": statement.excluded.updated_at},
-            )
-        )
+        values = {"user_id": user_id, "password_hash": password_hash, "updated_at": utcnow()}
+        await self.session.execute(upsert(self.session, UserPassword, values, key=["user_id"]))
 
 
 class RefreshTokenRepository:

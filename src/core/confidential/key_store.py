@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atoma_proxy.core.ledger._sql import upsert
 from atoma_proxy.core.persistence.confidential_models import ConfidentialNodeKey
+from atoma_proxy.core.persistence.dialects import upsert
 from atoma_proxy.core.persistence.models import utcnow
 
 __all__ = ["NodeKey", "load", "save_if_newer"]
@@ -59,12 +59,12 @@ async def save_if_newer(session: AsyncSession, key: NodeKey) -> NodeKey | None:
         "valid_until": datetime.fromtimestamp(key.valid_until, UTC),
         "registered_at": utcnow(),
     }
-    statement = upsert(session, node_keys).values(**values)
-    stored = await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["node_id"],
-            set_={name: getattr(statement.excluded, name) for name in values if name != "node_id"},
-            where=node_keys.c.rotation_counter < statement.excluded.rotation_counter,
-        ).returning(node_keys.c.node_id)
+    statement = upsert(
+        session,
+        node_keys,
+        values,
+        key=["node_id"],
+        where=lambda new: node_keys.c.rotation_counter < new.rotation_counter,
     )
+    stored = await session.execute(statement.returning(node_keys.c.node_id))
     return key if stored.first() is not None else None

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from atoma_proxy.core.ledger._sql import Executor
+from atoma_proxy.core.persistence.dialects import Executor
 from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_connection_lost, within
 from atoma_proxy.core.telemetry.metrics import LEDGER_GROUP_SIZE
 

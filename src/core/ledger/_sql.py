@@ -1,8 +1,9 @@
-"""Dialect helpers shared by the ledger's statements (PostgreSQL and SQLite).
+"""The ledger's tables and integer helpers, shared by its statements (PostgreSQL and SQLite).
 
 The ledger writes with Core statements on the tables, never through the ORM unit of work: every
-change is one conditional UPDATE or an INSERT ... ON CONFLICT, so that concurrent requests (and
-several core instances) can only succeed or fail as a whole, never interleave half-way.
+change is one conditional UPDATE or an INSERT ... ON CONFLICT (`persistence.dialects`), so that
+concurrent requests (and several core instances) can only succeed or fail as a whole, never
+interleave half-way.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, Table
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from atoma_proxy.core.persistence.ledger_models import (
     Credit,
@@ -25,9 +24,6 @@ from atoma_proxy.core.persistence.ledger_models import (
 
 MICRO = 1_000_000
 
-#: What the ledger's functions run on: the caller's session, or a connection (the Meter's hot path).
-Executor = AsyncSession | AsyncConnection
-
 balances: Table = UserBalance.__table__  # type: ignore[assignment]
 credits: Table = Credit.__table__  # type: ignore[assignment]
 reservations: Table = Reservation.__table__  # type: ignore[assignment]
@@ -35,16 +31,6 @@ usage_records: Table = UsageRecord.__table__  # type: ignore[assignment]
 daily_usage: Table = DailyUsage.__table__  # type: ignore[assignment]
 user_model_prices: Table = UserModelPrice.__table__  # type: ignore[assignment]
 stacks: Table = Stack.__table__  # type: ignore[assignment]
-
-
-def is_postgresql(executor: Executor) -> bool:
-    dialect = executor.dialect if isinstance(executor, AsyncConnection) else executor.get_bind().dialect
-    return dialect.name == "postgresql"
-
-
-def upsert(session: Executor, table: Table) -> Any:
-    """`INSERT` with `on_conflict_do_nothing`/`on_conflict_do_update` for the session's dialect."""
-    return (postgresql.insert if is_postgresql(session) else sqlite.insert)(table)
 
 
 def rowcount(result: Result[Any]) -> int:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atoma_proxy.core.ledger._sql import balances, credits, upsert
+from atoma_proxy.core.ledger._sql import balances, credits
 from atoma_proxy.core.limits import MAX_CREDIT_MICRO_USD, MAX_CREDITED_MICRO_USD
+from atoma_proxy.core.persistence.dialects import insert_or_ignore, upsert
 from atoma_proxy.core.persistence.models import utcnow
 
 __all__ = ["Balance", "CreditLimitExceeded", "CreditResult", "IdempotencyConflict", "credit", "get_balance"]
@@ -80,11 +81,15 @@ async def credit(
         raise ValueError(f"a credit is at most {MAX_CREDIT_MICRO_USD} micro-USD")
     if not idempotency_key or len(idempotency_key) > 200:
         raise ValueError("an idempotency key of 1 to 200 characters is required")
+    entry = {
+        "user_id": user_id,
+        "amount": amount,
+        "idempotency_key": idempotency_key,
+        "note": note[:500],
+        "created_at": utcnow(),
+    }
     inserted = await session.execute(
-        upsert(session, credits)
-        .values(user_id=user_id, amount=amount, idempotency_key=idempotency_key, note=note[:500], created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(credits.c.id)
+        insert_or_ignore(session, credits, entry, key=["idempotency_key"]).returning(credits.c.id)
     )
     if inserted.first() is None:
         # READ COMMITTED: a concurrent credit with this key has committed by now (ours waited for it).
@@ -99,16 +104,17 @@ async def credit(
                 f"micro-USD to user {existing.user_id}"
             )
         return CreditResult(applied=False, balance=await get_balance(session, user_id))
-    statement = upsert(session, balances).values(user_id=user_id, credited=amount, debited=0, reserved=0)
+    statement = upsert(
+        session,
+        balances,
+        {"user_id": user_id, "credited": amount, "debited": 0, "reserved": 0},
+        key=["user_id"],
+        update=lambda new: {"credited": balances.c.credited + new.credited},
+        # Written as a difference: the sum itself could overflow before it is compared.
+        where=lambda new: balances.c.credited <= MAX_CREDITED_MICRO_USD - new.credited,
+    )
     row = (
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["user_id"],
-                set_={"credited": balances.c.credited + statement.excluded.credited},
-                # Written as a difference: the sum itself could overflow before it is compared.
-                where=balances.c.credited <= MAX_CREDITED_MICRO_USD - statement.excluded.credited,
-            ).returning(balances.c.credited, balances.c.debited, balances.c.reserved)
-        )
+        await session.execute(statement.returning(balances.c.credited, balances.c.debited, balances.c.reserved))
     ).first()
     if row is None:  # the credit entry above is undone with the caller's transaction
         raise CreditLimitExceeded(

@@ -42,17 +42,8 @@ from sqlalchemy import Row, and_, func, insert, select, update
 
 from atoma_proxy.core.errors import InsufficientFunds
 from atoma_proxy.core.ledger import _postgres
-from atoma_proxy.core.ledger._sql import (
-    Executor,
-    balances,
-    daily_usage,
-    is_postgresql,
-    reservations,
-    rowcount,
-    stacks,
-    upsert,
-    usage_records,
-)
+from atoma_proxy.core.ledger._sql import balances, daily_usage, reservations, rowcount, stacks, usage_records
+from atoma_proxy.core.persistence.dialects import Executor, insert_or_ignore, is_postgresql, upsert
 from atoma_proxy.core.persistence.models import utcnow
 
 __all__ = [
@@ -190,24 +181,22 @@ async def reserve(
             if rowcount(taken) != 1:
                 raise InsufficientFunds(user_id=user_id, required=amount)
         hold = Hold(request_id, user_id, api_key_id, model, amount)
+    values = {
+        "request_id": request_id,
+        "user_id": user_id,
+        "api_key_id": api_key_id,
+        "model": model,
+        "node_id": hold.node_id,
+        "amount": hold.amount,
+        "stack_id": hold.stack_id,
+        "units": hold.units,
+        "state": "held",
+        "instance_id": instance_id,
+        "created_at": utcnow(),
+        "expires_at": expires_at,
+    }
     inserted = await session.execute(
-        upsert(session, reservations)
-        .values(
-            request_id=request_id,
-            user_id=user_id,
-            api_key_id=api_key_id,
-            model=model,
-            node_id=hold.node_id,
-            amount=hold.amount,
-            stack_id=hold.stack_id,
-            units=hold.units,
-            state="held",
-            instance_id=instance_id,
-            created_at=utcnow(),
-            expires_at=expires_at,
-        )
-        .on_conflict_do_nothing(index_elements=["request_id"])
-        .returning(reservations.c.id)
+        insert_or_ignore(session, reservations, values, key=["request_id"]).returning(reservations.c.id)
     )
     if inserted.first() is None:
         raise DuplicateRequestId(request_id)
@@ -431,25 +420,23 @@ def _usage_values(request_id: str, row: Row, charge: Charge, cost: int, units: i
 
 
 async def _add_daily(session: Executor, user_id: int, model: str, charge: Charge, cost: int, now: datetime) -> None:
-    statement = upsert(session, daily_usage).values(
-        user_id=user_id,
-        day=now.date(),
-        model=model,
-        requests=1,
-        prompt_tokens=charge.prompt_tokens,
-        completion_tokens=charge.completion_tokens,
-        cost=cost,
-    )
-    excluded = statement.excluded
+    values = {
+        "user_id": user_id,
+        "day": now.date(),
+        "model": model,
+        "requests": 1,
+        "prompt_tokens": charge.prompt_tokens,
+        "completion_tokens": charge.completion_tokens,
+        "cost": cost,
+    }
+    totals = ("requests", "prompt_tokens", "completion_tokens", "cost")
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["user_id", "day", "model"],
-            set_={
-                "requests": daily_usage.c.requests + excluded.requests,
-                "prompt_tokens": daily_usage.c.prompt_tokens + excluded.prompt_tokens,
-                "completion_tokens": daily_usage.c.completion_tokens + excluded.completion_tokens,
-                "cost": daily_usage.c.cost + excluded.cost,
-            },
+        upsert(
+            session,
+            daily_usage,
+            values,
+            key=["user_id", "day", "model"],
+            update=lambda new: {name: daily_usage.c[name] + new[name] for name in totals},
         )
     )
 

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, and_, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atoma_proxy.core.ledger._sql import is_postgresql, usage_records
+from atoma_proxy.core.ledger._sql import usage_records
+from atoma_proxy.core.persistence.dialects import is_postgresql
 from atoma_proxy.core.persistence.models import User
 
 __all__ = ["StatsBucket", "UserSpend", "top_spenders", "usage_buckets", "window"]

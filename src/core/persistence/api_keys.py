@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atoma_proxy.core.emails import canonical_email
+from atoma_proxy.core.persistence.dialects import insert_or_ignore
 from atoma_proxy.core.persistence.models import ApiKey, User, utcnow
 
 __all__ = [
@@ -70,10 +69,6 @@ def is_well_formed_api_key(key: str) -> bool:
     return _KEY_PATTERN.fullmatch(key) is not None
 
 
-def _dialect_name(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
-
-
 class UserRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -97,18 +92,9 @@ class UserRepository:
         user = await self.get_by_email(email)
         if user is not None:
             return user
-        dialect = _dialect_name(self.session)
-        if dialect in ("postgresql", "sqlite"):
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            await self.session.execute(
-                insert(User).values(email=email, created_at=utcnow()).on_conflict_do_nothing(index_elements=["email"])
-            )
-        else:  # pragma: no cover - only PostgreSQL and SQLite are supported
-            try:
-                async with self.session.begin_nested():
-                    self.session.add(User(email=email))
-            except IntegrityError:
-                pass
+        await self.session.execute(
+            insert_or_ignore(self.session, User, {"email": email, "created_at": utcnow()}, key=["email"])
+        )
         user = await self.get_by_email(email)
         if user is None:  # pragma: no cover - the row exists: inserted by us or by whoever conflicted
             raise RuntimeError(f"user {email!r} vanished while being created")

@@ -14,10 +14,9 @@ import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from atoma_proxy.core.persistence.dialects import insert_or_ignore, upsert
 from atoma_proxy.core.persistence.sui_models import (
     SuiAppliedEvent,
     SuiKeyRotation,
@@ -30,7 +29,7 @@ from atoma_proxy.core.persistence.sui_models import (
 from atoma_proxy.core.sui.chain import ChainEvent
 from atoma_proxy.sui.crypto import normalize_address
 
-__all__ = ["HANDLED_EVENTS", "InvalidEvent", "apply_event", "dialect_insert", "u64_field"]
+__all__ = ["HANDLED_EVENTS", "InvalidEvent", "apply_event", "u64_field"]
 
 _U64_MAX = 2**64 - 1
 _BIGINT_MAX = 2**63 - 1
@@ -46,11 +45,6 @@ public_keys = SuiNodePublicKey.__table__
 
 class InvalidEvent(ValueError):
     """An Atoma event whose fields are missing or out of range: skipped, and logged by the caller."""
-
-
-def dialect_insert(session: AsyncSession, table: Table | Any) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def u64_field(fields: dict[str, Any], name: str, *, bigint: bool = True) -> int:
@@ -98,17 +92,13 @@ def _base64(fields: dict[str, Any], name: str) -> str:
 
 async def _node_registered(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
-    statement = dialect_insert(session, nodes).values(
-        node_small_id=u64_field(fields, "node_small_id"),
-        sui_address=normalize_address(event.sender),
-        badge_id=_address(fields, "badge_id"),
-    )
+    values = {
+        "node_small_id": u64_field(fields, "node_small_id"),
+        "sui_address": normalize_address(event.sender),
+        "badge_id": _address(fields, "badge_id"),
+    }
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["node_small_id"],
-            set_={"sui_address": statement.excluded.sui_address, "badge_id": statement.excluded.badge_id},
-            where=nodes.c.sui_address.is_(None),
-        )
+        upsert(session, nodes, values, key=["node_small_id"], where=lambda _: nodes.c.sui_address.is_(None))
     )
 
 
@@ -122,16 +112,17 @@ async def _subscription(session: AsyncSession, event: ChainEvent, *, valid: bool
         "price_per_one_million_compute_units": u64_field(fields, "price_per_one_million_compute_units") if valid else 0,
         "max_num_compute_units": u64_field(fields, "max_num_compute_units") if valid else 0,
     }
-    statement = dialect_insert(session, subscriptions).values(**values)
-    update = {"valid": statement.excluded.valid, "position": statement.excluded.position}
+    update = ["valid", "position"]
     if valid:  # an unsubscription keeps the last price it had, for the record
-        update["price_per_one_million_compute_units"] = statement.excluded.price_per_one_million_compute_units
-        update["max_num_compute_units"] = statement.excluded.max_num_compute_units
+        update += ["price_per_one_million_compute_units", "max_num_compute_units"]
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["node_small_id", "task_small_id"],
-            set_=update,
-            where=subscriptions.c.position < statement.excluded.position,
+        upsert(
+            session,
+            subscriptions,
+            values,
+            key=["node_small_id", "task_small_id"],
+            update=update,
+            where=lambda new: subscriptions.c.position < new.position,
         )
     )
 
@@ -155,28 +146,17 @@ async def _task_registered(session: AsyncSession, event: ChainEvent) -> None:
         "security_level": u64_field(fields, "security_level"),
         "valid_until_epoch": _optional_u64(fields, "valid_until_epoch"),
     }
-    statement = dialect_insert(session, tasks).values(**values)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["task_small_id"],
-            set_={k: getattr(statement.excluded, k) for k in values if k != "task_small_id"},  # never is_deprecated
-        )
-    )
+    await session.execute(upsert(session, tasks, values, key=["task_small_id"]))  # never is_deprecated
 
 
 async def _task_deprecated(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
-    statement = dialect_insert(session, tasks).values(
-        task_small_id=u64_field(fields, "task_small_id"),
-        is_deprecated=True,
-        deprecated_at_epoch=u64_field(fields, "epoch"),
-    )
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["task_small_id"],
-            set_={"is_deprecated": True, "deprecated_at_epoch": statement.excluded.deprecated_at_epoch},
-        )
-    )
+    values = {
+        "task_small_id": u64_field(fields, "task_small_id"),
+        "is_deprecated": True,
+        "deprecated_at_epoch": u64_field(fields, "epoch"),
+    }
+    await session.execute(upsert(session, tasks, values, key=["task_small_id"]))
 
 
 async def _stack_created(session: AsyncSession, event: ChainEvent) -> None:
@@ -191,29 +171,26 @@ async def _stack_created(session: AsyncSession, event: ChainEvent) -> None:
         "price_per_one_million_compute_units": u64_field(fields, "price_per_one_million_compute_units"),
         "created_digest": event.tx_digest,
     }
-    statement = dialect_insert(session, stacks).values(**values)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["stack_small_id"],
-            set_={k: getattr(statement.excluded, k) for k in values if k != "stack_small_id"},
-        )
-    )
+    await session.execute(upsert(session, stacks, values, key=["stack_small_id"]))
 
 
 async def _stack_settling(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
-    statement = dialect_insert(session, stacks).values(
-        stack_small_id=u64_field(fields, "stack_small_id"),
-        in_settle_period=True,
-        num_claimed_compute_units=_optional_u64(fields, "num_claimed_compute_units"),
-    )
+    values = {
+        "stack_small_id": u64_field(fields, "stack_small_id"),
+        "in_settle_period": True,
+        "num_claimed_compute_units": _optional_u64(fields, "num_claimed_compute_units"),
+    }
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["stack_small_id"],
+        upsert(
+            session,
+            stacks,
+            values,
+            key=["stack_small_id"],
             # A claim already seen (events out of order) ends the settlement period for good.
-            set_={
+            update=lambda new: {
                 "in_settle_period": ~stacks.c.is_claimed,
-                "num_claimed_compute_units": statement.excluded.num_claimed_compute_units,
+                "num_claimed_compute_units": new.num_claimed_compute_units,
             },
         )
     )
@@ -228,49 +205,36 @@ async def _stack_claimed(session: AsyncSession, event: ChainEvent) -> None:
         "num_claimed_compute_units": u64_field(fields, "num_claimed_compute_units"),
         "user_refund_amount": u64_field(fields, "user_refund_amount"),
     }
-    statement = dialect_insert(session, stacks).values(**values)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["stack_small_id"],
-            set_={k: getattr(statement.excluded, k) for k in values if k != "stack_small_id"},
-        )
-    )
+    await session.execute(upsert(session, stacks, values, key=["stack_small_id"]))
 
 
 async def _key_rotation(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
-    await session.execute(
-        dialect_insert(session, rotations)
-        .values(
-            key_rotation_counter=u64_field(fields, "key_rotation_counter"),
-            epoch=u64_field(fields, "epoch"),
-            nonce=str(u64_field(fields, "nonce", bigint=False)),
-        )
-        .on_conflict_do_nothing(index_elements=["key_rotation_counter"])
-    )
+    values = {
+        "key_rotation_counter": u64_field(fields, "key_rotation_counter"),
+        "epoch": u64_field(fields, "epoch"),
+        "nonce": str(u64_field(fields, "nonce", bigint=False)),
+    }
+    await session.execute(insert_or_ignore(session, rotations, values, key=["key_rotation_counter"]))
 
 
 async def _public_key_commitment(session: AsyncSession, event: ChainEvent) -> None:
     fields = event.json
-    statement = dialect_insert(session, public_keys).values(
-        node_small_id=u64_field(fields, "node_id"),
-        device_type=u64_field(fields, "device_type"),
-        epoch=u64_field(fields, "epoch"),
-        key_rotation_counter=u64_field(fields, "key_rotation_counter"),
-        public_key=_base64(fields, "public_key"),
-        evidence_bytes=_base64(fields, "evidence_bytes"),
-    )
-    excluded = statement.excluded
+    values = {
+        "node_small_id": u64_field(fields, "node_id"),
+        "device_type": u64_field(fields, "device_type"),
+        "epoch": u64_field(fields, "epoch"),
+        "key_rotation_counter": u64_field(fields, "key_rotation_counter"),
+        "public_key": _base64(fields, "public_key"),
+        "evidence_bytes": _base64(fields, "evidence_bytes"),
+    }
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["node_small_id", "device_type"],
-            set_={
-                "epoch": excluded.epoch,
-                "key_rotation_counter": excluded.key_rotation_counter,
-                "public_key": excluded.public_key,
-                "evidence_bytes": excluded.evidence_bytes,
-            },
-            where=public_keys.c.key_rotation_counter < excluded.key_rotation_counter,
+        upsert(
+            session,
+            public_keys,
+            values,
+            key=["node_small_id", "device_type"],
+            where=lambda new: public_keys.c.key_rotation_counter < new.key_rotation_counter,
         )
     )
 
@@ -299,11 +263,9 @@ async def apply_event(session: AsyncSession, event: ChainEvent) -> bool:
     InvalidEvent when its fields are unusable: the caller records it as seen and moves on.
     """
     handler = HANDLED_EVENTS.get(event.name)
+    values = {"tx_digest": event.tx_digest, "event_seq": event.seq, "event_type": event.type[:255]}
     inserted = await session.execute(
-        dialect_insert(session, applied)
-        .values(tx_digest=event.tx_digest, event_seq=event.seq, event_type=event.type[:255])
-        .on_conflict_do_nothing(index_elements=["tx_digest", "event_seq"])
-        .returning(applied.c.tx_digest)
+        insert_or_ignore(session, applied, values, key=["tx_digest", "event_seq"]).returning(applied.c.tx_digest)
     )
     if inserted.first() is None:
         return False

@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from atoma_proxy.core.persistence.dialects import upsert
 from atoma_proxy.core.persistence.sui_models import SuiCursor
 from atoma_proxy.core.sui.chain import ChainClient, ChainError
-from atoma_proxy.core.sui.event_store import InvalidEvent, apply_event, dialect_insert
+from atoma_proxy.core.sui.event_store import InvalidEvent, apply_event
 
 __all__ = ["EventIngestor", "PollResult"]
 
@@ -71,10 +72,8 @@ class EventIngestor:
                 except InvalidEvent as error:
                     log.warning("skipping Atoma event %s:%d (%s): %s", event.tx_digest, event.seq, event.name, error)
             if page.end_cursor and page.end_cursor != after:
-                statement = dialect_insert(session, cursors).values(name=self.cursor_name, cursor=page.end_cursor)
-                await session.execute(
-                    statement.on_conflict_do_update(index_elements=["name"], set_={"cursor": statement.excluded.cursor})
-                )
+                cursor = {"name": self.cursor_name, "cursor": page.end_cursor}
+                await session.execute(upsert(session, cursors, cursor, key=["name"]))
         if applied and self._on_change is not None:
             await self._on_change()
         return PollResult(len(page.events), applied, page.has_next_page)
