@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any
 
 from atoma_proxy.config import CONFIG_ENV, Settings, load_settings
@@ -32,16 +31,10 @@ def _configure_logging(args: argparse.Namespace, level: str = "INFO", fmt: str =
 
 
 def _database(settings: Settings, command: str) -> str:
-    """The database URL this command uses, said in the log on standard error (password hidden); the embedded
-    database's directory is created when missing."""
-    from sqlalchemy.engine import make_url
+    """The database URL this command uses, said in the log (src/core/persistence/admin.py)."""
+    from atoma_proxy.core.persistence.admin import announce
 
-    url = make_url(settings.database.url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    shown = url.render_as_string(hide_password=True)
-    logging.getLogger("atoma_proxy.cli").info("atoma-proxy %s: database %s", command, shown)  # a log line: JSON too
-    return settings.database.url
+    return announce(settings.database.url, command)
 
 
 def _run_server(main: Coroutine[Any, Any, None], command: str) -> None:

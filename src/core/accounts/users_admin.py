@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from atoma_proxy.config import DatabaseSettings
 from atoma_proxy.core.accounts import validation
 from atoma_proxy.core.accounts.passwords import PasswordHasher
 from atoma_proxy.core.accounts.repositories import AccountRepository
-from atoma_proxy.core.persistence import create_engine, session_factory
+from atoma_proxy.core.persistence.admin import admin_session
 
 __all__ = ["create_user"]
 
@@ -18,13 +17,9 @@ async def create_user(database_url: str, *, email: str, password: str | None = N
     """
     email = validation.normalize_email(email)
     password_hash = await PasswordHasher().hash(validation.check_password(password)) if password is not None else None
-    engine = create_engine(DatabaseSettings(url=database_url))
-    try:
-        async with session_factory(engine)() as session, session.begin():
-            accounts = AccountRepository(session)
-            user = await accounts.create_user(email)
-            if password_hash is not None:
-                await accounts.set_password_hash(user.id, password_hash)
-            return user.id
-    finally:
-        await engine.dispose()
+    async with admin_session(database_url) as session:
+        accounts = AccountRepository(session)
+        user = await accounts.create_user(email)
+        if password_hash is not None:
+            await accounts.set_password_hash(user.id, password_hash)
+        return user.id

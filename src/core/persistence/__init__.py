@@ -15,6 +15,7 @@ from atoma_proxy.core.persistence import (
     sui_models,  # noqa: F401
 )
 from atoma_proxy.core.persistence.account_models import RefreshToken, UserPassword
+from atoma_proxy.core.persistence.admin import create_api_key
 from atoma_proxy.core.persistence.api_keys import (
     API_KEY_LENGTH,
     API_KEY_PREFIX,
@@ -27,7 +28,6 @@ from atoma_proxy.core.persistence.api_keys import (
     key_prefix,
 )
 from atoma_proxy.core.persistence.database import create_engine, normalize_url, session_factory
-from atoma_proxy.core.persistence.keys_admin import create_api_key
 from atoma_proxy.core.persistence.migrate import current_revision, downgrade_database, head_revision, upgrade_database
 from atoma_proxy.core.persistence.models import ApiKey, Base, User
 

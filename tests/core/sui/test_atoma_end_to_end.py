@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 from atoma_proxy.config import CoreSettings, DatabaseSettings, LedgerSettings, NodeConfig, Settings, SuiSettings
 from atoma_proxy.core.ledger.stacks import buy_stack
 from atoma_proxy.core.persistence import UserRepository, create_api_key, create_engine, session_factory
-from atoma_proxy.core.persistence.keys_admin import DEFAULT_USER_EMAIL
+from atoma_proxy.core.persistence.admin import DEFAULT_USER_EMAIL
 from atoma_proxy.core.persistence.sui_models import SuiStackPurchase
 from atoma_proxy.core.server import CoreServer
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
