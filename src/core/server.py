@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
@@ -49,7 +48,6 @@ __all__ = [
     "NODE_REGISTRATION_SERVICE",
     "ROUTING_SERVICE",
     "CoreServer",
-    "serve_core",
 ]
 
 log = logging.getLogger(__name__)
@@ -196,15 +194,3 @@ class CoreServer:
         await self.transport.aclose()
         await self._api_keys.aclose()
         await self.engine.dispose()
-
-    async def wait(self) -> None:
-        await self._server.wait_for_termination()
-
-
-async def serve_core(settings: Settings, stop: asyncio.Event) -> None:
-    server = CoreServer(settings)
-    await server.start()
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()

@@ -12,7 +12,7 @@ from atoma_proxy.core.errors import NodeFailed
 from atoma_proxy.core.images import check_node_answer, client_answer
 from atoma_proxy.core.node_limits import RequestLimits
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
-from atoma_proxy.core.nodes.selection import LeastInFlightSelector, SelectionRequest
+from atoma_proxy.core.nodes.selection import SelectionRequest, StrategySelector
 from atoma_proxy.core.pipeline.call import InferenceCall
 from atoma_proxy.core.pipeline.relay import InferenceRelay
 from tests.core.nodes.support import relay_stream, relay_unary
@@ -56,7 +56,7 @@ class ScriptedTransport:
 
 def _relay(transport: ScriptedTransport) -> tuple[InferenceRelay, Node]:
     node = Node("n", "http://n", frozenset({"m"}), 1, 1)
-    return InferenceRelay(NodeRegistry([node]), LeastInFlightSelector(), transport), node
+    return InferenceRelay(NodeRegistry([node]), StrategySelector(), transport), node
 
 
 async def _run(relay: InferenceRelay, call: InferenceCall, wants_usage: bool) -> list[bytes]:

@@ -35,7 +35,6 @@ from atoma_proxy.core.nodes.scoring import NodeScore, score_nodes
 __all__ = [
     "STRATEGIES",
     "STRATEGY_METADATA_KEY",
-    "LeastInFlightSelector",
     "NodeSelector",
     "SelectionRequest",
     "StrategySelector",
@@ -145,16 +144,3 @@ class StrategySelector:
         second = self._rng.choices(range(len(scores)), weights)[0]
         a, b = scores[first], scores[second]
         return a.node if a.score <= b.score else b.node
-
-
-class LeastInFlightSelector:
-    """Fewest in-flight requests first, then lowest output and input price, then id (no strategies)."""
-
-    def select(self, model: str, candidates: Sequence[Node], request: SelectionRequest | None = None) -> Node:
-        healthy = [n for n in candidates if n.healthy]
-        if not healthy:
-            raise NoNodeAvailable(f"No healthy node serves `{model}` right now; retry shortly.")
-        return min(
-            healthy,
-            key=lambda n: (n.in_flight, n.output_price_per_million, n.input_price_per_million, n.id),
-        )

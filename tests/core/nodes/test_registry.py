@@ -64,6 +64,14 @@ async def test_a_removed_node_is_gone_for_new_requests_but_running_ones_finish()
         registry.remove("a")
 
 
+def test_candidates_in_order_of_addition_and_an_unknown_model_refused() -> None:
+    registry = NodeRegistry([make_node("a", price=1), make_node("b", price=2)])
+    assert [n.id for n in registry.candidates("m")] == ["a", "b"]
+    assert set(registry.models()) == {"m"}
+    with pytest.raises(ModelNotFound):
+        registry.candidates("other")
+
+
 def test_ids_are_unique_except_to_replace_a_draining_node() -> None:
     registry = NodeRegistry([make_node("a", price=1)])
     with pytest.raises(ValueError, match="duplicate"):
