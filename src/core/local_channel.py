@@ -86,6 +86,10 @@ class LocalServer:
     def channel(self) -> LocalChannel:
         return LocalChannel(self)
 
+    def service_names(self) -> tuple[str, ...]:
+        """The full names of the services registered through `recording`, in the order they were added."""
+        return tuple(h.service_name() for h in self._handlers if isinstance(h, grpc.ServiceRpcHandler))
+
     async def resolve(self, method: str, metadata: MetadataPairs) -> grpc.RpcMethodHandler | None:
         """The handler of `method` behind the interceptors, outermost first, as grpc.aio chains them."""
 

@@ -43,10 +43,12 @@ def _add_v1_descriptor() -> None:
     pool.Add(proto)
 
 
-def enable_reflection(service_names: tuple[str, ...], server: grpc.aio.Server) -> None:
-    """Reflection of `service_names` (and of reflection itself, v1 and v1alpha) on `server`."""
+def enable_reflection(service_names: tuple[str, ...], server: grpc.aio.Server) -> tuple[str, ...]:
+    """Reflection of `service_names` (and of reflection itself, v1 and v1alpha) on `server`; returns the names
+    it lists: `service_names`, then reflection's."""
     _add_v1_descriptor()
-    servicer = reflection.aio.ReflectionServicer((*service_names, *SERVICE_NAMES))
+    listed = (*service_names, *SERVICE_NAMES)
+    servicer = reflection.aio.ReflectionServicer(listed)
     handlers = {
         "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
             servicer.ServerReflectionInfo,
@@ -56,3 +58,4 @@ def enable_reflection(service_names: tuple[str, ...], server: grpc.aio.Server) -
     }
     for name in SERVICE_NAMES:
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    return listed

@@ -145,8 +145,8 @@ class CoreServer:
         )
         node_admin_grpc.add_NodeAdminServiceServicer_to_server(node_admin, registered)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, registered)
-        self._services = (ROUTING_SERVICE, *ACCOUNT_SERVICES, NODE_ADMIN_SERVICE, NODE_REGISTRATION_SERVICE)
-        enable_reflection((*self._services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), self._server)
+        # Reflection lists, and health has a status for, every service registered above (Health too) and reflection.
+        self._services = enable_reflection(self.local.service_names(), self._server)
         self.port = 0
         nodes = node_collector(self.registry, settings.routing.price_weight, self.nodes.clock)
         self.metrics = (
