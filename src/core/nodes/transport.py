@@ -1,15 +1,17 @@
 """HTTP to inference nodes: pooled keep-alive connections, timeouts, errors as domain errors.
 
-`NodeTransport` is the seam tests and future transports (signed Sui requests, confidential
-relays) plug into. `HttpNodeTransport` is the real one: inference over `http1.Http1Client`, probes
-and metrics scrapes over httpx.
+`NodeTransport` is the seam tests and other transports plug into. `HttpNodeTransport` is the real
+one: inference over `http1.Http1Client`, probes and metrics scrapes over httpx. Nodes that speak a
+protocol beyond plain OpenAI HTTP (`node.protocol`; the Atoma protocol's signatures, see
+sui/atoma_transport.py) are spoken to through the `NodeProtocol` registered for it, which prepares
+each request (its body and headers) and checks each answer and stream chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,7 +27,7 @@ from atoma_proxy.core.nodes.sse import EventTooLarge, iter_sse_batches
 __all__ = [
     "MAX_METRICS_BYTES",
     "HttpNodeTransport",
-    "MetricsTransport",
+    "NodeProtocol",
     "NodeTransport",
     "NodeUnreachable",
     "RequestContext",
@@ -88,9 +90,15 @@ class NodeTransport(Protocol):
     async def aclose(self) -> None: ...
 
 
-class MetricsTransport(Protocol):
-    async def fetch_metrics(self, node: Node) -> str | None:
-        """The node's Prometheus /metrics text; None when it has none or does not answer."""
+class NodeProtocol(Protocol):
+    """What a node protocol adds to plain OpenAI HTTP, for the nodes whose `protocol` it is registered under."""
+
+    def request(self, node: Node, body: bytes, context: RequestContext | None) -> tuple[bytes, bytes]:
+        """The body to send instead of `body`, and more header lines (`name: value\r\n` each)."""
+        ...
+
+    def check(self, node: Node, answer: bytes) -> None:
+        """Raise NodeFailed when an answer, or a data chunk of a stream, fails the protocol's checks."""
         ...
 
 
@@ -101,7 +109,9 @@ class NodeUnreachable(NodeFailed):
 class HttpNodeTransport:
     """Inference requests over `Http1Client` (the hot path); probes and metrics over httpx."""
 
-    def __init__(self, settings: CoreSettings) -> None:
+    def __init__(self, settings: CoreSettings, protocols: Mapping[str, NodeProtocol] | None = None) -> None:
+        """`protocols`: by `node.protocol`, how nodes of a protocol other than plain OpenAI are spoken to."""
+        self.protocols = dict(protocols or {})
         self._health_timeout = settings.health_timeout
         self._http = Http1Client(
             connect_timeout=settings.node_connect_timeout,
@@ -151,6 +161,17 @@ class HttpNodeTransport:
             raise node_error(node, response.status, detail)
         return response
 
+    def _prepare(
+        self, node: Node, body: bytes, context: RequestContext | None
+    ) -> tuple[NodeProtocol | None, bytes, bytes]:
+        """The node's protocol (None: plain OpenAI), the body to send and the protocol's header lines.
+        `context` goes only to a protocol: plain OpenAI nodes have no use for it."""
+        protocol = self.protocols.get(node.protocol)
+        if protocol is None:
+            return None, body, b""
+        body, headers = protocol.request(node, body, context)
+        return protocol, body, headers
+
     async def post(
         self,
         node: Node,
@@ -159,18 +180,19 @@ class HttpNodeTransport:
         *,
         request_id: str,
         traceparent: str = "",
-        extra_headers: bytes = b"",
         context: RequestContext | None = None,
     ) -> bytes:
-        """`extra_headers`: more header lines (`name: value\r\n` each), e.g. the Atoma protocol's.
-        `context` is not sent: plain OpenAI nodes have no use for it."""
-        response = await self._post(node, path, body, request_id, _JSON, traceparent, extra_headers)
+        protocol, body, headers = self._prepare(node, body, context)
+        response = await self._post(node, path, body, request_id, _JSON, traceparent, headers)
         try:
-            return await response.read()
+            answer = await response.read()
         except (OSError, TimeoutError) as error:
             raise _transport_error(node, error) from error
         finally:
             response.release()
+        if protocol is not None:
+            protocol.check(node, answer)
+        return answer
 
     async def stream(
         self,
@@ -180,16 +202,22 @@ class HttpNodeTransport:
         *,
         request_id: str,
         traceparent: str = "",
-        extra_headers: bytes = b"",
         context: RequestContext | None = None,
     ) -> AsyncIterator[list[bytes]]:
-        response = await self._post(node, path, body, request_id, "text/event-stream", traceparent, extra_headers)
+        protocol, body, headers = self._prepare(node, body, context)
+        response = await self._post(node, path, body, request_id, "text/event-stream", traceparent, headers)
         try:
             events = iter_sse_batches(response.pieces(), self._max_event_bytes)
             async for batch in events:
                 if _DONE in batch:
                     await _drain(events)
-                yield batch
+                failure = None
+                if protocol is not None:
+                    batch, failure = _checked(protocol, node, batch)
+                if batch:
+                    yield batch  # the chunks before one that fails still go out
+                if failure is not None:
+                    raise failure
         except (OSError, TimeoutError) as error:
             raise _transport_error(node, error) from error
         except EventTooLarge as error:
@@ -225,6 +253,18 @@ class HttpNodeTransport:
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._client.aclose()
+
+
+def _checked(protocol: NodeProtocol, node: Node, batch: list[bytes]) -> tuple[list[bytes], NodeFailed | None]:
+    """The chunks of `batch` before the first that fails the protocol's check, and that failure (None: all pass)."""
+    for index, chunk in enumerate(batch):
+        if chunk == _DONE:
+            continue
+        try:
+            protocol.check(node, chunk)
+        except NodeFailed as failure:
+            return batch[:index], failure
+    return batch, None
 
 
 async def _drain(events: AsyncIterator[list[bytes]]) -> None:

@@ -18,7 +18,7 @@ from atoma_proxy.core.nodes.selection import StrategySelector
 from atoma_proxy.core.nodes.transport import HttpNodeTransport
 from atoma_proxy.core.pipeline.call import InferenceCall
 from atoma_proxy.core.pipeline.relay import InferenceRelay
-from atoma_proxy.core.sui.atoma_transport import AtomaProtocolTransport, RequestContext
+from atoma_proxy.core.sui.atoma_transport import ATOMA, AtomaProtocol, RequestContext
 from atoma_proxy.nodesim import RunningNodeSim, SimConfig, start_node_sim
 from atoma_proxy.sui.crypto import SignatureScheme, SuiKeypair
 from atoma_proxy.sui.node_protocol import verify_request, verify_response
@@ -47,8 +47,8 @@ async def start_sim() -> AsyncIterator[StartSim]:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[AtomaProtocolTransport]:
-    transport = AtomaProtocolTransport(HttpNodeTransport(CoreSettings()), PROXY)
+async def transport() -> AsyncIterator[HttpNodeTransport]:
+    transport = HttpNodeTransport(CoreSettings(), {ATOMA: AtomaProtocol(PROXY)})
     yield transport
     await transport.aclose()
 
@@ -60,7 +60,7 @@ def _node(node_id: str, sim: RunningNodeSim, key: SuiKeypair | None, price: int 
     return node
 
 
-def _relay(transport: AtomaProtocolTransport, *nodes: Node) -> InferenceRelay:
+def _relay(transport: HttpNodeTransport, *nodes: Node) -> InferenceRelay:
     return InferenceRelay(NodeRegistry(nodes), StrategySelector("cheapest"), transport)
 
 

@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 from atoma_proxy.config import CoreSettings, DatabaseSettings, NodeConfig, Settings, SuiSettings
+from atoma_proxy.core.nodes.transport import HttpNodeTransport
 from atoma_proxy.core.persistence import session_factory
 from atoma_proxy.core.persistence.sui_models import SuiAppliedEvent
 from atoma_proxy.core.server import CoreServer
-from atoma_proxy.core.sui.atoma_transport import AtomaProtocolTransport
+from atoma_proxy.core.sui.atoma_transport import ATOMA, AtomaProtocol
 from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2 as reg_pb
 from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2_grpc as reg_grpc
 from tests.core.sui.conftest import PACKAGE, PROXY_KEY, USDC_PACKAGE
@@ -40,7 +41,8 @@ async def test_the_core_follows_the_chain_and_serves_registrations(tmp_path: Pat
             nodes=[NodeConfig(id="a", url="http://127.0.0.1:9", models=["m"], protocol="atoma")],
         )
         server = CoreServer(settings)
-        assert isinstance(server.transport, AtomaProtocolTransport)
+        assert isinstance(server.transport, HttpNodeTransport)
+        assert isinstance(server.transport.protocols[ATOMA], AtomaProtocol)
         port = await server.start()
         try:
             sessions = session_factory(server.engine)
