@@ -7,7 +7,7 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from atoma_proxy.config import Settings
+from atoma_proxy.config import Settings, load_settings
 from atoma_proxy.core.accounts import build_account_services
 from atoma_proxy.core.accounts.callers import AdminGate
 from atoma_proxy.core.accounts.throttle import auth_throttle_from_settings
@@ -69,7 +69,8 @@ class CoreServer:
         """`reuse_port`: other processes may listen on the same address (the workers of `core`)."""
         self.settings = settings
         self.transport = transport or build_node_transport(settings)
-        self.nodes = NodeRuntime(settings, self.transport)  # registry, health, metrics, selection, reload
+        # Registry, health, metrics, selection; SIGHUP reloads the nodes of the configuration as it reads then.
+        self.nodes = NodeRuntime(settings, self.transport, load_nodes=lambda: load_settings().nodes)
         self.registry = self.nodes.registry
         self.engine = create_engine(settings.database)
         self._health = health.aio.HealthServicer()

@@ -1,11 +1,11 @@
 """The node machinery of one running core, built from the settings: registry, health poller,
 metrics scraper, selector, failover policy, and the configuration reload on SIGHUP.
 
-SIGHUP re-reads the configuration (`ATOMA_CONFIG` and the environment) and applies its `[[nodes]]`
-to the live registry (`NodeRegistry.reload`): new nodes are added, known ones get their new
-prices, models and URL, and nodes gone from the file are drained, then removed once idle. Nodes
-the core was given that the configuration never named (the demo's built-in simulators) are
-"static": a reload leaves them alone.
+SIGHUP calls the owner's `load_nodes` (the core server's re-reads `ATOMA_CONFIG` and the environment;
+the runtime reads nothing itself) and applies the `[[nodes]]` it returns to the live registry
+(`NodeRegistry.reload`): new nodes are added, known ones get their new prices, models and URL, and
+nodes gone from the file are drained, then removed once idle. Nodes the core was given that the
+configuration never named (the demo's built-in simulators) are "static": a reload leaves them alone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 
-from atoma_proxy.config import NodeConfig, Settings, load_settings
+from atoma_proxy.config import NodeConfig, Settings
 from atoma_proxy.core.nodes.breaker import BreakerPolicy
 from atoma_proxy.core.nodes.failover import FailoverPolicy
 from atoma_proxy.core.nodes.health import HealthPoller
@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 STATIC = "static"
 
 
-def _configured_node_ids() -> set[str] | None:
+def _configured_node_ids(load_nodes: Callable[[], Sequence[NodeConfig]]) -> set[str] | None:
     try:
-        return {n.id for n in load_settings().nodes}
+        return {n.id for n in load_nodes()}
     except Exception:  # an unreadable file: every given node counts as configured
         return None
 
@@ -50,6 +50,8 @@ class NodeRuntime:
         clock: Callable[[], float] = time.monotonic,
         load_nodes: Callable[[], Sequence[NodeConfig]] | None = None,
     ) -> None:
+        """`load_nodes`: the configuration's `[[nodes]]` as they read now, called here (the nodes of `settings`
+        it does not name are static) and on every reload; None: this runtime never reloads its nodes."""
         routing = settings.routing
         policy = BreakerPolicy(
             consecutive_failures=routing.eject_after_failures,
@@ -61,7 +63,7 @@ class NodeRuntime:
         )
         self.clock = clock
         self.registry = NodeRegistry.from_config(settings.nodes, breaker_policy=policy, clock=clock)
-        configured = _configured_node_ids() if load_nodes is None else None
+        configured = _configured_node_ids(load_nodes) if load_nodes is not None else None
         if configured is not None:
             for node in self.registry.nodes():
                 if node.id not in configured:
@@ -77,7 +79,7 @@ class NodeRuntime:
         self.failover = FailoverPolicy(
             max_attempts=routing.max_attempts, first_token_timeout=routing.first_token_timeout
         )
-        self._load_nodes = load_nodes or (lambda: load_settings().nodes)
+        self._load_nodes = load_nodes
         self._sighup = False
 
     async def start(self) -> None:
@@ -90,6 +92,8 @@ class NodeRuntime:
 
     def reload(self) -> ReloadReport:
         """Applies the configuration's current `[[nodes]]` to the registry."""
+        if self._load_nodes is None:
+            raise RuntimeError("this node runtime was given no configuration to reload")
         report = self.registry.reload(self._load_nodes())
         log.warning(
             "node configuration reloaded: added %s, updated %s, draining %s",
@@ -100,7 +104,10 @@ class NodeRuntime:
         return report
 
     def reload_on_sighup(self) -> None:
-        """Installs the SIGHUP handler (main thread with a running loop only; elsewhere a no-op)."""
+        """Installs the SIGHUP handler (main thread with a running loop only; elsewhere, or without
+        `load_nodes`, a no-op)."""
+        if self._load_nodes is None:
+            return
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload_logged)
             self._sighup = True
