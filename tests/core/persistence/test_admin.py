@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import func, select
 
 from atoma_proxy.config import DatabaseSettings
+from atoma_proxy.core.accounts.users_admin import create_user
 from atoma_proxy.core.persistence import (
     ApiKey,
     ApiKeyRepository,
     User,
+    UserRepository,
     create_api_key,
     create_engine,
     current_revision,
@@ -16,6 +19,7 @@ from atoma_proxy.core.persistence import (
     is_well_formed_api_key,
     session_factory,
 )
+from atoma_proxy.core.persistence.admin import admin_session
 
 
 async def _owners(url: str, keys: list[str]) -> list[tuple[str | None, str]]:
@@ -83,3 +87,24 @@ async def test_concurrent_create_api_key_on_a_fresh_database(empty_database_url:
     keys = await asyncio.gather(*(create_api_key(empty_database_url) for _ in range(3)))
     assert await _owners(empty_database_url, list(keys)) == [("local@atoma.proxy", "default")] * 3
     assert await _count(empty_database_url, User) == 1
+
+
+async def test_admin_session_commits_its_work_or_none_of_it(database_url: str) -> None:
+    with pytest.raises(RuntimeError):
+        async with admin_session(database_url, migrate=False) as session:
+            await UserRepository(session).get_or_create_by_email("undone@example.com")
+            raise RuntimeError("the command failed half-way")
+    async with admin_session(database_url, migrate=False) as session:
+        assert await UserRepository(session).get_by_email("undone@example.com") is None
+        await UserRepository(session).get_or_create_by_email("done@example.com")
+    async with admin_session(database_url, migrate=False) as session:
+        assert await UserRepository(session).get_by_email("done@example.com") is not None
+
+
+async def test_every_admin_command_migrates_a_fresh_database_first(empty_database_url: str) -> None:
+    """`users create` as `keys create`, `balance` and `prices`: the one way the CLI opens the database."""
+    user_id = await create_user(empty_database_url, email="first@example.com")
+    assert await current_revision(empty_database_url) == head_revision()
+    async with admin_session(empty_database_url, migrate=False) as session:
+        user = await UserRepository(session).get_by_email("first@example.com")
+        assert user is not None and user.id == user_id
