@@ -1,4 +1,4 @@
-"""The one place that branches on the database's dialect for writes: `INSERT ... ON CONFLICT`.
+"""`INSERT ... ON CONFLICT` for either dialect, and which dialect a session or connection speaks.
 
 PostgreSQL and SQLite spell an upsert the same way (`ON CONFLICT (key) DO UPDATE SET ... WHERE ...`,
 the new row being `excluded`), but SQLAlchemy builds it from each dialect's own `insert`. Every
@@ -24,7 +24,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-__all__ = ["Executor", "Insert", "dialect_insert", "insert_or_ignore", "is_postgresql", "upsert"]
+__all__ = ["Executor", "Insert", "insert_or_ignore", "is_postgresql", "upsert"]
 
 #: What statements run on: a session (a unit of work) or a connection (the Meter's hot path).
 Executor: TypeAlias = AsyncSession | AsyncConnection
@@ -39,7 +39,7 @@ def is_postgresql(executor: Executor) -> bool:
     return dialect.name == "postgresql"
 
 
-def dialect_insert(executor: Executor, table: Table | Any) -> Insert:
+def _insert(executor: Executor, table: Table | Any) -> Insert:
     """The executor's dialect's `INSERT` into `table` (a Table or a mapped class): PostgreSQL's or SQLite's."""
     return (postgresql.insert if is_postgresql(executor) else sqlite.insert)(table)
 
@@ -58,7 +58,7 @@ def upsert(
     `update`: the columns a conflict takes from the new row (default: every one of `values` not in `key`),
     or `excluded -> {column: expression}`; `where`: `excluded -> condition` under which the stored row changes.
     """
-    statement = dialect_insert(executor, table).values(**values)
+    statement = _insert(executor, table).values(**values)
     excluded = statement.excluded
     if update is None or isinstance(update, Sequence):
         names = [name for name in values if name not in key] if update is None else list(update)
@@ -75,4 +75,4 @@ def insert_or_ignore(
 ) -> Insert:
     """`INSERT values ON CONFLICT (key) DO NOTHING` for the executor's dialect (add `.returning(...)` to learn
     whether the row was inserted)."""
-    return dialect_insert(executor, table).values(**values).on_conflict_do_nothing(index_elements=list(key))
+    return _insert(executor, table).values(**values).on_conflict_do_nothing(index_elements=list(key))
