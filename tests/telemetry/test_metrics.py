@@ -6,7 +6,7 @@ import grpc
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from atoma_proxy.core.routing_service import OVERHEAD_KEY
+from atoma_proxy.core.pipeline.stages import OVERHEAD_KEY
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
