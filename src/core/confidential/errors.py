@@ -20,6 +20,7 @@ from __future__ import annotations
 import grpc
 
 from atoma_proxy.core.errors import ProxyError
+from atoma_proxy.wire.reasons import ErrorReason, reason_name
 
 __all__ = [
     "KeyRegistrationRefused",
@@ -37,49 +38,49 @@ __all__ = [
 
 class StaleNodeKey(ProxyError):
     code = grpc.StatusCode.FAILED_PRECONDITION
-    reason = "STALE_NODE_KEY"
+    reason = reason_name(ErrorReason.ERROR_REASON_STALE_NODE_KEY)
 
 
 class LockNotFound(ProxyError):
     code = grpc.StatusCode.NOT_FOUND
-    reason = "LOCK_NOT_FOUND"
+    reason = reason_name(ErrorReason.ERROR_REASON_LOCK_NOT_FOUND)
 
 
 class LockAlreadyUsed(ProxyError):
     code = grpc.StatusCode.FAILED_PRECONDITION
-    reason = "LOCK_ALREADY_USED"
+    reason = reason_name(ErrorReason.ERROR_REASON_LOCK_ALREADY_USED)
 
 
 class LockExpired(ProxyError):
     code = grpc.StatusCode.FAILED_PRECONDITION
-    reason = "LOCK_EXPIRED"
+    reason = reason_name(ErrorReason.ERROR_REASON_LOCK_EXPIRED)
 
 
 class LockOfAnotherUser(ProxyError):
     code = grpc.StatusCode.PERMISSION_DENIED
-    reason = "LOCK_OF_ANOTHER_USER"
+    reason = reason_name(ErrorReason.ERROR_REASON_LOCK_OF_ANOTHER_USER)
 
 
 class LockMismatch(ProxyError):
     code = grpc.StatusCode.INVALID_ARGUMENT
-    reason = "LOCK_MISMATCH"
+    reason = reason_name(ErrorReason.ERROR_REASON_LOCK_MISMATCH)
 
 
 class TamperedRequest(ProxyError):
     code = grpc.StatusCode.INVALID_ARGUMENT
-    reason = "PLAINTEXT_HASH_MISMATCH"
+    reason = reason_name(ErrorReason.ERROR_REASON_PLAINTEXT_HASH_MISMATCH)
 
 
 class NoConfidentialNode(ProxyError):
     code = grpc.StatusCode.UNAVAILABLE
-    reason = "NO_CONFIDENTIAL_NODE"
+    reason = reason_name(ErrorReason.ERROR_REASON_NO_CONFIDENTIAL_NODE)
 
 
 class NodeAnswerInvalid(ProxyError):
     code = grpc.StatusCode.UNAVAILABLE
-    reason = "NODE_SIGNATURE_INVALID"
+    reason = reason_name(ErrorReason.ERROR_REASON_NODE_SIGNATURE_INVALID)
 
 
 class KeyRegistrationRefused(ProxyError):
     code = grpc.StatusCode.PERMISSION_DENIED
-    reason = "KEY_SIGNATURE_INVALID"
+    reason = reason_name(ErrorReason.ERROR_REASON_KEY_SIGNATURE_INVALID)
