@@ -10,19 +10,15 @@ servicer is reached. Wrapped handlers are cached per method, so an RPC costs one
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
 from typing import Any
 
 import grpc
 
 from atoma_proxy.core.errors import InvalidRequest
 from atoma_proxy.core.status import to_grpc_status
+from atoma_proxy.core.unary_interceptor import Deserializer, UnaryInterceptor
 
 __all__ = ["MalformedRequestInterceptor"]
-
-Deserializer = Callable[[bytes], Any]
 
 
 class _Malformed:
@@ -47,53 +43,10 @@ def _tolerant(deserialize: Deserializer | None) -> Deserializer | None:
     return parse
 
 
-class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self) -> None:
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+class MalformedRequestInterceptor(UnaryInterceptor):
+    def deserializer(self, handler: grpc.RpcMethodHandler) -> Deserializer | None:
+        return _tolerant(handler.request_deserializer)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming:
-            return handler
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is None or cached[0] is not handler:
-            cached = (handler, _wrap(handler))
-            self._wrapped[method] = cached
-        return cached[1]
-
-
-def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    deserializer = _tolerant(handler.request_deserializer)
-    if handler.unary_stream is not None:
-        inner_stream = handler.unary_stream
-
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            if request is _MALFORMED:
-                await context.abort_with_status(to_grpc_status(_ERROR))
-            responses = inner_stream(request, context)
-            if inspect.isawaitable(responses):  # a handler that writes with context.write (health's Watch)
-                await responses
-                return
-            # Closing this generator closes the servicer's at once (its `finally` settles the request).
-            async with aclosing(responses):
-                async for response in responses:
-                    yield response
-
-        return grpc.unary_stream_rpc_method_handler(
-            stream, request_deserializer=deserializer, response_serializer=handler.response_serializer
-        )
-    inner_unary = handler.unary_unary
-
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def before(self, request: Any, context: grpc.aio.ServicerContext) -> None:
         if request is _MALFORMED:
             await context.abort_with_status(to_grpc_status(_ERROR))
-        return await inner_unary(request, context)
-
-    return grpc.unary_unary_rpc_method_handler(
-        unary, request_deserializer=deserializer, response_serializer=handler.response_serializer
-    )

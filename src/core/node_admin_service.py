@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn
 from urllib.parse import urlsplit
 
 import grpc
 
 from atoma_proxy.core.accounts.callers import AdminGate
 from atoma_proxy.core.confidential.keys import KeyRegistry
-from atoma_proxy.core.errors import AlreadyExists, InternalError, InvalidRequest, NotFound, ProxyError
+from atoma_proxy.core.errors import AlreadyExists, InvalidRequest, NotFound
 from atoma_proxy.core.limits import MAX_PRICE_MICRO_USD
 from atoma_proxy.core.nodes.breaker import CircuitState
 from atoma_proxy.core.nodes.health import HealthPoller
 from atoma_proxy.core.nodes.registry import ADMIN, Node, NodeRegistry
 from atoma_proxy.core.nodes.scoring import score_nodes
-from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import node_admin_service_pb2_grpc as pb_grpc
 
@@ -142,72 +140,53 @@ class NodeAdminService(pb_grpc.NodeAdminServiceServicer):
         self._clock = clock
         self._keys = keys
 
-    async def _fail(self, context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
-        if not isinstance(error, ProxyError):
-            log.exception("unexpected error", exc_info=error)
-            error = InternalError("The proxy failed unexpectedly; the error was logged.")
-        await context.abort_with_status(to_grpc_status(error))
-        raise AssertionError("abort_with_status returned")  # pragma: no cover
-
     def _check(self, context: grpc.aio.ServicerContext) -> None:
         self._gate.check(context.invocation_metadata())
 
     async def AddNode(self, request: pb.AddNodeRequest, context: grpc.aio.ServicerContext) -> pb.AddNodeResponse:
+        self._check(context)
+        node = _new_node(request)
         try:
-            self._check(context)
-            node = _new_node(request)
-            try:
-                self._registry.add(node)
-            except ValueError:
-                raise AlreadyExists(
-                    f"Node `{node.id}` exists already: drain it first to replace it.",
-                    reason="NODE_ALREADY_EXISTS",
-                    metadata={"param": "node_id"},
-                ) from None
-            if request.confidential_signing_key and self._keys is not None:
-                self._keys.add_signing_key(node.id, request.confidential_signing_key)
-            await self._poller.probe(node)
-            log.info("node %s added at %s (%s)", node.id, node.url, ", ".join(sorted(node.models)))
-            return pb.AddNodeResponse(node=node_state(node, self._clock()))
-        except Exception as error:
-            await self._fail(context, error)
+            self._registry.add(node)
+        except ValueError:
+            raise AlreadyExists(
+                f"Node `{node.id}` exists already: drain it first to replace it.",
+                reason="NODE_ALREADY_EXISTS",
+                metadata={"param": "node_id"},
+            ) from None
+        if request.confidential_signing_key and self._keys is not None:
+            self._keys.add_signing_key(node.id, request.confidential_signing_key)
+        await self._poller.probe(node)
+        log.info("node %s added at %s (%s)", node.id, node.url, ", ".join(sorted(node.models)))
+        return pb.AddNodeResponse(node=node_state(node, self._clock()))
 
     async def DrainNode(self, request: pb.DrainNodeRequest, context: grpc.aio.ServicerContext) -> pb.DrainNodeResponse:
+        self._check(context)
         try:
-            self._check(context)
-            try:
-                node = self._registry.drain(request.node_id)
-            except KeyError:
-                raise _unknown(request.node_id) from None
-            log.info("node %s draining (%d requests in flight)", node.id, node.in_flight)
-            return pb.DrainNodeResponse(node=node_state(node, self._clock()))
-        except Exception as error:
-            await self._fail(context, error)
+            node = self._registry.drain(request.node_id)
+        except KeyError:
+            raise _unknown(request.node_id) from None
+        log.info("node %s draining (%d requests in flight)", node.id, node.in_flight)
+        return pb.DrainNodeResponse(node=node_state(node, self._clock()))
 
     async def RemoveNode(
         self, request: pb.RemoveNodeRequest, context: grpc.aio.ServicerContext
     ) -> pb.RemoveNodeResponse:
+        self._check(context)
         try:
-            self._check(context)
-            try:
-                node = self._registry.remove(request.node_id)
-            except KeyError:
-                raise _unknown(request.node_id) from None
-            if node.source == ADMIN and self._keys is not None:
-                self._keys.remove_signing_key(node.id)
-            log.info("node %s removed (%d requests in flight finish)", node.id, node.in_flight)
-            return pb.RemoveNodeResponse(node=node_state(node, self._clock()))
-        except Exception as error:
-            await self._fail(context, error)
+            node = self._registry.remove(request.node_id)
+        except KeyError:
+            raise _unknown(request.node_id) from None
+        if node.source == ADMIN and self._keys is not None:
+            self._keys.remove_signing_key(node.id)
+        log.info("node %s removed (%d requests in flight finish)", node.id, node.in_flight)
+        return pb.RemoveNodeResponse(node=node_state(node, self._clock()))
 
     async def ListNodeStates(
         self, request: pb.ListNodeStatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListNodeStatesResponse:
-        try:
-            self._check(context)
-            now = self._clock()
-            nodes: Sequence[Node] = self._registry.nodes()
-            scores = candidate_scores(nodes, price_weight=self._price_weight, now=now)
-            return pb.ListNodeStatesResponse(nodes=[node_state(n, now, scores) for n in nodes])
-        except Exception as error:
-            await self._fail(context, error)
+        self._check(context)
+        now = self._clock()
+        nodes: Sequence[Node] = self._registry.nodes()
+        scores = candidate_scores(nodes, price_weight=self._price_weight, now=now)
+        return pb.ListNodeStatesResponse(nodes=[node_state(n, now, scores) for n in nodes])

@@ -14,6 +14,7 @@ from atoma_proxy.core.accounts.throttle import auth_throttle_from_settings
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.catalog import ModelCatalog
 from atoma_proxy.core.confidential.service import RoutingWithConfidential, build_confidential_service
+from atoma_proxy.core.error_edge import ErrorEdgeInterceptor
 from atoma_proxy.core.ledger import LedgerSweeper, Meter
 from atoma_proxy.core.local_channel import LocalChannel, LocalServer
 from atoma_proxy.core.malformed import MalformedRequestInterceptor
@@ -80,8 +81,13 @@ class CoreServer:
             sessions, settings.core.api_key_cache_ttl, timeout=settings.database.statement_timeout
         )
         # Outermost first: a request that is not valid protobuf is refused before anything else runs.
-        # Tracing (when on) outermost of all, so every RPC has its span.
-        interceptors: list[grpc.aio.ServerInterceptor] = [*tracing.server_interceptors(), MalformedRequestInterceptor()]
+        # Tracing (when on) outermost of all, so every RPC has its span. The error edge innermost: what a
+        # servicer raises ends its RPC (error_edge.py) before any interceptor around it sees the outcome.
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            *tracing.server_interceptors(),
+            MalformedRequestInterceptor(),
+            ErrorEdgeInterceptor(),
+        ]
         self._server = grpc.aio.server(
             interceptors=interceptors,
             maximum_concurrent_rpcs=settings.core.max_concurrent_rpcs,

@@ -11,6 +11,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from atoma_proxy.core.accounts.callers import AdminGate
+from atoma_proxy.core.error_edge import ErrorEdgeInterceptor
 from atoma_proxy.core.limits import MAX_PRICE_MICRO_USD
 from atoma_proxy.core.node_admin_service import NodeAdminService
 from atoma_proxy.core.nodes.health import HealthPoller
@@ -27,7 +28,7 @@ async def admin() -> AsyncIterator[tuple[pb_grpc.NodeAdminServiceStub, NodeRegis
     registry = NodeRegistry()
     # The poller is never reached: validation refuses the node first.
     service = NodeAdminService(registry, None, AdminGate(ADMIN_TOKEN), time.monotonic)  # type: ignore[arg-type]
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[ErrorEdgeInterceptor()])
     pb_grpc.add_NodeAdminServiceServicer_to_server(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -82,7 +83,7 @@ async def test_a_node_added_with_the_responses_api_serves_it_and_one_without_doe
     registry = NodeRegistry()
     poller = HealthPoller(registry, ScriptedTransport(), interval=1.0)
     service = NodeAdminService(registry, poller, AdminGate(ADMIN_TOKEN), time.monotonic)
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[ErrorEdgeInterceptor()])
     pb_grpc.add_NodeAdminServiceServicer_to_server(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -18,7 +18,6 @@ from atoma_proxy.core.accounts.callers import Caller, CallerAuthenticator
 from atoma_proxy.core.accounts.logins import Logins
 from atoma_proxy.core.accounts.passwords import MAX_PASSWORD_LENGTH
 from atoma_proxy.core.accounts.profiles import Profiles
-from atoma_proxy.core.accounts.rpc import rpc
 from atoma_proxy.core.accounts.throttle import AuthThrottle
 from atoma_proxy.core.errors import FeatureDisabled, Unauthenticated
 from atoma_proxy.core.sui.accounts import SuiAccounts
@@ -71,7 +70,6 @@ class AccountService(pb_grpc.AccountServiceServicer):
             raise _disabled()
         return await self._callers.authenticate(context.invocation_metadata(), allow_api_key=allow_api_key)
 
-    @rpc
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         logins = self._enabled_logins()
         email = validation.normalize_email(request.email)
@@ -80,7 +78,6 @@ class AccountService(pb_grpc.AccountServiceServicer):
         user = await logins.register(email, password)
         return pb.RegisterResponse(user=translate.user(user, has_password=True))
 
-    @rpc
     async def Login(self, request: pb.LoginRequest, context: Context) -> pb.LoginResponse:
         logins = self._enabled_logins()
         email = validation.normalize_email(request.email)
@@ -91,7 +88,6 @@ class AccountService(pb_grpc.AccountServiceServicer):
         grant = await logins.login(email, password)
         return translate.login_response(grant)
 
-    @rpc
     async def RefreshToken(self, request: pb.RefreshTokenRequest, context: Context) -> pb.RefreshTokenResponse:
         logins = self._enabled_logins()
         refresh_token = validation.check_required(request.refresh_token, "refresh_token")
@@ -99,42 +95,35 @@ class AccountService(pb_grpc.AccountServiceServicer):
         grant = await logins.refresh(refresh_token)
         return translate.refresh_response(grant)
 
-    @rpc
     async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
         logins = self._enabled_logins()
         await logins.logout(validation.check_required(request.refresh_token, "refresh_token"))
         return pb.LogoutResponse()
 
-    @rpc
     async def GetProfile(self, request: pb.GetProfileRequest, context: Context) -> pb.GetProfileResponse:
         caller = await self._caller(context, allow_api_key=True)
         user, has_password = await self._profiles.get(caller.user_id)
         return pb.GetProfileResponse(user=translate.user(user, has_password=has_password))
 
-    @rpc
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Context) -> pb.CreateApiKeyResponse:
         caller = await self._caller(context, allow_api_key=False)
         secret, api_key = await self._api_keys.create(caller.user_id, validation.check_key_name(request.name))
         return pb.CreateApiKeyResponse(api_key=translate.api_key(api_key), secret=secret)
 
-    @rpc
     async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysResponse:
         caller = await self._caller(context, allow_api_key=True)
         keys = await self._api_keys.list_for_user(caller.user_id)
         return pb.ListApiKeysResponse(api_keys=[translate.api_key(key) for key in keys])
 
-    @rpc
     async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Context) -> pb.RevokeApiKeyResponse:
         caller = await self._caller(context, allow_api_key=False)
         api_key = await self._api_keys.revoke(caller.user_id, request.key_id)
         return pb.RevokeApiKeyResponse(api_key=translate.api_key(api_key))
 
-    @rpc
     async def GetBalance(self, request: pb.GetBalanceRequest, context: Context) -> pb.GetBalanceResponse:
         caller = await self._caller(context, allow_api_key=True)
         return pb.GetBalanceResponse(balance=translate.balance(await self._billing.balance(caller.user_id)))
 
-    @rpc
     async def ListUsage(self, request: pb.ListUsageRequest, context: Context) -> pb.ListUsageResponse:
         caller = await self._caller(context, allow_api_key=True)
         page = await self._billing.usage_page(
@@ -145,14 +134,12 @@ class AccountService(pb_grpc.AccountServiceServicer):
             next_page_token=page.next_page_token,
         )
 
-    @rpc
     async def GetUsageSummary(self, request: pb.GetUsageSummaryRequest, context: Context) -> pb.GetUsageSummaryResponse:
         caller = await self._caller(context, allow_api_key=True)
         since, until = validation.day_range(request.start_date, request.end_date)
         summary = await self._billing.usage_summary(caller.user_id, since, until)
         return translate.usage_summary(summary)
 
-    @rpc
     async def BuyStack(self, request: pb.BuyStackRequest, context: Context) -> pb.BuyStackResponse:
         caller = await self._caller(context, allow_api_key=False)
         if self._sui is not None and self._sui.stacks is not None:  # README "Sui": the contract picks the node
@@ -166,7 +153,6 @@ class AccountService(pb_grpc.AccountServiceServicer):
         )
         return pb.BuyStackResponse(stack=translate.stack(stack))
 
-    @rpc
     async def ListStacks(self, request: pb.ListStacksRequest, context: Context) -> pb.ListStacksResponse:
         caller = await self._caller(context, allow_api_key=True)
         return pb.ListStacksResponse(
@@ -178,7 +164,6 @@ class AccountService(pb_grpc.AccountServiceServicer):
             raise FeatureDisabled('Sui wallets are disabled on this proxy (README "Sui").', reason="SUI_DISABLED")
         return self._sui
 
-    @rpc
     async def CreateWalletChallenge(
         self, request: pb.CreateWalletChallengeRequest, context: Context
     ) -> pb.CreateWalletChallengeResponse:
@@ -190,19 +175,16 @@ class AccountService(pb_grpc.AccountServiceServicer):
             expires_at=challenge.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
 
-    @rpc
     async def LinkWallet(self, request: pb.LinkWalletRequest, context: Context) -> pb.LinkWalletResponse:
         caller = await self._caller(context, allow_api_key=False)
         nonce = validation.check_required(request.nonce, "nonce")
         signature = validation.check_required(request.signature, "signature")
         return pb.LinkWalletResponse(address=await self._sui_accounts().link_wallet(caller.user_id, nonce, signature))
 
-    @rpc
     async def GetWallet(self, request: pb.GetWalletRequest, context: Context) -> pb.GetWalletResponse:
         caller = await self._caller(context, allow_api_key=True)
         return pb.GetWalletResponse(address=await self._sui_accounts().wallet(caller.user_id) or "")
 
-    @rpc
     async def DepositUsdc(self, request: pb.DepositUsdcRequest, context: Context) -> pb.DepositUsdcResponse:
         caller = await self._caller(context, allow_api_key=False)
         digest = validation.check_required(request.transaction_digest, "transaction_digest")

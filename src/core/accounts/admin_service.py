@@ -10,7 +10,6 @@ import grpc
 from atoma_proxy.core.accounts import translate, validation
 from atoma_proxy.core.accounts.billing import Billing
 from atoma_proxy.core.accounts.callers import AdminGate
-from atoma_proxy.core.accounts.rpc import rpc
 from atoma_proxy.core.errors import InvalidRequest
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2_grpc as pb_grpc
@@ -32,7 +31,6 @@ class AccountAdminService(pb_grpc.AccountAdminServiceServicer):
         self._gate = gate
         self._billing = billing
 
-    @rpc
     async def CreditBalance(self, request: pb.CreditBalanceRequest, context: Context) -> pb.CreditBalanceResponse:
         self._gate.check(context.invocation_metadata())
         result = await self._billing.credit(
@@ -43,7 +41,6 @@ class AccountAdminService(pb_grpc.AccountAdminServiceServicer):
         )
         return pb.CreditBalanceResponse(applied=result.applied, balance=translate.balance(result.balance))
 
-    @rpc
     async def SetUserModelPrice(
         self, request: pb.SetUserModelPriceRequest, context: Context
     ) -> pb.SetUserModelPriceResponse:
@@ -58,7 +55,6 @@ class AccountAdminService(pb_grpc.AccountAdminServiceServicer):
             )
         )
 
-    @rpc
     async def ListUserModelPrices(
         self, request: pb.ListUserModelPricesRequest, context: Context
     ) -> pb.ListUserModelPricesResponse:
@@ -66,12 +62,10 @@ class AccountAdminService(pb_grpc.AccountAdminServiceServicer):
         prices = await self._billing.prices(request.user_id)
         return pb.ListUserModelPricesResponse(prices=[translate.model_price(price) for price in prices])
 
-    @rpc
     async def GetUserBalance(self, request: pb.GetUserBalanceRequest, context: Context) -> pb.GetUserBalanceResponse:
         self._gate.check(context.invocation_metadata())
         return pb.GetUserBalanceResponse(balance=translate.balance(await self._billing.user_balance(request.user_id)))
 
-    @rpc
     async def GetUsageStats(self, request: pb.GetUsageStatsRequest, context: Context) -> pb.GetUsageStatsResponse:
         self._gate.check(context.invocation_metadata())
         width = _WIDTHS.get(request.bucket_width)

@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from atoma_proxy.core.accounts.rpc import rpc
 from atoma_proxy.core.errors import InvalidRequest
 from atoma_proxy.core.sui.registration import NodeRegistration, register_node
 from atoma_proxy.generated.atoma.routing.v1 import node_registration_service_pb2 as pb
@@ -29,7 +28,6 @@ class NodeRegistrationService(pb_grpc.NodeRegistrationServiceServicer):
         self._on_change = on_change
         self._clock = clock
 
-    @rpc
     async def RegisterNode(
         self, request: pb.RegisterNodeRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterNodeResponse:

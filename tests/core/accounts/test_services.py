@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from atoma_proxy.config import AccountsSettings, NodeConfig
 from atoma_proxy.core.accounts import build_account_services
 from atoma_proxy.core.auth import ApiKeyAuthenticator
+from atoma_proxy.core.error_edge import ErrorEdgeInterceptor
 from atoma_proxy.core.errors import REASONS
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.persistence.ledger_models import DailyUsage, UsageRecord
@@ -52,7 +53,7 @@ async def _serve(
     account_service, admin_service = build_account_services(
         settings, sessions, api_keys, NodeRegistry.from_config([NODE]), hasher=cheap_hasher(), clock=clock
     )
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[ErrorEdgeInterceptor()])
     pb_grpc.add_AccountServiceServicer_to_server(account_service, server)
     admin_grpc.add_AccountAdminServiceServicer_to_server(admin_service, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from atoma_proxy.config import AccountsSettings, NodeConfig
 from atoma_proxy.core.accounts import build_account_services
 from atoma_proxy.core.auth import ApiKeyAuthenticator
+from atoma_proxy.core.error_edge import ErrorEdgeInterceptor
 from atoma_proxy.core.nodes.breaker import BreakerPolicy
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as admin_pb
@@ -57,7 +58,7 @@ async def pool(sessions: async_sessionmaker[AsyncSession], clock: FakeClock) -> 
     services = build_account_services(
         settings, sessions, api_keys, registry, hasher=cheap_hasher(), clock=clock, image_models=[IMAGE]
     )
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[ErrorEdgeInterceptor()])
     pb_grpc.add_AccountServiceServicer_to_server(services[0], server)
     admin_grpc.add_AccountAdminServiceServicer_to_server(services[1], server)
     port = server.add_insecure_port("127.0.0.1:0")

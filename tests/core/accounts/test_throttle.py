@@ -25,6 +25,7 @@ from atoma_proxy.core.accounts.throttle import (
 )
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.client_address import CLIENT_ADDRESS_KEY, TrustedProxies
+from atoma_proxy.core.error_edge import ErrorEdgeInterceptor
 from atoma_proxy.core.errors import RateLimited
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as pb
@@ -49,7 +50,7 @@ async def _serve(
         clock=FakeClock(),
         throttle=throttle,
     )
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[ErrorEdgeInterceptor()])
     pb_grpc.add_AccountServiceServicer_to_server(account_service, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -18,6 +18,7 @@ from atoma_proxy.core import ledger
 from atoma_proxy.core.accounts import build_account_services
 from atoma_proxy.core.accounts.passwords import PasswordHasher
 from atoma_proxy.core.auth import ApiKeyAuthenticator
+from atoma_proxy.core.error_edge import ErrorEdgeInterceptor
 from atoma_proxy.core.errors import REASONS
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.persistence.sui_models import SuiNode
@@ -69,7 +70,7 @@ async def core(sessions: Sessions, running_chain: RunningChain) -> AsyncIterator
         hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
         sui=sui.accounts,
     )
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[ErrorEdgeInterceptor()])
     pb_grpc.add_AccountServiceServicer_to_server(accounts, server)
     reg_grpc.add_NodeRegistrationServiceServicer_to_server(sui.registration, server)
     port = server.add_insecure_port("127.0.0.1:0")
