@@ -17,8 +17,7 @@ ALREADY_EXISTS; branch on `reason`).
 # ruff: noqa: ASYNC109 - `timeout` is the gRPC deadline sent to the core, not a local wait to replace by asyncio.timeout.
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -39,14 +38,12 @@ from atoma_proxy.clients._account_models import (
     User,
     WalletChallenge,
 )
-from atoma_proxy.clients._channel import ChannelOwner, open_channel
-from atoma_proxy.clients._errors import from_rpc_error
+from atoma_proxy.clients._channel import ChannelOwner, Options, open_channel
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2 as admin_pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_admin_service_pb2_grpc as admin_grpc
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2 as pb
 from atoma_proxy.generated.atoma.accounts.v1 import account_service_pb2_grpc as pb_grpc
 
-Options = Mapping[str, str] | None
 _BUCKET_WIDTHS = {"hour": admin_pb.USAGE_BUCKET_WIDTH_HOUR, "day": admin_pb.USAGE_BUCKET_WIDTH_DAY}
 
 
@@ -298,23 +295,3 @@ class AccountClient(ChannelOwner):
         self, method: grpc.aio.UnaryUnaryMultiCallable, request: Any, timeout: float | None, metadata: Options
     ) -> Any:
         return await self._call(method, request, self.admin_token, timeout, metadata)
-
-    async def _call(
-        self,
-        method: grpc.aio.UnaryUnaryMultiCallable,
-        request: Any,
-        token: str | None,
-        timeout: float | None,
-        metadata: Options,
-    ) -> Any:
-        if self._closed:
-            raise RuntimeError("this AccountClient is closed")
-        timeout = self.default_timeout if timeout is None else timeout
-        entries = {"authorization": f"Bearer {token}"} if token else {}
-        entries.update((key.lower(), value) for key, value in (metadata or {}).items())
-        try:
-            return await method(
-                request, timeout=None if timeout == math.inf else timeout, metadata=tuple(entries.items())
-            )
-        except grpc.aio.AioRpcError as err:
-            raise from_rpc_error(err) from err

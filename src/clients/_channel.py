@@ -1,15 +1,21 @@
-"""The gRPC channel of a client: opening it, and closing it (shared by RoutingClient and AccountClient)."""
+"""The gRPC channel of a client: opening it, calling through it, closing it (shared by every client)."""
+
+# ruff: noqa: ASYNC109 - `timeout` is the gRPC deadline sent to the core, not a local wait to replace by asyncio.timeout.
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import grpc
 
-from atoma_proxy.clients._errors import UnavailableError
+from atoma_proxy.clients._errors import UnavailableError, from_rpc_error
+from atoma_proxy.wire.metadata import AUTHORIZATION
+
+Options = Mapping[str, str] | None
 
 
 async def open_channel(
@@ -53,11 +59,44 @@ def _tracing_interceptors() -> list[Any] | None:
     return list(aio_client_interceptors())
 
 
+def call_options(
+    authorization: str | None, timeout: float | None, default_timeout: float | None, metadata: Options
+) -> dict[str, Any]:
+    """The keyword arguments of one call: its deadline (`timeout` seconds; None: `default_timeout`; `math.inf`:
+    none) and its metadata, `authorization` first (when given) unless `metadata` has its own."""
+    timeout = default_timeout if timeout is None else timeout
+    entries = {AUTHORIZATION: authorization} if authorization else {}
+    entries.update((key.lower(), value) for key, value in (metadata or {}).items())
+    return {"timeout": None if timeout == math.inf else timeout, "metadata": tuple(entries.items())}
+
+
 class ChannelOwner:
-    """The lifecycle of a client that owns its channel: `close()`, `async with`."""
+    """The lifecycle of a client that owns its channel: `close()`, `async with`; and its unary calls."""
 
     _channel: grpc.aio.Channel
     _closed: bool = False
+    default_timeout: float | None = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed")
+
+    async def _call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable,
+        request: Any,
+        token: str | None,
+        timeout: float | None,
+        metadata: Options,
+    ) -> Any:
+        """The response of a unary call sending `authorization: Bearer <token>` (none without a token);
+        a failed call raises the RoutingError its status selects."""
+        self._check_open()
+        authorization = f"Bearer {token}" if token else None
+        try:
+            return await method(request, **call_options(authorization, timeout, self.default_timeout, metadata))
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err) from err
 
     async def close(self) -> None:
         """Close the channel, cancelling calls still running. Closing twice is harmless."""

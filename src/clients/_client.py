@@ -9,7 +9,6 @@ there replaces the client's API key for that call). Failures raise the RoutingEr
 # ruff: noqa: ASYNC109 - `timeout` is the gRPC deadline sent to the core, not a local wait to replace by asyncio.timeout.
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, Self, TypeAlias, TypeVar
@@ -18,7 +17,7 @@ import grpc
 import orjson
 
 from atoma_proxy.clients import _responses as responses
-from atoma_proxy.clients._channel import ChannelOwner, open_channel
+from atoma_proxy.clients._channel import ChannelOwner, call_options, open_channel
 from atoma_proxy.clients._confidential_rpcs import ConfidentialRpcs
 from atoma_proxy.clients._errors import InternalError, from_rpc_error
 from atoma_proxy.clients._models import (
@@ -292,12 +291,8 @@ class RoutingClient(ConfidentialRpcs, ChannelOwner):
         return EventStream(call, _stream_events(call, to_events))
 
     def _call_options(self, timeout: float | None, metadata: Mapping[str, str] | None) -> dict[str, Any]:
-        if self._closed:
-            raise RuntimeError("this RoutingClient is closed")
-        timeout = self.default_timeout if timeout is None else timeout
-        entries = {"authorization": self._authorization}
-        entries.update((key.lower(), value) for key, value in (metadata or {}).items())
-        return {"timeout": None if timeout == math.inf else timeout, "metadata": tuple(entries.items())}
+        self._check_open()
+        return call_options(self._authorization, timeout, self.default_timeout, metadata)
 
 
 async def _stream_events(

@@ -31,6 +31,7 @@ import httpx
 import orjson
 
 from atoma_proxy.confidential import crypto, envelope, signing, wire
+from atoma_proxy.wire.metadata import AUTHORIZATION
 
 ENDPOINTS = ("chat/completions", "completions", "embeddings", "images/generations")
 NODE_AT_FAULT = frozenset(
@@ -110,7 +111,7 @@ class RestTransport:
 
     def __init__(self, base_url: str, api_key: str, http: httpx.AsyncClient | None = None) -> None:
         self._http = http or httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=None)
-        self._headers = {"authorization": f"Bearer {api_key}"}
+        self._headers = {AUTHORIZATION: f"Bearer {api_key}"}
 
     @staticmethod
     def _error(response: httpx.Response) -> ConfidentialError:

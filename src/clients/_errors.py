@@ -27,16 +27,14 @@ as usual. RequestCancelledError means the server (or a proxy in between) cancell
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import grpc
-from google.protobuf.message import DecodeError
-from google.rpc import error_details_pb2, status_pb2
 
 from atoma_proxy.clients._models import RoutingInfo
 from atoma_proxy.clients._responses import metadata_to_dict, routing_info
-
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
+from atoma_proxy.wire.reasons import ErrorReason, reason_name
+from atoma_proxy.wire.status import StatusDetails, decode_status
 
 
 class RoutingError(Exception):
@@ -134,7 +132,7 @@ _CLASS_BY_CODE: dict[grpc.StatusCode, type[RoutingError]] = {
 
 # Reasons whose meaning is more specific than their status code.
 _CLASS_BY_REASON: dict[str, type[RoutingError]] = {
-    "INSUFFICIENT_FUNDS": InsufficientFundsError,
+    reason_name(ErrorReason.ERROR_REASON_INSUFFICIENT_FUNDS): InsufficientFundsError,
 }
 
 
@@ -149,45 +147,17 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> RoutingError:
     """Turn a failed call into the RoutingError subclass its code and ErrorInfo reason select."""
     code = err.code()
     trailing = err.trailing_metadata() or ()
-    status = _rich_status(trailing)
+    status = decode_status(trailing)
     message = (status.message if status is not None else None) or err.details() or code.name
-    error_info, retry_after = _decode_details(status)
     response_metadata = metadata_to_dict(err.initial_metadata() or ()) | metadata_to_dict(trailing)
-    if error_info is None:
-        error_info = error_details_pb2.ErrorInfo()
-    reason = error_info.reason or None
-    return error_class(code, reason)(
+    if status is None:
+        status = StatusDetails(message)
+    return error_class(code, status.reason)(
         message,
         code=code,
-        reason=reason,
-        domain=error_info.domain or None,
-        metadata=error_info.metadata,
-        retry_after=retry_after,
+        reason=status.reason,
+        domain=status.domain,
+        metadata=status.metadata,
+        retry_after=status.retry_after,
         routing=routing_info(None, response_metadata),
     )
-
-
-def _rich_status(trailing: Iterable[tuple[str, str | bytes]]) -> status_pb2.Status | None:
-    for key, value in trailing:
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            try:
-                return status_pb2.Status.FromString(value)
-            except DecodeError:  # a garbled trailer must not hide the error itself
-                return None
-    return None
-
-
-def _decode_details(
-    status: status_pb2.Status | None,
-) -> tuple[error_details_pb2.ErrorInfo | None, float | None]:
-    error_info: error_details_pb2.ErrorInfo | None = None
-    retry_after: float | None = None
-    for detail in status.details if status is not None else ():
-        if error_info is None and detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            error_info = error_details_pb2.ErrorInfo()
-            detail.Unpack(error_info)
-        elif retry_after is None and detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry_info = error_details_pb2.RetryInfo()
-            detail.Unpack(retry_info)
-            retry_after = retry_info.retry_delay.ToTimedelta().total_seconds()
-    return error_info, retry_after

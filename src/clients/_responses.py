@@ -19,10 +19,7 @@ from atoma_proxy.clients._models import (
 )
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
-
-NODE_KEY = "x-atoma-node"
-ATTEMPTS_KEY = "x-atoma-attempts"
-REQUEST_ID_KEY = "x-request-id"
+from atoma_proxy.wire.metadata import ATTEMPTS, NODE, REQUEST_ID
 
 
 def metadata_to_dict(metadata: Iterable[tuple[str, str | bytes]]) -> dict[str, str]:
@@ -38,12 +35,12 @@ def routing_info(proto: common_pb2.RoutingInfo | None, metadata: Mapping[str, st
     """Routing facts from the response body, each completed from the `x-atoma-*` metadata when the body lacks it."""
     proto = proto if proto is not None else common_pb2.RoutingInfo()
     attempts: int | None = proto.attempts or None
-    if attempts is None and metadata.get(ATTEMPTS_KEY, "").isdigit():
-        attempts = int(metadata[ATTEMPTS_KEY])
+    if attempts is None and metadata.get(ATTEMPTS, "").isdigit():
+        attempts = int(metadata[ATTEMPTS])
     return RoutingInfo(
-        node_id=proto.node_id or metadata.get(NODE_KEY) or None,
+        node_id=proto.node_id or metadata.get(NODE) or None,
         attempts=attempts,
-        request_id=proto.request_id or metadata.get(REQUEST_ID_KEY) or None,
+        request_id=proto.request_id or metadata.get(REQUEST_ID) or None,
     )
 
 

@@ -23,6 +23,7 @@ from atoma_proxy.core.errors import Unauthenticated
 from atoma_proxy.core.persistence import ApiKeyRepository
 from atoma_proxy.core.persistence.models import utcnow
 from atoma_proxy.core.persistence.outage import within
+from atoma_proxy.wire.metadata import AUTHORIZATION
 
 __all__ = ["ApiKeyAuthenticator", "Authenticator", "Principal", "bearer_token"]
 
@@ -43,7 +44,7 @@ class Principal:
 
 def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
     for key, value in metadata or ():
-        if key == "authorization":
+        if key == AUTHORIZATION:
             text = value.decode() if isinstance(value, bytes) else value
             scheme, _, token = text.strip().partition(" ")
             if scheme.lower() == "bearer" and token.strip():

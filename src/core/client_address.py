@@ -13,9 +13,11 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from urllib.parse import unquote
 
+from atoma_proxy.wire.metadata import CLIENT_ADDRESS
+
 __all__ = ["CLIENT_ADDRESS_KEY", "TrustedProxies", "peer_host"]
 
-CLIENT_ADDRESS_KEY = "x-atoma-client-address"
+CLIENT_ADDRESS_KEY = CLIENT_ADDRESS
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -44,6 +44,7 @@ from grpc.aio import AbortError
 
 from atoma_proxy.core.local_context import LocalContext, MetadataPairs
 from atoma_proxy.core.telemetry import tracing
+from atoma_proxy.wire.metadata import TRACEPARENT
 
 __all__ = ["LocalChannel", "LocalServer"]
 
@@ -116,7 +117,7 @@ class _LocalCall:
         pairs = tuple(metadata or ())
         if tracing.enabled():  # what the client interceptor does over gRPC: the caller's span is the parent
             parent = tracing.traceparent(tracing.current_span())
-            pairs += (("traceparent", parent),) if parent else ()
+            pairs += ((TRACEPARENT, parent),) if parent else ()
         self._context = LocalContext(method, pairs, deadline)
         self._streaming = streaming
         self._messages: collections.deque[Any] = collections.deque()

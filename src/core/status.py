@@ -11,6 +11,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from atoma_proxy.core.errors import ERROR_DOMAIN, ProxyError
+from atoma_proxy.wire.metadata import RETRY_PUSHBACK_MS
 
 __all__ = ["NO_RETRY", "quota_failure", "retry_info", "to_grpc_status"]
 
@@ -19,7 +20,7 @@ __all__ = ["NO_RETRY", "quota_failure", "retry_info", "to_grpc_status"]
 _MAX_MESSAGE = 1024
 # The core's own UNAVAILABLE is an answer, not a lost connection: a facade's gRPC retry policy
 # (src/facade/core_targets.py) must not try it on another core. A negative pushback says so (gRFC A6).
-NO_RETRY = ("grpc-retry-pushback-ms", "-1")
+NO_RETRY = (RETRY_PUSHBACK_MS, "-1")
 
 
 class _Status(grpc.Status):

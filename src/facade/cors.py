@@ -12,25 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from atoma_proxy.wire.metadata import (
+    ATTEMPTS,
+    AUTHORIZATION,
+    COST,
+    GRPC_TIMEOUT,
+    NODE,
+    RATE_LIMIT_HEADERS,
+    REQUEST_ID,
+    RETRY_AFTER,
+    RETRY_AFTER_MS,
+    ROUTING_STRATEGY,
+)
+
 __all__ = ["EXPOSED_HEADERS", "CorsPolicy"]
 
-EXPOSED_HEADERS = (
-    "x-request-id",
-    "x-atoma-node",
-    "x-atoma-attempts",
-    "x-atoma-cost",
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-reset-requests",
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-tokens",
-    "x-ratelimit-reset-tokens",
-    "retry-after",
-    "retry-after-ms",
-)
+EXPOSED_HEADERS = (REQUEST_ID, NODE, ATTEMPTS, COST, *RATE_LIMIT_HEADERS, RETRY_AFTER, RETRY_AFTER_MS)
 _METHODS = b"GET, POST, DELETE, OPTIONS"
 _MAX_AGE = b"600"
-_DEFAULT_ALLOWED = b"authorization, content-type, x-request-id, x-atoma-routing-strategy, grpc-timeout"
+_DEFAULT_ALLOWED = ", ".join((AUTHORIZATION, "content-type", REQUEST_ID, ROUTING_STRATEGY, GRPC_TIMEOUT)).encode()
 
 Headers = list[tuple[bytes, bytes]]
 

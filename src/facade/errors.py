@@ -19,9 +19,12 @@ import grpc
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from google.rpc import error_details_pb2, status_pb2
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from atoma_proxy.wire.metadata import RETRY_AFTER, RETRY_AFTER_MS
+from atoma_proxy.wire.reasons import ErrorReason, reason_name
+from atoma_proxy.wire.status import StatusDetails, decode_status
 
 __all__ = [
     "HTTP_STATUS_BY_CODE",
@@ -54,12 +57,12 @@ HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.DATA_LOSS: 500,
 }
 
-_DETAILS_KEY = "grpc-status-details-bin"
 # Reasons whose OpenAI rendering differs from the plain code table: (HTTP status, type, code).
 _SPECIAL_REASONS: Mapping[str, tuple[int, str, str]] = {
-    "INSUFFICIENT_FUNDS": (402, "insufficient_quota", "insufficient_quota"),
-    "RATE_LIMITED": (429, "requests", "rate_limit_exceeded"),
+    reason_name(ErrorReason.ERROR_REASON_INSUFFICIENT_FUNDS): (402, "insufficient_quota", "insufficient_quota"),
+    reason_name(ErrorReason.ERROR_REASON_RATE_LIMITED): (429, "requests", "rate_limit_exceeded"),
 }
+_NODE_REJECTED = reason_name(ErrorReason.ERROR_REASON_NODE_REJECTED_REQUEST)
 # Codes the gRPC library itself produces (core down, deadline, message too big, a crash in a
 # handler): without a google.rpc.Status their text names internal addresses or exception types,
 # so clients get a fixed sentence. Other codes without a Status carry the server's own words.
@@ -129,11 +132,11 @@ def invalid_request(message: str, param: str | None = None, code: str | None = N
 def from_rpc_error(error: grpc.aio.AioRpcError, headers: Mapping[str, str] | None = None) -> ApiError:
     """The HTTP error for a failed core call: code table, then the ErrorInfo reason and param."""
     code = error.code()
-    status = _rich_status(error.trailing_metadata())
+    status = decode_status(error.trailing_metadata())
     if status is None:
         message = _TRANSPORT_MESSAGES.get(code) or error.details() or code.name
         return ApiError(HTTP_STATUS_BY_CODE.get(code, 500), message, code=code.name.lower(), headers=headers)
-    reason, param, info = _error_info(status)
+    reason, param = status.reason, status.param
     headers = {**(headers or {}), **_retry_headers(status)}
     http_status = HTTP_STATUS_BY_CODE.get(code, 500)
     special = _SPECIAL_REASONS.get(reason or "")
@@ -142,49 +145,23 @@ def from_rpc_error(error: grpc.aio.AioRpcError, headers: Mapping[str, str] | Non
         return ApiError(http_status, status.message, type=kind, param=param, code=openai_code, headers=headers)
     openai_code = reason.lower() if reason else code.name.lower()
     node_type: str | None = None
-    if reason == "NODE_REJECTED_REQUEST":  # the node's own OpenAI type and code, checked by the core
-        node_type = info.get("node_error_type") or None
-        openai_code = info.get("node_error_code") or openai_code
+    if reason == _NODE_REJECTED:  # the node's own OpenAI type and code, checked by the core
+        node_type = status.metadata.get("node_error_type") or None
+        openai_code = status.metadata.get("node_error_code") or openai_code
     return ApiError(http_status, status.message, type=node_type, param=param, code=openai_code, headers=headers)
 
 
 def connection_lost(error: grpc.aio.AioRpcError) -> bool:
     """Whether the core's connection broke (UNAVAILABLE from gRPC itself), not an answer of the core."""
-    return error.code() is grpc.StatusCode.UNAVAILABLE and _rich_status(error.trailing_metadata()) is None
+    return error.code() is grpc.StatusCode.UNAVAILABLE and decode_status(error.trailing_metadata()) is None
 
 
-def _rich_status(trailing: grpc.aio.Metadata | None) -> status_pb2.Status | None:
-    # grpc_status's aio from_call() wants a live Call (an AioRpcError is not one) and raises
-    # ValueError when code or message disagree with the trailer: reading it directly never fails.
-    if not trailing:
-        return None
-    for key, value in trailing:
-        if key == _DETAILS_KEY and isinstance(value, bytes):
-            try:
-                return status_pb2.Status.FromString(value)
-            except Exception:  # a malformed trailer must not turn the error into a 500
-                return None
-    return None
-
-
-def _error_info(status: status_pb2.Status) -> tuple[str | None, str | None, Mapping[str, str]]:
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info.reason or None, info.metadata.get("param") or None, info.metadata
-    return None, None, {}
-
-
-def _retry_headers(status: status_pb2.Status) -> dict[str, str]:
+def _retry_headers(status: StatusDetails) -> dict[str, str]:
     """`retry-after` (seconds, rounded up) and `retry-after-ms` from a google.rpc.RetryInfo detail."""
-    for detail in status.details:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            millis = info.retry_delay.seconds * 1000 + -(-info.retry_delay.nanos // 1_000_000)
-            return {"retry-after": str(-(-millis // 1000)), "retry-after-ms": str(millis)}
-    return {}
+    millis = status.retry_after_ms
+    if millis is None:
+        return {}
+    return {RETRY_AFTER: str(-(-millis // 1000)), RETRY_AFTER_MS: str(millis)}
 
 
 def install_error_handlers(app: FastAPI) -> None:

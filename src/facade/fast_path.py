@@ -28,10 +28,12 @@ from starlette.types import Message, Receive, Scope, Send
 from atoma_proxy.facade.cors import CorsPolicy
 from atoma_proxy.facade.errors import ApiError
 from atoma_proxy.facade.observe import observed
+from atoma_proxy.wire.metadata import REQUEST_ID
 
 __all__ = ["FacadeApp"]
 
 log = logging.getLogger(__name__)
+_REQUEST_ID = REQUEST_ID.encode()
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -80,7 +82,7 @@ class FacadeApp(FastAPI):
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
     for name, value in headers:
-        if name == b"x-request-id":
+        if name == _REQUEST_ID:
             if 0 < len(value) <= 128 and value.isascii() and value.decode("ascii").isprintable():
                 return value
             break
@@ -91,8 +93,8 @@ def _send_with_edge_headers(send: Send, request_id: bytes, cors: CorsPolicy, ori
     async def send_wrapper(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = list(message.get("headers", ()))
-            if not any(name.lower() == b"x-request-id" for name, _ in headers):
-                headers.append((b"x-request-id", request_id))
+            if not any(name.lower() == _REQUEST_ID for name, _ in headers):
+                headers.append((_REQUEST_ID, request_id))
             if origin is not None:
                 headers += cors.response_headers(origin)
             message = {**message, "headers": headers}

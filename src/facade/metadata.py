@@ -24,30 +24,37 @@ from collections.abc import Iterable
 
 import grpc
 
-from atoma_proxy.core.client_address import CLIENT_ADDRESS_KEY
 from atoma_proxy.facade.errors import ApiError, from_rpc_error, invalid_request
+from atoma_proxy.wire.metadata import (
+    ATTEMPTS,
+    AUTHORIZATION,
+    CLIENT_ADDRESS,
+    COST,
+    GRPC_TIMEOUT,
+    NODE,
+    NODE_MS,
+    RATE_LIMIT_PREFIX,
+    REQUEST_ID,
+    ROUTING_STRATEGY,
+)
 
 __all__ = ["RATE_LIMIT_PREFIX", "ROUTING_HEADERS", "call_metadata", "routing_headers", "rpc_error"]
 
 # x-atoma-cost (micro-USD) is known at the end: a header of non-streamed responses only.
 # x-atoma-node-ms: the time the core waited on nodes, from which the facade's x-atoma-overhead-ms is computed.
-ROUTING_HEADERS = ("x-request-id", "x-atoma-node", "x-atoma-attempts", "x-atoma-cost", "x-atoma-node-ms")
-RATE_LIMIT_PREFIX = "x-ratelimit-"
+ROUTING_HEADERS = (REQUEST_ID, NODE, ATTEMPTS, COST, NODE_MS)
 
-_FORWARDED = {
-    b"authorization": "authorization",
-    b"x-request-id": "x-request-id",
-    b"x-atoma-routing-strategy": "x-atoma-routing-strategy",
-}
+_FORWARDED = {key.encode(): key for key in (AUTHORIZATION, REQUEST_ID, ROUTING_STRATEGY)}
 _PREFIX = b"grpc-metadata-"
+_TIMEOUT_HEADER = GRPC_TIMEOUT.encode()
 # Metadata keys a `Grpc-Metadata-` header may not set (ignored): credentials and facts the facade vouches for.
-_RESERVED = frozenset({"authorization", CLIENT_ADDRESS_KEY})
+_RESERVED = frozenset({AUTHORIZATION, CLIENT_ADDRESS})
 # Bytes of one forwarded value, of a routing strategy name, and of all forwarded metadata together
 # (gRPC's default limit is 8 KiB, its own headers and the status details need the rest).
 MAX_HEADER_BYTES = 4096
 MAX_STRATEGY_BYTES = 64
 MAX_METADATA_BYTES = 6144
-_LIMITS = {"x-atoma-routing-strategy": MAX_STRATEGY_BYTES}
+_LIMITS = {ROUTING_STRATEGY: MAX_STRATEGY_BYTES}
 _VALID_KEY = re.compile(r"[0-9a-z_.\-]+")
 _PRINTABLE = re.compile(rb"[\x20-\x7e]*")
 _TIMEOUT = re.compile(rb"(\d{1,8})([HMSmun])")
@@ -77,7 +84,7 @@ def call_metadata(
             if entry is None:
                 continue
             metadata.append(entry)
-        elif name == b"grpc-timeout":
+        elif name == _TIMEOUT_HEADER:
             timeout = min(_timeout(value), default_timeout)
             continue
         else:
@@ -90,7 +97,7 @@ def call_metadata(
                 code="header_too_large",
             )
     if client_address:
-        metadata.append((CLIENT_ADDRESS_KEY, client_address))
+        metadata.append((CLIENT_ADDRESS, client_address))
     return tuple(metadata), timeout
 
 
@@ -146,5 +153,5 @@ def _ascii_value(value: bytes, header: str) -> str:
 def _timeout(value: bytes) -> float:
     match = _TIMEOUT.fullmatch(value)
     if match is None:
-        raise invalid_request("Header `Grpc-Timeout` must be 1-8 digits and a unit (H, M, S, m, u, n).", "grpc-timeout")
+        raise invalid_request("Header `Grpc-Timeout` must be 1-8 digits and a unit (H, M, S, m, u, n).", GRPC_TIMEOUT)
     return int(match[1]) * _SECONDS_PER_UNIT[match[2]]

@@ -14,16 +14,16 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from atoma_proxy.core.pipeline.call import NODE_TIME_KEY
 from atoma_proxy.core.telemetry import metrics as m
 from atoma_proxy.core.telemetry import tracing
+from atoma_proxy.wire.metadata import NODE_MS, OVERHEAD_MS, REQUEST_ID
 
 __all__ = ["OVERHEAD_HEADER", "observed"]
 
-OVERHEAD_HEADER = b"x-atoma-overhead-ms"
-_NODE_TIME = NODE_TIME_KEY.encode()
+OVERHEAD_HEADER = OVERHEAD_MS.encode()
+_NODE_TIME = NODE_MS.encode()
 _UNMATCHED = "unmatched"
-_REQUEST_ID = b"x-request-id"
+_REQUEST_ID = REQUEST_ID.encode()
 _HTTP_REQUESTS = m.child(m.HTTP_REQUESTS)
 _HTTP_LATENCY = m.child(m.HTTP_LATENCY)
 log = logging.getLogger("atoma_proxy.facade.access")

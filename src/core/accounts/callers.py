@@ -18,6 +18,7 @@ from atoma_proxy.core.accounts.tokens import AccessTokenCodec
 from atoma_proxy.core.auth import ApiKeyAuthenticator
 from atoma_proxy.core.errors import FeatureDisabled, PermissionDenied, Unauthenticated
 from atoma_proxy.core.persistence import API_KEY_PREFIX
+from atoma_proxy.wire.metadata import AUTHORIZATION
 
 __all__ = ["AdminGate", "Caller", "CallerAuthenticator", "Metadata", "bearer"]
 
@@ -36,7 +37,7 @@ class Caller:
 def bearer(metadata: Metadata) -> str:
     """The token of `authorization: Bearer <token>`; Unauthenticated (MISSING_CREDENTIALS) without one."""
     for key, value in metadata or ():
-        if key == "authorization":
+        if key == AUTHORIZATION:
             text = value.decode() if isinstance(value, bytes) else value
             scheme, _, token = text.strip().partition(" ")
             if scheme.lower() == "bearer" and token.strip():
@@ -61,7 +62,7 @@ class CallerAuthenticator:
         if token.startswith(API_KEY_PREFIX):
             if not allow_api_key:
                 raise PermissionDenied("This call needs an access token from Login; an API key cannot make it.")
-            principal = await self._api_keys.authenticate((("authorization", f"Bearer {token}"),))
+            principal = await self._api_keys.authenticate(((AUTHORIZATION, f"Bearer {token}"),))
             return Caller(user_id=principal.user_id, api_key_id=principal.api_key_id)
         claims = self._codec.verify(token)
         if not await self._session_active(claims.session_id, claims.user_id):

@@ -22,6 +22,7 @@ from atoma_proxy.core.confidential.errors import NodeAnswerInvalid, StaleNodeKey
 from atoma_proxy.core.errors import NodeFailed, NodeRejectedRequest, NodeTimeout, ProxyError
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.sui.crypto import SuiKeypair
+from atoma_proxy.wire.metadata import AUTHORIZATION, REQUEST_ID
 
 __all__ = ["ConfidentialNodeClient", "node_error"]
 
@@ -57,9 +58,9 @@ class ConfidentialNodeClient:
         self._keypair = keypair
 
     def _headers(self, node: Node, request_id: str, envelope: dict[str, Any], user_id: str) -> dict[str, str]:
-        headers = {"content-type": "application/json", "x-request-id": request_id}
+        headers = {"content-type": "application/json", REQUEST_ID: request_id}
         if node.api_key:
-            headers["authorization"] = f"Bearer {node.api_key}"
+            headers[AUTHORIZATION] = f"Bearer {node.api_key}"
         if node.protocol == "atoma":
             headers["x-signature"] = self._sign(node, envelope)
             if user_id:

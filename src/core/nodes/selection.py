@@ -31,6 +31,7 @@ from atoma_proxy.core.errors import InvalidRequest, NodeFailed, NoNodeAvailable,
 from atoma_proxy.core.nodes.breaker import CircuitState
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.core.nodes.scoring import NodeScore, score_nodes
+from atoma_proxy.wire.metadata import ROUTING_STRATEGY
 
 __all__ = [
     "STRATEGIES",
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 STRATEGIES = ("balanced", "cheapest", "fastest", "round_robin")
-STRATEGY_METADATA_KEY = "x-atoma-routing-strategy"
+STRATEGY_METADATA_KEY = ROUTING_STRATEGY
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from atoma_proxy.core.nodes.http1 import ConnectFailed, Http1Client, Response
 from atoma_proxy.core.nodes.node_errors import node_error
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.core.nodes.sse import EventTooLarge, iter_sse_batches
+from atoma_proxy.wire.metadata import AUTHORIZATION, REQUEST_ID, TRACEPARENT
 
 __all__ = [
     "MAX_METRICS_BYTES",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 _JSON = "application/json"
+_REQUEST_ID_LINE = f"{REQUEST_ID}: ".encode()
+_TRACEPARENT_LINE = f"{TRACEPARENT}: ".encode()
 _MAX_ERROR_BODY = 64 * 1024
 _DONE = b"[DONE]"
 _DRAIN_GRACE = 1.0
@@ -129,11 +132,11 @@ class HttpNodeTransport:
         if fixed is None:
             lines = f"content-type: {_JSON}\r\naccept: {accept}\r\n"
             if node.api_key:
-                lines += f"authorization: Bearer {node.api_key}\r\n"
+                lines += f"{AUTHORIZATION}: Bearer {node.api_key}\r\n"
             fixed = self._node_headers[(node.api_key, accept)] = lines.encode("latin-1")
-        head = fixed + b"x-request-id: " + request_id.encode("ascii", "replace") + b"\r\n"
+        head = fixed + _REQUEST_ID_LINE + request_id.encode("ascii", "replace") + b"\r\n"
         if traceparent:
-            head += b"traceparent: " + traceparent.encode("ascii", "replace") + b"\r\n"
+            head += _TRACEPARENT_LINE + traceparent.encode("ascii", "replace") + b"\r\n"
         return head
 
     async def _post(

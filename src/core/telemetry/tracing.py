@@ -19,6 +19,7 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, Status
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from atoma_proxy.config import TelemetrySettings
+from atoma_proxy.wire.metadata import TRACEPARENT
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def traceparent(span: Span) -> str | None:
         return None
     carrier: dict[str, str] = {}
     _W3C.inject(carrier, trace.set_span_in_context(span))
-    return carrier.get("traceparent")
+    return carrier.get(TRACEPARENT)
 
 
 def set_attributes(span: Span, attributes: Sequence[tuple[str, Any]]) -> None:
