@@ -12,7 +12,8 @@
                     print(event.usage)
 
 AccountClient is the client of the account services (sign-up, login, API keys, balance, usage, stacks, and
-the admin calls); see `_accounts`.
+the admin calls); see `_accounts`. NodeAdminClient changes a core's node registry at runtime (add, drain,
+remove, list with routing state); see `_node_admin`.
 
 AsyncConfidentialClient and ConfidentialClient make the same calls encrypted end to end, over REST or gRPC
 (docs/confidential.md); see `_confidential`.
@@ -77,6 +78,8 @@ from atoma_proxy.clients._models import (
     StreamEnd,
     Usage,
 )
+from atoma_proxy.clients._node_admin import NodeAdminClient
+from atoma_proxy.clients._node_admin_models import NodeModelState, NodeState
 
 __all__ = [
     "AccountClient",
@@ -105,6 +108,9 @@ __all__ = [
     "InvalidRequestError",
     "Model",
     "ModelPrice",
+    "NodeAdminClient",
+    "NodeModelState",
+    "NodeState",
     "NodeStatus",
     "NotFoundError",
     "RateLimitError",
