@@ -13,8 +13,8 @@ The trailing metadata the servicer had already set (`context.set_trailing_metada
 of an inference request) stays in the trailers, after the status; an error's own `headers` follow it.
 The wrapping itself (caching per method, streams, health's context.write handler) is unary_interceptor.py's.
 
-The edge is the innermost interceptor (server.py): the interceptors around it, the rate limiter's settlement
-among them, see the RPC's final code in `context.code()` when their `finally` runs.
+The edge is the innermost interceptor (server.py): an interceptor around it finds the RPC's final code in
+`context.code()` when its `finally` runs.
 """
 
 from __future__ import annotations
