@@ -7,6 +7,7 @@ Every test runs twice: over a real grpc.aio server on loopback and over the in-p
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,13 +20,12 @@ from sqlalchemy import exc as sa_exc
 
 from atoma_proxy.core.error_edge import UNEXPECTED_MESSAGE, ErrorEdgeInterceptor
 from atoma_proxy.core.errors import ModelNotFound, NoNodeAvailable, RateLimited
-from atoma_proxy.core.local_channel import LocalServer
 from atoma_proxy.core.malformed import MalformedRequestInterceptor
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
 from atoma_proxy.wire.status import decode_status
+from tests.support.paths import PATHS, channel_to
 
-PATHS = ["grpc", "in-process"]
 ROUTING_FACTS = (("x-request-id", "r-7"), ("x-atoma-attempts", "2"))
 
 
@@ -79,17 +79,9 @@ class Servicer(pb_grpc.RoutingServiceServicer):
 async def stub(request: pytest.FixtureRequest) -> AsyncIterator[tuple[pb_grpc.RoutingServiceStub, Observed]]:
     observed = Observed()
     interceptors = [MalformedRequestInterceptor(), ErrorEdgeInterceptor()]
-    server = grpc.aio.server(interceptors=interceptors)
-    local = LocalServer(interceptors)
-    pb_grpc.add_RoutingServiceServicer_to_server(Servicer(observed), local.recording(server))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel: Any = grpc.aio.insecure_channel(f"127.0.0.1:{port}") if request.param == "grpc" else local.channel()
-    try:
+    register = functools.partial(pb_grpc.add_RoutingServiceServicer_to_server, Servicer(observed))
+    async with channel_to(request.param, interceptors, register) as channel:
         yield pb_grpc.RoutingServiceStub(channel), observed
-    finally:
-        await channel.close()
-        await server.stop(0)
 
 
 async def _failure(stub: pb_grpc.RoutingServiceStub, *metadata: tuple[str, str]) -> grpc.aio.AioRpcError:

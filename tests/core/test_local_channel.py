@@ -7,6 +7,7 @@ registered next to it; the same assertions hold on both paths.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +17,11 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from atoma_proxy.core.errors import ModelNotFound, NoNodeAvailable, RateLimited
-from atoma_proxy.core.local_channel import LocalServer
 from atoma_proxy.core.malformed import MalformedRequestInterceptor
 from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
-
-PATHS = ["grpc", "in-process"]
+from tests.support.paths import PATHS, channel_to
 
 
 @dataclass
@@ -106,17 +105,10 @@ class DenyInterceptor(grpc.aio.ServerInterceptor):
 async def routing(request: pytest.FixtureRequest) -> AsyncIterator[tuple[pb_grpc.RoutingServiceStub, Observed, str]]:
     observed = Observed()
     interceptors = [MalformedRequestInterceptor(), DenyInterceptor()]
-    server = grpc.aio.server(interceptors=interceptors)
-    local = LocalServer(interceptors)
-    pb_grpc.add_RoutingServiceServicer_to_server(Servicer(observed), local.recording(server))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel: Any = grpc.aio.insecure_channel(f"127.0.0.1:{port}") if request.param == "grpc" else local.channel()
-    try:
+    servicer = Servicer(observed)
+    register = functools.partial(pb_grpc.add_RoutingServiceServicer_to_server, servicer)
+    async with channel_to(request.param, interceptors, register) as channel:
         yield pb_grpc.RoutingServiceStub(channel), observed, request.param
-    finally:
-        await channel.close()
-        await server.stop(0)
 
 
 def _status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
