@@ -69,6 +69,7 @@ class NodeAdminClient(ChannelOwner):
         models: Sequence[str],
         input_price_per_million: int = 0,
         output_price_per_million: int = 0,
+        price_per_image: int = 0,
         api_key: str | None = None,
         confidential_signing_key: bytes = b"",
         apis: Sequence[str] = (),
@@ -81,6 +82,7 @@ class NodeAdminClient(ChannelOwner):
             url: base URL of the node's OpenAI-compatible API, without /v1.
             models: the models it serves, at least one.
             input_price_per_million, output_price_per_million: micro-USD per million tokens.
+            price_per_image: micro-USD per generated image (image models).
             api_key: the bearer key the node expects, if any (never returned).
             confidential_signing_key: the Ed25519 public key (32 bytes) of the node's confidential sidecar.
             apis: "chat" (always) and "responses" (the node serves POST /v1/responses).
@@ -91,6 +93,7 @@ class NodeAdminClient(ChannelOwner):
             models=models,
             input_price_per_million=input_price_per_million,
             output_price_per_million=output_price_per_million,
+            price_per_image=price_per_image,
             api_key=api_key or "",
             confidential_signing_key=confidential_signing_key,
             apis=apis,

@@ -1,6 +1,6 @@
 """What a NodeAdminClient returns: frozen dataclasses over the atoma.routing.v1 NodeAdminService protos.
 
-Each keeps its proto in `raw`. Prices are integer micro-USD per million tokens; times are seconds. A
+Each keeps its proto in `raw`. Prices are integer micro-USD (per million tokens, or per image); times are seconds. A
 measurement the core does not have yet is 0, as in the proto.
 """
 
@@ -54,6 +54,7 @@ class NodeState:
     models: tuple[str, ...]
     input_price_per_million: int
     output_price_per_million: int
+    price_per_image: int
     serving_state: ServingState
     healthy: bool
     circuit_state: CircuitState
@@ -77,6 +78,7 @@ def node_state(proto: pb.NodeState) -> NodeState:
         models=tuple(proto.models),
         input_price_per_million=proto.input_price_per_million,
         output_price_per_million=proto.output_price_per_million,
+        price_per_image=proto.price_per_image,
         serving_state=_SERVING.get(proto.serving_state, "unspecified"),
         healthy=proto.healthy,
         circuit_state=_CIRCUIT.get(proto.circuit_state, "unspecified"),

@@ -91,7 +91,12 @@ async def test_list_node_states_types_the_configured_node(admin: NodeAdminClient
 
 async def test_add_drain_and_remove_a_node(admin: NodeAdminClient, core: Core) -> None:
     added = await admin.add_node(
-        node_id="sim-2", url=core.spare.url, models=[MODEL], input_price_per_million=7, apis=["chat"]
+        node_id="sim-2",
+        url=core.spare.url,
+        models=[MODEL],
+        input_price_per_million=7,
+        price_per_image=40,
+        apis=["chat"],
     )
     listed = [node.node_id for node in await admin.list_node_states()]
     drained = await admin.drain_node(node_id="sim-2")
@@ -99,7 +104,7 @@ async def test_add_drain_and_remove_a_node(admin: NodeAdminClient, core: Core) -
     left = [node.node_id for node in await admin.list_node_states()]
 
     assert (added.node_id, added.source, added.healthy, added.input_price_per_million) == ("sim-2", "admin", True, 7)
-    assert added.url == core.spare.url.rstrip("/")
+    assert added.url == core.spare.url.rstrip("/") and added.price_per_image == 40
     assert listed == ["sim-1", "sim-2"]
     assert drained.draining and drained.serving_state == "draining"
     assert removed.node_id == "sim-2"
