@@ -1,7 +1,8 @@
 """The NodeAdminService servicer: the node registry changed at runtime, behind the admin token.
 
 Every RPC first passes the admin gate (`accounts.admin_token`, shared with AccountAdminService):
-refused with ADMIN_DISABLED when no token is configured, PERMISSION_DENIED for a wrong one.
+refused with ADMIN_DISABLED when no token is configured, PERMISSION_DENIED for a wrong one. Failures are
+raised; the core's error edge (error_edge.py) ends the RPC with their status.
 """
 
 from __future__ import annotations
