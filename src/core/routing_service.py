@@ -22,17 +22,15 @@ import grpc
 
 from atoma_proxy.core import images, node_requests, validation
 from atoma_proxy.core.catalog import ModelCatalog
-from atoma_proxy.core.errors import DatabaseUnavailable, InternalError, InvalidRequest, ProxyError
+from atoma_proxy.core.errors import InternalError, InvalidRequest
 from atoma_proxy.core.ledger import Outcome, RequestKind
 from atoma_proxy.core.ledger.quotes import quote
 from atoma_proxy.core.nodes.registry import Node, NodeRegistry
-from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.pipeline.call import InferenceCall, usage_proto
 from atoma_proxy.core.pipeline.relay import InferenceRelay, stream_body
 from atoma_proxy.core.pipeline.stages import Stages, outcome_of
 from atoma_proxy.core.responses import passthrough
 from atoma_proxy.core.responses import service as responses
-from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.core.telemetry.requests import RequestObservation
 from atoma_proxy.core.usage_cost import with_cost
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
@@ -73,17 +71,10 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         self._stages = stages
         self._catalog = catalog or ModelCatalog(registry)
 
-    async def _fail(self, context: grpc.aio.ServicerContext, error: Exception, call: InferenceCall | None) -> None:
-        if isinstance(error, ProxyError):
-            pass
-        elif is_database_outage(error):
-            log.warning("database unavailable: %s", error)
-            error = DatabaseUnavailable()
-        else:
-            log.exception("unexpected error", exc_info=error)
-            error = InternalError("The proxy failed unexpectedly; the error was logged.")
-        trailing = (*(self._stages.report(call) if call is not None else ()), *getattr(error, "headers", ()))
-        await context.abort_with_status(to_grpc_status(error, trailing))
+    def _report_failure(self, context: grpc.aio.ServicerContext, call: InferenceCall | None) -> None:
+        """A failed inference request's routing facts go out with the error (error_edge.py ends the RPC)."""
+        if call is not None:
+            context.set_trailing_metadata(self._stages.report(call))
 
     async def _begin(self, context: grpc.aio.ServicerContext, observation: RequestObservation) -> InferenceCall:
         call = await self._stages.begin(context.invocation_metadata(), context.time_remaining(), kind=observation.kind)
@@ -115,40 +106,29 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        try:
-            await self._stages.authenticate(context.invocation_metadata())
-        except Exception as error:
-            await self._fail(context, error, None)
+        await self._stages.authenticate(context.invocation_metadata())
         return pb.ListModelsResponse(object="list", data=self._catalog.models())
 
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.GetModelResponse:
-        try:
-            await self._stages.authenticate(context.invocation_metadata())
-            validation.require_model(request.model)
-            return pb.GetModelResponse(model=self._catalog.model(request.model))
-        except Exception as error:
-            await self._fail(context, error, None)
-            raise  # unreachable: _fail aborts the RPC
+        await self._stages.authenticate(context.invocation_metadata())
+        validation.require_model(request.model)
+        return pb.GetModelResponse(model=self._catalog.model(request.model))
 
     async def EstimateCost(
         self, request: pb.EstimateCostRequest, context: grpc.aio.ServicerContext
     ) -> pb.EstimateCostResponse:
-        try:
-            principal = await self._stages.authenticate(context.invocation_metadata())
-            which = request.WhichOneof("request")
-            if which is None:
-                raise InvalidRequest("Name the request to price: `chat_completion`, `completion`, ...", param="request")
-            inner = getattr(request, which)
-            kind, check, build_body = _QUOTED[which]
-            check(inner)
-            self._catalog.check_kind(inner.model, kind)
-            meter = self._stages.meter
-            if meter is None:
-                raise InternalError("This core has no ledger to price requests with.")
-            priced = await quote(meter, principal.user_id, kind, inner.model, build_body(inner))
-        except Exception as error:
-            await self._fail(context, error, None)
-            raise  # unreachable: _fail aborts the RPC
+        principal = await self._stages.authenticate(context.invocation_metadata())
+        which = request.WhichOneof("request")
+        if which is None:
+            raise InvalidRequest("Name the request to price: `chat_completion`, `completion`, ...", param="request")
+        inner = getattr(request, which)
+        kind, check, build_body = _QUOTED[which]
+        check(inner)
+        self._catalog.check_kind(inner.model, kind)
+        meter = self._stages.meter
+        if meter is None:
+            raise InternalError("This core has no ledger to price requests with.")
+        priced = await quote(meter, principal.user_id, kind, inner.model, build_body(inner))
         estimate = priced.estimate
         return pb.EstimateCostResponse(
             model=inner.model,
@@ -166,10 +146,7 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         )
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: grpc.aio.ServicerContext) -> pb.ListNodesResponse:
-        try:
-            await self._stages.authenticate(context.invocation_metadata())
-        except Exception as error:
-            await self._fail(context, error, None)
+        await self._stages.authenticate(context.invocation_metadata())
         return pb.ListNodesResponse(
             nodes=[
                 pb.NodeStatus(
@@ -257,7 +234,8 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             yield response(end=end)
         except Exception as error:
             observation.finish(call, await self._stages.settle(call, outcome_of(error)), error, ok=False)
-            await self._fail(context, error, call)
+            self._report_failure(context, call)
+            raise
         finally:
             await self._settle_abandoned(context, call)
             observation.finish(call, call.cost if call is not None else 0, ok=False)  # cancelled
@@ -311,7 +289,8 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             yield pb.CreateResponseResponse(end=end)
         except Exception as error:
             observation.finish(call, await self._stages.settle(call, outcome_of(error)), error, ok=False)
-            await self._fail(context, error, call)
+            self._report_failure(context, call)
+            raise
         finally:
             await self._settle_abandoned(context, call)
             observation.finish(call, call.cost if call is not None else 0, ok=False)  # cancelled
@@ -346,8 +325,8 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             settled = True
         except Exception as error:
             observation.finish(call, await self._stages.settle(call, outcome_of(error)), error, ok=False)
-            await self._fail(context, error, call)
-            raise  # unreachable: _fail aborts the RPC
+            self._report_failure(context, call)
+            raise
         finally:
             await self._settle_abandoned(context, call)
             if not settled:

@@ -6,10 +6,10 @@ import grpc
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from atoma_proxy.core.pipeline.stages import OVERHEAD_KEY
 from atoma_proxy.generated.atoma.routing.v1 import chat_pb2
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2 as pb
 from atoma_proxy.generated.atoma.routing.v1 import routing_service_pb2_grpc as pb_grpc
+from atoma_proxy.wire.metadata import OVERHEAD_MS as OVERHEAD_KEY
 from tests.support.processes import free_port
 from tests.telemetry.inprocess import MODEL, in_process_stack
 

@@ -25,25 +25,20 @@ from atoma_proxy.core.confidential.keys import AuthorityVerifier, KeyRegistry, N
 from atoma_proxy.core.confidential.locks import Lock, LockRecord, LockTable
 from atoma_proxy.core.confidential.node_client import ConfidentialNodeClient
 from atoma_proxy.core.errors import (
-    DatabaseUnavailable,
-    InternalError,
     InvalidRequest,
     ModelNotFound,
     NodeFailed,
     NodeTimeout,
     NoNodeAvailable,
     NotFound,
-    ProxyError,
 )
 from atoma_proxy.core.ledger import Estimate, Estimator, Meter, Outcome, RequestKind, Served
 from atoma_proxy.core.nodes.registry import NodeRegistry
 from atoma_proxy.core.nodes.selection import NodeSelector, SelectionRequest, eligible_nodes
 from atoma_proxy.core.persistence import session_factory
 from atoma_proxy.core.persistence.models import utcnow
-from atoma_proxy.core.persistence.outage import is_database_outage
 from atoma_proxy.core.pipeline.call import InferenceCall, new_request_id, usage_proto
 from atoma_proxy.core.pipeline.stages import Stages
-from atoma_proxy.core.status import to_grpc_status
 from atoma_proxy.core.sui.identity import proxy_keypair
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
 from atoma_proxy.generated.atoma.routing.v1 import confidential_pb2 as cpb
@@ -144,50 +139,30 @@ class ConfidentialService:
         await self.locks.aclose()
         await self._client.aclose()
 
-    async def _fail(self, context: grpc.aio.ServicerContext, error: Exception, call: InferenceCall | None) -> None:
-        if isinstance(error, ProxyError):
-            pass
-        elif is_database_outage(error):
-            log.warning("database unavailable: %s", error)
-            error = DatabaseUnavailable()
-        else:
-            log.exception("unexpected error", exc_info=error)
-            error = InternalError("The proxy failed unexpectedly; the error was logged.")
-        trailing = (*(call.metadata() if call else ()), *getattr(error, "headers", ()))
-        await context.abort_with_status(to_grpc_status(error, trailing))
-
     # ---- keys ---------------------------------------------------------------------------------
 
     async def RegisterNodeKey(
         self, request: cpb.RegisterNodeKeyRequest, context: grpc.aio.ServicerContext
     ) -> cpb.RegisterNodeKeyResponse:
-        try:
-            key = await self.keys.register(
-                node_id=request.node_id,
-                rotation_counter=request.rotation_counter,
-                rotation_nonce=request.rotation_nonce,
-                public_key=request.public_key,
-                evidence=request.evidence,
-                signature=request.signature,
-                signing_key=request.signing_key,
-            )
-        except Exception as error:
-            await self._fail(context, error, None)
-            raise
+        key = await self.keys.register(
+            node_id=request.node_id,
+            rotation_counter=request.rotation_counter,
+            rotation_nonce=request.rotation_nonce,
+            public_key=request.public_key,
+            evidence=request.evidence,
+            signature=request.signature,
+            signing_key=request.signing_key,
+        )
         log.info("node %s registered confidential key rotation %d", key.node_id, key.rotation_counter)
         return cpb.RegisterNodeKeyResponse(rotation_counter=key.rotation_counter, valid_until=key.valid_until)
 
     async def GetNodeAttestation(
         self, request: cpb.GetNodeAttestationRequest, context: grpc.aio.ServicerContext
     ) -> cpb.GetNodeAttestationResponse:
-        try:
-            await self._auth.authenticate(context.invocation_metadata())
-            key = await self.keys.latest(request.node_id)
-            if key is None:
-                raise NotFound(f"Node `{request.node_id}` has no confidential key.", reason="NODE_NOT_FOUND")
-        except Exception as error:
-            await self._fail(context, error, None)
-            raise
+        await self._auth.authenticate(context.invocation_metadata())
+        key = await self.keys.latest(request.node_id)
+        if key is None:
+            raise NotFound(f"Node `{request.node_id}` has no confidential key.", reason="NODE_NOT_FOUND")
         return cpb.GetNodeAttestationResponse(
             node_id=key.node_id,
             rotation_counter=key.rotation_counter,
@@ -209,10 +184,10 @@ class ConfidentialService:
             # Admitted by the tokens the lock holds (the proxy cannot read the request that follows).
             await self._stages.admit(call, self._lock_units(request))
             lock, key = await self._lock(principal, request, call)
-        except Exception as error:
+        except Exception:
             if call is not None:
                 await self._stages.settle(call, Outcome.NO_NODE)  # refused: its tokens are refunded
-            await self._fail(context, error, None if call is None else call)
+                context.set_trailing_metadata(call.metadata())
             raise
         context.set_trailing_metadata(lock.call.metadata())  # x-request-id, and x-ratelimit-* when limits apply
         return cpb.LockNodeResponse(
@@ -348,7 +323,9 @@ class ConfidentialService:
         except Exception as error:
             state.usage = None  # a failed relay charges nothing, whatever the node signed before failing
             await self._settle(state, _outcome(error))
-            await self._fail(context, error, state.lock.call if state.lock else None)
+            if state.lock is not None:
+                context.set_trailing_metadata(state.lock.call.metadata())
+            raise
         finally:
             if state.lock is not None and state.lock.metered is not None and not state.lock.metered.settled:
                 await self._settle(state, Outcome.CLIENT_CANCELLED)

@@ -24,6 +24,7 @@ from atoma_proxy.core.node_limits import RequestLimits
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.core.nodes.transport import RequestContext
 from atoma_proxy.generated.atoma.routing.v1 import common_pb2
+from atoma_proxy.wire import metadata as keys
 
 if TYPE_CHECKING:
     from atoma_proxy.core.auth import Principal
@@ -31,10 +32,7 @@ if TYPE_CHECKING:
     from atoma_proxy.core.ledger.metering import MeteredRequest
     from atoma_proxy.core.ratelimit.admission import Admission
 
-__all__ = ["NODE_TIME_KEY", "InferenceCall", "new_request_id", "usage_proto"]
-
-# Milliseconds the request waited on nodes (up to the metadata's sending): the facade subtracts it for the overhead.
-NODE_TIME_KEY = "x-atoma-node-ms"
+__all__ = ["InferenceCall", "new_request_id", "usage_proto"]
 
 
 @dataclass
@@ -98,10 +96,11 @@ class InferenceCall:
         )
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        pairs = [("x-request-id", self.request_id), ("x-atoma-attempts", str(self.attempts))]
+        pairs = [(keys.REQUEST_ID, self.request_id), (keys.ATTEMPTS, str(self.attempts))]
         if self.node is not None:
-            pairs.append(("x-atoma-node", self.node.id))
-            pairs.append((NODE_TIME_KEY, f"{self.node_seconds() * 1000:.2f}"))
+            pairs.append((keys.NODE, self.node.id))
+            # The time waited on nodes: the facade subtracts it for the overhead.
+            pairs.append((keys.NODE_MS, f"{self.node_seconds() * 1000:.2f}"))
         pairs.extend(self.headers)
         return tuple(pairs)
 

@@ -42,18 +42,16 @@ from atoma_proxy.core.errors import (
 from atoma_proxy.core.ledger.estimate import Estimate, Estimator, RequestKind
 from atoma_proxy.core.ledger.metering import Meter, Served
 from atoma_proxy.core.ledger.reservations import Outcome
-from atoma_proxy.core.nodes.selection import STRATEGY_METADATA_KEY
 from atoma_proxy.core.nodes.transport import RequestContext
 from atoma_proxy.core.pipeline.call import InferenceCall, new_request_id
 from atoma_proxy.core.ratelimit.admission import RateLimiter
 from atoma_proxy.core.telemetry.metrics import TOO_MANY
+from atoma_proxy.wire import metadata as keys
 
-__all__ = ["COST_KEY", "OVERHEAD_KEY", "Stages", "outcome_of", "used_tokens"]
+__all__ = ["Stages", "outcome_of", "used_tokens"]
 
 log = logging.getLogger(__name__)
 
-COST_KEY = "x-atoma-cost"
-OVERHEAD_KEY = "x-atoma-overhead-ms"  # the core's own time not spent waiting on nodes
 
 Metadata = Sequence[tuple[str, str | bytes]] | None
 
@@ -113,9 +111,9 @@ class Stages:
         principal = await self._auth.authenticate(tuple(metadata or ()))
         request_id = strategy = None
         for key, value in metadata or ():
-            if key == "x-request-id":
+            if key == keys.REQUEST_ID:
                 request_id = value if isinstance(value, str) else value.decode("ascii", "replace")
-            elif key == STRATEGY_METADATA_KEY:
+            elif key == keys.ROUTING_STRATEGY:
                 strategy = value if isinstance(value, str) else value.decode("ascii", "replace")
         return InferenceCall(
             request_id=new_request_id(request_id),
@@ -227,8 +225,8 @@ class Stages:
         """A request's metadata: routing facts, rate-limit headers, its overhead, and its cost once settled."""
         metadata = call.metadata()
         if overhead_seconds is not None:
-            metadata = (*metadata, (OVERHEAD_KEY, f"{overhead_seconds * 1000:.2f}"))
+            metadata = (*metadata, (keys.OVERHEAD_MS, f"{overhead_seconds * 1000:.2f}"))
         reservation = call.reservation
         if reservation is not None and reservation.settled:
-            return (*metadata, (COST_KEY, str(reservation.cost)))
+            return (*metadata, (keys.COST, str(reservation.cost)))
         return metadata
