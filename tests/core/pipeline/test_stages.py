@@ -12,6 +12,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from atoma_proxy.core import node_requests
 from atoma_proxy.core.auth import Principal, bearer_token
+from atoma_proxy.core.error_edge import ErrorEdgeInterceptor
 from atoma_proxy.core.errors import InvalidRequest, RateLimited, Unauthenticated
 from atoma_proxy.core.ledger import Estimate, Estimator, Outcome, RequestKind, Tokenizers
 from atoma_proxy.core.ledger.token_counting import SimWordsCounter
@@ -86,7 +87,7 @@ async def serve() -> AsyncIterator[Serve]:
         relay = InferenceRelay(registry, StrategySelector("round_robin"), transport)
         limiter = LocalRateLimiter(StaticLimitPolicy(limits), clock=FakeClock())
         stages = Stages(keys, ESTIMATOR, limiter=limiter)
-        server = grpc.aio.server()
+        server = grpc.aio.server(interceptors=[ErrorEdgeInterceptor()])  # as the core serves it
         pb_grpc.add_RoutingServiceServicer_to_server(RoutingService(registry, relay, stages), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
