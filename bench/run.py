@@ -269,8 +269,8 @@ def _py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def profile_stack(stack: stacks.Stack, duration: float, out_dir: Path) -> list[str]:
-    """py-spy on every server process of `stack` under c=32 streaming; writes text summaries."""
+def profile_stack(stack: stacks.Stack, duration: float, out_dir: Path, mode: str = "stream") -> list[str]:
+    """py-spy on every server process of `stack` under c=32 load of `mode`; writes text summaries."""
     py_spy = _py_spy()
     if py_spy is None:
         return ["py-spy not installed: `.venv/bin/pip install py-spy` (not a project dependency)"]
@@ -281,7 +281,7 @@ def profile_stack(stack: stacks.Stack, duration: float, out_dir: Path) -> list[s
     def record(window_start: float) -> None:
         threads = []
         for process in stack.processes:
-            folded = out_dir / f"{stack.key}-{process.name}-stream-c32.folded"
+            folded = out_dir / f"{stack.key}-{process.name}-{mode}-c32.folded"
 
             def spy(process: stacks.ServerProcess = process, folded: Path = folded) -> None:
                 command = [py_spy, "record", "--pid", str(process.pid), "--duration", str(spy_seconds)]
@@ -297,10 +297,10 @@ def profile_stack(stack: stacks.Stack, duration: float, out_dir: Path) -> list[s
         for thread in threads:
             thread.join()
 
-    run = measure(stack, "stream", 32, duration=spy_seconds + 1, warmup=2.0, during_window=record)
+    run = measure(stack, mode, 32, duration=spy_seconds + 1, warmup=2.0, during_window=record)
     lines = [f"load while profiling: {_summary(run)}"]
     for process in stack.processes:
-        folded = out_dir / f"{stack.key}-{process.name}-stream-c32.folded"
+        folded = out_dir / f"{stack.key}-{process.name}-{mode}-c32.folded"
         result = results.get(process.name)
         if result is None or result.returncode != 0 or not folded.exists():
             detail = result.stderr.strip()[-500:] if result else "not run"
@@ -310,12 +310,12 @@ def profile_stack(stack: stacks.Stack, duration: float, out_dir: Path) -> list[s
         cpu = run["servers"][process.name]["cpu_util"]
         header = [
             f"# py-spy profile of {stack.label} {process.name} (pid {process.pid})",
-            f"# load: c=32 streaming with stream_options.include_usage, {run['load']['rps']:.1f} req/s while profiled",
+            f"# load: c=32 {mode} ({run['load']['rps']:.1f} req/s while profiled)",
             f"# {spy_seconds} s at {PROFILE_RATE} Hz (py-spy record --threads --function, idle samples excluded);"
             f" process CPU {cpu:.0%} of a core (from /proc)",
             f"# raw stacks (folded, for flamegraph tools): {folded.name}",
         ]
-        path = out_dir / f"{stack.key}-{process.name}-stream-c32.txt"
+        path = out_dir / f"{stack.key}-{process.name}-{mode}-c32.txt"
         path.write_text(report.render_profile(profile, header))
         lines.append(f"{process.name}: {path} ({profile.total} samples, CPU {cpu:.0%})")
         lines += [f"  self {count / profile.total:5.1%}  {frame}" for frame, count in profile.own.most_common(8)]
@@ -394,6 +394,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="also py-spy the core and facade (c=32 stream)")
     parser.add_argument("--profile-only", action="store_true", help="only the py-spy profiles")
     parser.add_argument("--profile-duration", type=float, default=15.0, help="seconds of profiling (15)")
+    parser.add_argument("--profile-mode", default="stream", help="the load while profiling: stream or nonstream")
     parser.add_argument(
         "--proxy-env", action="append", default=[], metavar="KEY=VALUE", help="extra env for core and facade"
     )
@@ -437,7 +438,9 @@ def main(argv: list[str] | None = None) -> None:
                 log(f"  {stack.key}: {line}")
         atoma = columns[-1]  # the profiles are of core + facade when it runs
         if args.profile_only:
-            results["profile"] = profile_stack(atoma, args.profile_duration, args.results / "profiles")
+            results["profile"] = profile_stack(
+                atoma, args.profile_duration, args.results / "profiles", args.profile_mode
+            )
             return
         if args.skip_litellm:
             results["skipped"]["litellm"] = "--skip-litellm"
@@ -477,7 +480,9 @@ def main(argv: list[str] | None = None) -> None:
             results["database_rows"] = stacks.table_row_counts(database_url)
         results["meta"]["load_average_end"] = load_average()
         if args.profile:
-            results["profile"] = profile_stack(atoma, args.profile_duration, args.results / "profiles")
+            results["profile"] = profile_stack(
+                atoma, args.profile_duration, args.results / "profiles", args.profile_mode
+            )
         text = report.write(results, args.results)
         print(text)
         log(f"wrote {args.results / 'latest.md'} and latest.json")
