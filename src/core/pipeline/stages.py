@@ -96,7 +96,7 @@ class Stages:
         self._auth = authenticator
         self.estimator = estimator
         self._limiter = limiter
-        self.meter = meter if meter is not None and meter.enabled else None
+        self.meter = meter  # also prices quotes; with the ledger off it holds and charges nothing
         self._clock = clock
         self._settling: set[asyncio.Task[None]] = set()
 
