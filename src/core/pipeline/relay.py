@@ -31,8 +31,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -161,6 +161,34 @@ class NodeAttempt:
         """No verdict on the node: the client left, the deadline passed, or the proxy failed."""
         if self._close("abandoned"):
             self.node.breaker.record_abandoned(self.dispatch)
+
+    def streamed(
+        self, first_at: float | None, last_at: float, tokens: int, *, output_tokens: int | None, overproduced: bool
+    ) -> tuple[float | None, float | None]:
+        """The verdict of a stream that ended: a success measured by its token times, or over-production.
+        Returns the stream's (TTFT, TPOT) in seconds."""
+        ttft = first_at - self.started if first_at is not None else None
+        tpot = (last_at - first_at) / (tokens - 1) if first_at is not None and tokens > 1 else None
+        if overproduced:
+            self.overproduced()
+        else:
+            self.succeeded(ttft=ttft, tpot=tpot, output_tokens=output_tokens)
+        return ttft, tpot
+
+    @contextmanager
+    def judged(self, call: InferenceCall) -> Iterator[None]:
+        """Around one streaming attempt: a refusal, a failure, or (on any other way out) no verdict."""
+        try:
+            yield
+        except NodeRejectedRequest:
+            self.rejected()
+            raise
+        except RETRYABLE as error:
+            self.failed(error)
+            call.usage = None  # a failed node's claim is not what was delivered: the delivered tokens are
+            raise
+        finally:
+            self.abandoned()  # no-op once an outcome was recorded: the client left, or a bug
 
 
 def checked_usage(attempt: NodeAttempt, limits: RequestLimits | None, usage: Any) -> dict[str, Any] | None:
@@ -377,7 +405,7 @@ async def read_chunks(
     done = overproduced = False
     cap = StreamCap(call.limits) if call.limits is not None else None
     wants_usage = request.client_wants_usage
-    try:
+    with attempt.judged(call):
         batches = relay.open_stream(call, attempt, request)
         async with aclosing(batches):  # type: ignore[type-var]
             while not done:
@@ -434,21 +462,11 @@ async def read_chunks(
                     yield out
         if held:  # a reply without any token
             yield held
-        ttft = first_token_at - attempt.started if first_token_at is not None else None
-        tpot = (last_token_at - first_token_at) / (tokens - 1) if first_token_at is not None and tokens > 1 else None
+        completion = int((call.usage or {}).get("completion_tokens") or 0) or tokens or None
+        ttft, tpot = attempt.streamed(
+            first_token_at, last_token_at, tokens, output_tokens=completion, overproduced=overproduced
+        )
         if overproduced:
-            attempt.overproduced()
             log.warning("node %s generated past the output cap of request %s", node.id, call.request_id)
         else:
             observe_stream(attempt.model, ttft, tpot)
-            completion = int((call.usage or {}).get("completion_tokens") or 0) or tokens or None
-            attempt.succeeded(ttft=ttft, tpot=tpot, output_tokens=completion)
-    except NodeRejectedRequest:
-        attempt.rejected()
-        raise
-    except RETRYABLE as error:
-        attempt.failed(error)
-        call.usage = None  # a failed node's claim is not what was delivered: the delivered tokens are
-        raise
-    finally:
-        attempt.abandoned()  # no-op once an outcome was recorded: the client left, or a bug

@@ -20,13 +20,12 @@ from typing import Any
 
 import orjson
 
-from atoma_proxy.core.errors import NodeFailed, NodeRejectedRequest
+from atoma_proxy.core.errors import NodeFailed
 from atoma_proxy.core.nodes.answers import answer_object, check_stream_error
 from atoma_proxy.core.nodes.registry import Node
 from atoma_proxy.core.pipeline.call import InferenceCall
 from atoma_proxy.core.pipeline.relay import (
     MAX_HELD,
-    RETRYABLE,
     InferenceRelay,
     NodeAttempt,
     NodeRequest,
@@ -133,7 +132,7 @@ async def _read_responses_events(
     opening: dict[str, Any] | None = None  # response.created: the head of a cut stream's last event
     tokens, first_at, last_at, done, overproduced = 0, None, 0.0, False, False
     cap = call.limits.max_completion_tokens if call.limits is not None else None
-    try:
+    with attempt.judged(call):
         batches = relay.open_stream(call, attempt, request)
         async with aclosing(batches):  # type: ignore[type-var]
             while not done:
@@ -180,18 +179,4 @@ async def _read_responses_events(
                     yield out
         if held:
             yield held
-        ttft = first_at - attempt.started if first_at is not None else None
-        tpot = (last_at - first_at) / (tokens - 1) if first_at is not None and tokens > 1 else None
-        if overproduced:
-            attempt.overproduced()
-        else:
-            attempt.succeeded(ttft=ttft, tpot=tpot, output_tokens=tokens or None)
-    except NodeRejectedRequest:
-        attempt.rejected()
-        raise
-    except RETRYABLE as error:
-        attempt.failed(error)
-        call.usage = None
-        raise
-    finally:
-        attempt.abandoned()
+        attempt.streamed(first_at, last_at, tokens, output_tokens=tokens or None, overproduced=overproduced)
