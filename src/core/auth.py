@@ -3,7 +3,8 @@
 Keys arrive as `authorization: Bearer <key>` metadata. A verified answer (valid or not) is
 cached for `ttl` seconds so the hot path rarely touches the database, while a revoked key is
 refused by every instance within `ttl` (1 s by default), and at once by the instance that revoked
-it (`forget`). A key's `last_used_at` is written in the background, at most once a minute per key
+it (`forget`). Concurrent requests that find a key's answer missing or expired share one lookup, so a
+busy key costs one query per `ttl`, not one per request in flight. A key's `last_used_at` is written in the background, at most once a minute per key
 and instance, never on the request's path.
 """
 
@@ -90,6 +91,8 @@ class ApiKeyAuthenticator:
         self._clock = clock
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._marking: dict[int, asyncio.Task[None]] = {}
+        self._looking_up: dict[str, asyncio.Future[Principal | None]] = {}
+        self._forgets = 0  # an answer read before a `forget` is not cached after it
 
     async def authenticate(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Principal:
         key = bearer_token(metadata)
@@ -98,16 +101,14 @@ class ApiKeyAuthenticator:
         if cached is not None and cached[0] > now:
             principal = cached[1]
         else:
-            principal = await self._lookup(key)
-            if len(self._cache) >= _MAX_CACHED:
-                self._cache.clear()
-            self._cache[key] = (now + self._ttl, principal)
+            principal = await self._shared_lookup(key)
         if principal is None:
             raise Unauthenticated(_refusal(key))
         return principal
 
     def forget(self, api_key_id: int) -> None:
         """Drop the cached answers for a key (just revoked here): this instance refuses it from now on."""
+        self._forgets += 1
         for key, (_, principal) in list(self._cache.items()):
             if principal is not None and principal.api_key_id == api_key_id:
                 del self._cache[key]
@@ -116,8 +117,23 @@ class ApiKeyAuthenticator:
         """Wait for the `last_used_at` writes under way (call before disposing of the engine)."""
         await asyncio.gather(*self._marking.values(), return_exceptions=True)
 
+    async def _shared_lookup(self, key: str) -> Principal | None:
+        """One lookup per key at a time; the callers that arrive meanwhile wait for its answer."""
+        lookup = self._looking_up.get(key)
+        if lookup is None:
+            lookup = self._looking_up[key] = asyncio.ensure_future(self._lookup(key))
+            lookup.add_done_callback(lambda _: self._looking_up.pop(key, None))
+        return await asyncio.shield(lookup)  # a caller that goes away leaves the lookup to the others
+
     async def _lookup(self, key: str) -> Principal | None:
-        return await within(self._timeout, self._find(key), "the API key check")
+        started, forgets = self._clock(), self._forgets
+        principal = await within(self._timeout, self._find(key), "the API key check")
+        if forgets != self._forgets:
+            return principal
+        if len(self._cache) >= _MAX_CACHED:
+            self._cache.clear()
+        self._cache[key] = (started + self._ttl, principal)
+        return principal
 
     async def _find(self, key: str) -> Principal | None:
         async with self._sessions() as session:

@@ -79,6 +79,8 @@ class LocalServer:
     def __init__(self, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> None:
         self._handlers: list[grpc.GenericRpcHandler] = []
         self._interceptors = tuple(interceptors)
+        self._by_method: dict[str, grpc.RpcMethodHandler] = {}
+        self._chain: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]] | None = None
 
     def recording(self, server: grpc.aio.Server) -> Any:
         """Pass this to `add_XServicer_to_server` instead of `server`: the service is served by both."""
@@ -93,18 +95,22 @@ class LocalServer:
 
     async def resolve(self, method: str, metadata: MetadataPairs) -> grpc.RpcMethodHandler | None:
         """The handler of `method` behind the interceptors, outermost first, as grpc.aio chains them."""
+        if self._chain is None:  # built once: the interceptors and the handler lookup do not change per call
+            continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]] = self._lookup
+            for interceptor in reversed(self._interceptors):
+                continuation = functools.partial(interceptor.intercept_service, continuation)  # type: ignore[arg-type]
+            self._chain = continuation
+        return await self._chain(_CallDetails(method, metadata))  # type: ignore[arg-type]
 
-        async def lookup(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    async def _lookup(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = self._by_method.get(details.method)
+        if handler is None:
             for generic in self._handlers:
                 handler = generic.service(details)
-                if handler is not None:
-                    return handler
-            return None
-
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]] = lookup
-        for interceptor in reversed(self._interceptors):
-            continuation = functools.partial(interceptor.intercept_service, continuation)  # type: ignore[arg-type]
-        return await continuation(_CallDetails(method, metadata))  # type: ignore[arg-type]
+                if handler is not None:  # a service's handler of a method is the same object every time
+                    self._by_method[details.method] = handler
+                    break
+        return handler
 
 
 class _LocalCall:

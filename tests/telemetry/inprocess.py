@@ -31,9 +31,15 @@ class InProcessStack:
 
 
 @asynccontextmanager
-async def in_process_stack(**core: Any) -> AsyncIterator[InProcessStack]:
-    """`core`: CoreSettings fields to set; the node simulator answers 5 tokens at its default speed."""
-    async with temporary_database("sqlite") as database_url:
+async def in_process_stack(
+    *, database: str = "sqlite", local: bool = False, settings: dict[str, Any] | None = None, **core: Any
+) -> AsyncIterator[InProcessStack]:
+    """`core`: CoreSettings fields to set; the node simulator answers 5 tokens at its default speed.
+
+    `database`: "sqlite" or "postgresql"; `local`: the facade calls the core in-process (as `serve` does)
+    instead of over gRPC; `settings`: other Settings sections (`{"rate_limits": RateLimitSettings(...)}`).
+    """
+    async with temporary_database(database) as database_url:
         node = await start_node_sim(SimConfig(node_id="sim-1", chat_models=[MODEL], reply_tokens=5))
         try:
             metrics_port = free_port()
@@ -52,12 +58,13 @@ async def in_process_stack(**core: Any) -> AsyncIterator[InProcessStack]:
                     )
                 ],
                 tokenizers=[TokenizerConfig(model=MODEL, kind="sim-words")],
+                **(settings or {}),
             )
             key = await create_api_key(database_url, email=EMAIL, name="telemetry")
             await credit_user(database_url, email=EMAIL, amount=10**9, idempotency_key="telemetry")
             core = CoreServer(settings)
             await core.start()
-            facade = FacadeServer(settings)
+            facade = FacadeServer(settings, core_channel=core.local_channel if local else None)
             port = await facade.start()
             try:
                 yield InProcessStack(

@@ -130,3 +130,54 @@ async def test_using_a_key_records_when_it_was_last_used(
 
     [listed] = await keys.list_for_user(user_id)
     assert listed.last_used_at is not None and listed.last_used_at >= created.created_at
+
+
+class _CountingSessions:
+    """The session factory, counting the sessions opened (one per database lookup)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self.opened = 0
+
+    def __call__(self) -> AsyncSession:
+        self.opened += 1
+        return self._sessions()
+
+
+async def test_concurrent_checks_of_one_key_share_one_lookup(
+    sessions: async_sessionmaker[AsyncSession], authenticators: tuple[ApiKeyAuthenticator, ...], user_id: int
+) -> None:
+    import asyncio
+
+    secret, created = await ApiKeys(sessions, authenticators[0]).create(user_id, "busy")
+    counting = _CountingSessions(sessions)
+    checker = ApiKeyAuthenticator(counting, TTL)  # type: ignore[arg-type]
+
+    principals = await asyncio.gather(*(checker.authenticate(_bearer(secret)) for _ in range(32)))
+    unknown = await asyncio.gather(
+        *(checker.authenticate(_bearer("sk-atoma-unknown")) for _ in range(8)), return_exceptions=True
+    )
+
+    assert {(p.user_id, p.api_key_id) for p in principals} == {(user_id, created.id)}
+    assert all(isinstance(error, Unauthenticated) for error in unknown)
+    await checker.aclose()
+    # One lookup for the 32 checks of the key, one write of its first use, one lookup for the unknown key.
+    assert counting.opened == 3
+
+
+async def test_an_answer_read_before_a_revocation_here_is_not_cached_after_it(
+    sessions: async_sessionmaker[AsyncSession], authenticators: tuple[ApiKeyAuthenticator, ...], user_id: int
+) -> None:
+    import asyncio
+
+    here = authenticators[0]
+    keys = ApiKeys(sessions, here)
+    secret, created = await keys.create(user_id, "racing")
+
+    lookup = asyncio.ensure_future(here.authenticate(_bearer(secret)))  # reads the key while it is active
+    await asyncio.sleep(0)
+    await keys.revoke(user_id, created.id)  # commits, then tells this instance to forget the key
+    await lookup
+
+    with pytest.raises(Unauthenticated):
+        await here.authenticate(_bearer(secret))
