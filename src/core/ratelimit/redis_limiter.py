@@ -1,5 +1,7 @@
 """Rate limits shared by every core instance through Redis: one Lua script call per admission.
 
+Concurrent admissions go to Redis together (`script_batch.ScriptBatch`: one pipeline per round trip).
+
 The script reads and updates all of a request's buckets atomically (Redis runs one script at a
 time), so any number of core processes share one limit. Its clock is the Redis server's (`TIME`),
 so the instances' clocks need not agree. Keys expire at their bucket's TAT by themselves.
@@ -27,6 +29,7 @@ from atoma_proxy.core.errors import RateLimited
 from atoma_proxy.core.ratelimit.admission import Admission, refusal, too_large
 from atoma_proxy.core.ratelimit.gcra import Bucket, Decision, buckets_for, state
 from atoma_proxy.core.ratelimit.policy import LimitPolicy
+from atoma_proxy.core.ratelimit.script_batch import ScriptBatch
 
 __all__ = ["ADMIT_SCRIPT", "RedisRateLimiter", "decision_from_reply"]
 
@@ -132,7 +135,7 @@ class RedisRateLimiter:
         self._clock = clock
         self._outage_pause = outage_pause
         self._owns_client = owns_client
-        self._admit_script = client.register_script(ADMIT_SCRIPT)
+        self._admit = ScriptBatch(client, ADMIT_SCRIPT)
         self._settle_script = client.register_script(SETTLE_SCRIPT)
         self._skip_redis_until = 0.0
         self._next_warning = 0.0
@@ -192,9 +195,7 @@ class RedisRateLimiter:
             return self._without_redis(None)
         spec = " ".join(f"{b.limit} {1 if b.kind == 'requests' else estimated_tokens}" for b in buckets)
         try:
-            reply = await self._admit_script(
-                keys=[self._prefix + b.name for b in buckets], args=[self._now_argument(), spec]
-            )
+            reply = await self._admit([self._prefix + b.name for b in buckets], [self._now_argument(), spec])
         except (RedisError, OSError) as failure:
             return self._without_redis(failure)
         decision = decision_from_reply(buckets, reply)
@@ -259,6 +260,7 @@ class RedisRateLimiter:
         )
 
     async def aclose(self) -> None:
+        await self._admit.aclose()
         if self._correcting is not None:
             await asyncio.gather(self._correcting, return_exceptions=True)
         if self._owns_client:
