@@ -41,8 +41,15 @@ class ScriptBatch:
         self._max_batch = max_batch
         self._queue: list[_Call] = []
         self._sending: asyncio.Task[None] | None = None
+        self._alone = False  # a call is on the wire by itself
 
     async def __call__(self, keys: list[str], args: list[str]) -> Any:
+        if self._sending is None and not self._alone:  # nothing else under way: send it from here, no task
+            self._alone = True
+            try:
+                return await self._script(keys=keys, args=args)
+            finally:
+                self._alone = False
         call = _Call(keys, args, asyncio.get_running_loop().create_future())
         self._queue.append(call)
         if self._sending is None:
