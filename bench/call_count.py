@@ -2,12 +2,16 @@
 
     PYTHONPATH=. .venv/bin/python -m bench.call_count nonstream     # or: stream
     PYTHONPATH=. .venv/bin/python -m bench.call_count nonstream --bench-setup   # as `make bench` runs `serve`
+    PYTHONPATH=. .venv/bin/python -m bench.call_count nonstream --bench-setup --concurrency 32
 
-cProfile counts every Python call while N sequential chat requests go through the facade, the core and the
-node simulator of `tests/telemetry/inprocess.py` (SQLite, facade -> core over gRPC; with `--bench-setup`, the
-one-process topology of `make bench`: the facade calls the core in-process, PostgreSQL, rate limits on Redis). Unlike CPU time on a shared machine, the count is the same
-from run to run, so two commits can be compared exactly (README "Performance"). Prints the calls per request,
-in all and in the proxy's own modules (src/, the simulator excluded).
+cProfile counts every Python call while N chat requests (`--concurrency` at a time, 1 by default) go
+through the facade, the core and the node simulator of `tests/telemetry/inprocess.py` (SQLite, facade ->
+core over gRPC; with `--bench-setup`, the one-process topology of `make bench`: the facade calls the core
+in-process, PostgreSQL, rate limits on Redis). Unlike CPU time on a shared machine, the count at
+concurrency 1 is the same from run to run, so two commits can be compared exactly (README "Performance");
+at higher concurrency it moves a little with how requests happen to batch, and the httpx client's own
+calls grow with it (`--top` lists the packages apart). Prints the calls per request, in all and in the
+proxy's own modules (src/, the simulator excluded).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import httpx
 from atoma_proxy.config import RateLimitSettings
 from tests.telemetry.inprocess import MODEL, in_process_stack
 
-N = 300
+N = 320  # a multiple of the concurrencies worth measuring (1, 8, 16, 32, 64)
 
 
 BENCH_SETUP: dict[str, Any] = {
@@ -38,21 +42,26 @@ BENCH_SETUP: dict[str, Any] = {
 }
 
 
-async def main(stream: bool, bench_setup: bool, top: int) -> None:
+async def main(stream: bool, bench_setup: bool, top: int, concurrency: int) -> None:
     async with in_process_stack(**(BENCH_SETUP if bench_setup else {})) as stack:
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
         if stream:
             body |= {"stream": True, "stream_options": {"include_usage": True}}
         headers = {"authorization": f"Bearer {stack.api_key}"}
-        async with httpx.AsyncClient(base_url=stack.facade_url, timeout=30) as http:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=stack.facade_url, timeout=30, limits=limits) as http:
             for _ in range(50):
                 response = await http.post("/v1/chat/completions", json=body, headers=headers)
                 assert response.status_code == 200, response.text
+
+            async def client(requests: int) -> None:
+                for _ in range(requests):
+                    response = await http.post("/v1/chat/completions", json=body, headers=headers)
+                    assert response.status_code == 200
+
             prof = cProfile.Profile()
             prof.enable()
-            for _ in range(N):
-                response = await http.post("/v1/chat/completions", json=body, headers=headers)
-                assert response.status_code == 200
+            await asyncio.gather(*(client(N // concurrency) for _ in range(concurrency)))
             prof.disable()
         await stack.core.meter.drain()
         stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
@@ -79,4 +88,7 @@ def _package(path: str) -> str:
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
-    asyncio.run(main("stream" in arguments, "--bench-setup" in arguments, 25 if "--top" in arguments else 0))
+    concurrency = int(arguments[arguments.index("--concurrency") + 1]) if "--concurrency" in arguments else 1
+    asyncio.run(
+        main("stream" in arguments, "--bench-setup" in arguments, 25 if "--top" in arguments else 0, concurrency)
+    )

@@ -3,9 +3,9 @@
 Keys arrive as `authorization: Bearer <key>` metadata. A verified answer (valid or not) is
 cached for `ttl` seconds so the hot path rarely touches the database, while a revoked key is
 refused by every instance within `ttl` (1 s by default), and at once by the instance that revoked
-it (`forget`). Concurrent requests that find a key's answer missing or expired share one lookup, so a
-busy key costs one query per `ttl`, not one per request in flight. A key's `last_used_at` is written in the background, at most once a minute per key
-and instance, never on the request's path.
+it (`forget`). Concurrent requests that find a key's answer missing or expired share one lookup,
+so a busy key costs one query per `ttl`, not one per request in flight. A key's `last_used_at` is
+written in the background, at most once a minute per key and instance, never on the request's path.
 """
 
 from __future__ import annotations
