@@ -7,7 +7,7 @@ response messages, the call's facts to metadata (`x-atoma-cost`, micro-USD, in t
 metadata) and the response's `end`. Domain errors end the RPC with a google.rpc.Status (status.py).
 
 Settlement runs on every way out of an inference RPC: success, a domain error, and cancellation
-(the client left or the deadline passed), in which case the `finally` settles what was delivered
+(the client left or the deadline passed), in which case `_inference_call` settles what was delivered
 so far; the Meter shields it from the cancellation.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import grpc
@@ -71,15 +72,36 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         self._stages = stages
         self._catalog = catalog or ModelCatalog(registry)
 
-    def _report_failure(self, context: grpc.aio.ServicerContext, call: InferenceCall | None) -> None:
-        """A failed inference request's routing facts go out with the error (error_edge.py ends the RPC)."""
-        if call is not None:
-            context.set_trailing_metadata(self._stages.report(call))
+    @asynccontextmanager
+    async def _inference_call(
+        self, context: grpc.aio.ServicerContext, observation: RequestObservation
+    ) -> AsyncIterator[InferenceCall]:
+        """An inference RPC's call, begun here, then settled, reported and observed on every way out of the block.
 
-    async def _begin(self, context: grpc.aio.ServicerContext, observation: RequestObservation) -> InferenceCall:
-        call = await self._stages.begin(context.invocation_metadata(), context.time_remaining(), kind=observation.kind)
-        call.span = observation.span
-        return call
+        The block settles, reports and finishes `observation` itself when it succeeds; the ways out below then
+        find nothing left to do (settle and finish act once). An error, authentication's included, settles with
+        its outcome and its routing facts go out with it (error_edge.py ends the RPC). Cancellation (the client
+        left, the deadline passed) and a stream closed early (GeneratorExit) are no Exception: the `finally`
+        settles what was delivered so far, as cancelled.
+        """
+        stages = self._stages
+        call: InferenceCall | None = None
+        try:
+            call = await stages.begin(context.invocation_metadata(), context.time_remaining(), kind=observation.kind)
+            call.span = observation.span
+            yield call
+        except Exception as error:
+            observation.finish(call, await stages.settle(call, outcome_of(error)), error, ok=False)
+            if call is not None:
+                context.set_trailing_metadata(stages.report(call))
+            raise
+        finally:
+            if call is not None and not call.settled:  # neither completed nor failed: cancelled
+                try:
+                    await stages.settle(call, _cancelled_outcome(context))
+                except asyncio.CancelledError:
+                    pass  # cancelled again while waiting: the settlement itself runs on (see Meter.settle)
+            observation.finish(call, call.cost if call is not None else 0, ok=False)  # cancelled
 
     def _normalizer(
         self,
@@ -94,14 +116,6 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             return build_body(request)
 
         return normalize
-
-    async def _settle_abandoned(self, context: grpc.aio.ServicerContext, call: InferenceCall | None) -> None:
-        """In `finally`: settle a request that neither completed nor failed (it was cancelled)."""
-        if call is not None and not call.settled:
-            try:
-                await self._stages.settle(call, _cancelled_outcome(context))
-            except asyncio.CancelledError:
-                pass  # cancelled again while waiting: the settlement itself runs on (see Meter.settle)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
@@ -202,10 +216,8 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         check: Callable[[Any], None],
         build_body: Callable[[Any], dict[str, Any]],
     ) -> AsyncIterator[StreamResponse]:
-        call: InferenceCall | None = None
         observation = RequestObservation(kind.value, request.model)
-        try:
-            call = await self._begin(context, observation)
+        async with self._inference_call(context, observation) as call:
             normalize = self._normalizer(request, kind, check, build_body)
             body = await self._stages.prepare(call, kind, request.model, normalize)
             raw = b""
@@ -232,23 +244,14 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             context.set_trailing_metadata(self._stages.report(call, observation.overhead_seconds(call)))
             observation.finish(call, end.cost_micro_usd, ok=True)
             yield response(end=end)
-        except Exception as error:
-            observation.finish(call, await self._stages.settle(call, outcome_of(error)), error, ok=False)
-            self._report_failure(context, call)
-            raise
-        finally:
-            await self._settle_abandoned(context, call)
-            observation.finish(call, call.cost if call is not None else 0, ok=False)  # cancelled
 
     async def CreateResponse(
         self, request: pb.CreateResponseRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.CreateResponseResponse]:
         """The Responses API: passed through to nodes that serve it, else translated to chat (passthrough.py);
         routed, metered and settled like chat."""
-        call: InferenceCall | None = None
         observation = RequestObservation(RequestKind.CHAT.value, "")
-        try:
-            call = await self._begin(context, observation)
+        async with self._inference_call(context, observation) as call:
             wanted = responses.read_request(request)
             observation.model = wanted.model
             wanted.chat = await self._stages.prepare(call, RequestKind.CHAT, wanted.model, lambda: wanted.chat)
@@ -287,13 +290,6 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
             context.set_trailing_metadata(self._stages.report(call, observation.overhead_seconds(call)))
             observation.finish(call, end.cost_micro_usd, ok=True)
             yield pb.CreateResponseResponse(end=end)
-        except Exception as error:
-            observation.finish(call, await self._stages.settle(call, outcome_of(error)), error, ok=False)
-            self._report_failure(context, call)
-            raise
-        finally:
-            await self._settle_abandoned(context, call)
-            observation.finish(call, call.cost if call is not None else 0, ok=False)  # cancelled
 
     @staticmethod
     async def _send_metadata(context: grpc.aio.ServicerContext, call: InferenceCall) -> None:
@@ -311,28 +307,16 @@ class RoutingService(pb_grpc.RoutingServiceServicer):
         check_answer: Callable[[Node, dict[str, Any]], None] | None = None,
     ) -> tuple[InferenceCall, bytes, int]:
         """Embeddings and images: the node's answer and the cost, or the RPC ends with the error."""
-        call: InferenceCall | None = None
         observation = RequestObservation(kind.value, request.model)
-        settled = False
-        try:
-            call = await self._begin(context, observation)
+        async with self._inference_call(context, observation) as call:
             body = await self._stages.prepare(
                 call, kind, request.model, self._normalizer(request, kind, check, build_body)
             )
             route = self._relay.same_for_every_node(path, body, check_answer=check_answer)
             raw = await self._relay.unary(call, request.model, route)
             cost = await self._stages.settle(call, Outcome.OK)
-            settled = True
-        except Exception as error:
-            observation.finish(call, await self._stages.settle(call, outcome_of(error)), error, ok=False)
-            self._report_failure(context, call)
-            raise
-        finally:
-            await self._settle_abandoned(context, call)
-            if not settled:
-                observation.finish(call, call.cost if call is not None else 0, ok=False)  # cancelled
-        context.set_trailing_metadata(self._stages.report(call, observation.overhead_seconds(call)))
-        observation.finish(call, cost, ok=True)
+            context.set_trailing_metadata(self._stages.report(call, observation.overhead_seconds(call)))
+            observation.finish(call, cost, ok=True)
         return call, raw, cost
 
     async def Embeddings(
