@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -269,13 +270,53 @@ def _py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def profile_stack(stack: stacks.Stack, duration: float, out_dir: Path, mode: str = "stream") -> list[str]:
-    """py-spy on every server process of `stack` under c=32 load of `mode`; writes text summaries."""
+@contextlib.contextmanager
+def pinned_apart(pids: list[int]) -> Iterator[str]:
+    """While the block runs: the threads of `pids` on the machine's last CPU, every other process (the harness,
+    the load generator it starts, the node, PostgreSQL, Redis) on the others, so that a profile sees the proxy's
+    CPU, not the moments it was preempted by the processes its writes woke up (bench/README.md, "Profiles").
+    Every affinity changed is put back afterwards, including for the processes started meanwhile."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        yield "not pinned: one CPU"
+        return
+    mine, others = {cpus[-1]}, set(cpus[:-1])
+    before: dict[int, set[int]] = {}
+
+    def pin(task: int, where: set[int]) -> None:
+        with contextlib.suppress(OSError):
+            before.setdefault(task, os.sched_getaffinity(task))
+            os.sched_setaffinity(task, where)
+
+    servers = {int(task.name) for pid in pids for task in Path(f"/proc/{pid}/task").iterdir()}
+    for entry in Path("/proc").glob("[0-9]*/task/[0-9]*"):
+        pin(int(entry.name), mine if int(entry.name) in servers else others)
+    try:
+        yield f"pinned: the proxy on CPU {cpus[-1]}, everything else on CPU {','.join(map(str, sorted(others)))}"
+    finally:
+        everything = set(cpus)
+        for entry in Path("/proc").glob("[0-9]*/task/[0-9]*"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(entry.name), before.get(int(entry.name), everything))
+
+
+def profile_stack(
+    stack: stacks.Stack, duration: float, out_dir: Path, mode: str = "stream", *, pin: bool = False
+) -> list[str]:
+    """py-spy on every server process of `stack` under c=32 load of `mode`; writes text summaries.
+
+    `pin`: the proxy on a CPU of its own while profiled (`pinned_apart`).
+    """
     py_spy = _py_spy()
     if py_spy is None:
         return ["py-spy not installed: `.venv/bin/pip install py-spy` (not a project dependency)"]
+    servers = [pid for process in stack.processes for pid in stacks.process_tree(process.pid)]
+    with pinned_apart(servers) if pin else contextlib.nullcontext("not pinned") as pinning:
+        return _profile(stack, max(1, int(duration)), out_dir, mode, py_spy, pinning)
+
+
+def _profile(stack: stacks.Stack, spy_seconds: int, out_dir: Path, mode: str, py_spy: str, pinning: str) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    spy_seconds = max(1, int(duration))
     results: dict[str, subprocess.CompletedProcess[str]] = {}
 
     def record(window_start: float) -> None:
@@ -298,7 +339,7 @@ def profile_stack(stack: stacks.Stack, duration: float, out_dir: Path, mode: str
             thread.join()
 
     run = measure(stack, mode, 32, duration=spy_seconds + 1, warmup=2.0, during_window=record)
-    lines = [f"load while profiling: {_summary(run)}"]
+    lines = [f"load while profiling: {_summary(run)} ({pinning})"]
     for process in stack.processes:
         folded = out_dir / f"{stack.key}-{process.name}-{mode}-c32.folded"
         result = results.get(process.name)
@@ -312,7 +353,7 @@ def profile_stack(stack: stacks.Stack, duration: float, out_dir: Path, mode: str
             f"# py-spy profile of {stack.label} {process.name} (pid {process.pid})",
             f"# load: c=32 {mode} ({run['load']['rps']:.1f} req/s while profiled)",
             f"# {spy_seconds} s at {PROFILE_RATE} Hz (py-spy record --threads --function, idle samples excluded);"
-            f" process CPU {cpu:.0%} of a core (from /proc)",
+            f" process CPU {cpu:.0%} of a core (from /proc); {pinning}",
             f"# raw stacks (folded, for flamegraph tools): {folded.name}",
         ]
         path = out_dir / f"{stack.key}-{process.name}-{mode}-c32.txt"
@@ -396,6 +437,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-duration", type=float, default=15.0, help="seconds of profiling (15)")
     parser.add_argument("--profile-mode", default="stream", help="the load while profiling: stream or nonstream")
     parser.add_argument(
+        "--profile-pin", action="store_true", help="profile the proxy on a CPU of its own, everything else on the rest"
+    )
+    parser.add_argument(
         "--proxy-env", action="append", default=[], metavar="KEY=VALUE", help="extra env for core and facade"
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="output directory (bench/results)")
@@ -439,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         atoma = columns[-1]  # the profiles are of core + facade when it runs
         if args.profile_only:
             results["profile"] = profile_stack(
-                atoma, args.profile_duration, args.results / "profiles", args.profile_mode
+                atoma, args.profile_duration, args.results / "profiles", args.profile_mode, pin=args.profile_pin
             )
             return
         if args.skip_litellm:
@@ -481,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
         results["meta"]["load_average_end"] = load_average()
         if args.profile:
             results["profile"] = profile_stack(
-                atoma, args.profile_duration, args.results / "profiles", args.profile_mode
+                atoma, args.profile_duration, args.results / "profiles", args.profile_mode, pin=args.profile_pin
             )
         text = report.write(results, args.results)
         print(text)

@@ -1,4 +1,5 @@
-"""Smoke test of the benchmark's load generator (bench/loadgen.py) against an in-process node simulator.
+"""Smoke tests of the benchmark's load generator (bench/loadgen.py) against an in-process node simulator,
+of its report, and of the profiler's CPU pinning.
 
 It checks that the generator counts what it measures, never how fast anything is (speed is measured
 by `make bench`, not asserted in tests).
@@ -6,11 +7,16 @@ by `make bench`, not asserted in tests).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from atoma_proxy.nodesim.config import SimConfig
 from atoma_proxy.nodesim.server import start_node_sim
 from bench.loadgen import LoadSpec, run_async, summarize
+from bench.run import pinned_apart
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["nonstream", "stream"])
@@ -91,3 +97,20 @@ def test_report_checks_each_topology_against_litellm_of_as_many_processes() -> N
     cpu = checks["[atoma] nonstream proxy CPU at c=32 <= 1 ms per request (all its processes)"]
     assert (cpu.status, cpu.detail) == ("MISS", "1.50 ms")  # core and facade summed
     assert checks["[atoma1] stream proxy CPU at c=32 <= 1.5 ms per request (all its processes)"].status == "PASS"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning apart needs two CPUs")
+def test_profiling_pinned_apart_gives_the_proxy_a_cpu_and_puts_every_affinity_back() -> None:
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        before_server, before_me = os.sched_getaffinity(server.pid), os.sched_getaffinity(0)
+        last = max(before_me)
+        with pinned_apart([server.pid]) as pinning:
+            assert os.sched_getaffinity(server.pid) == {last}
+            assert last not in os.sched_getaffinity(0)  # the harness, and so the load generator it starts
+            assert pinning.startswith(f"pinned: the proxy on CPU {last}")
+        assert os.sched_getaffinity(server.pid) == before_server
+        assert os.sched_getaffinity(0) == before_me
+    finally:
+        server.kill()
+        server.wait()

@@ -15,6 +15,10 @@ closing on unread bytes does not reset the connection before the client read the
 waiting for the body sees the client gone. A request that cannot be parsed at all (a malformed
 header line, a bad chunk size) gets uvicorn's 400 as the envelope too, `code: invalid_request`,
 instead of uvicorn's plain text.
+
+Each request's scope carries a `DisconnectSignal` (disconnect.py) that the protocol fires when the
+connection is lost (or closed as too slow) before the response is complete: an inference call waiting
+for the core is cancelled from here, without a watcher task per request.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from atoma_proxy.config import FacadeSettings
+from atoma_proxy.facade.disconnect import DISCONNECT_EXTENSION, DisconnectSignal
 
 __all__ = ["FacadeHttpProtocol", "facade_protocol"]
 
@@ -75,6 +80,7 @@ class FacadeHttpProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the handler waiting for the body sees the client gone
             cycle.message_event.set()
+            _signal_of(cycle.scope).fire()
 
     def _close_lingering(self) -> None:
         """Half-close now (the answer, then FIN), drop what the client still sends, close after `_LINGER`."""
@@ -102,10 +108,14 @@ class FacadeHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            _signal_of(cycle.scope).fire()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope["extensions"] = {DISCONNECT_EXTENSION: DisconnectSignal()}  # type: ignore[typeddict-unknown-key]
         if self._read_deadline is None:  # a new request on a kept-alive connection
             self._arm(self.header_timeout, _HEADERS_TOO_SLOW)
 
@@ -121,6 +131,11 @@ class FacadeHttpProtocol(HttpToolsProtocol):
         self._disarm()
         self.transport.write(_error_response(400, "Invalid HTTP request received.", "invalid_request"))
         self._close_lingering()
+
+
+def _signal_of(scope: Any) -> DisconnectSignal:
+    signal: DisconnectSignal = scope["extensions"][DISCONNECT_EXTENSION]
+    return signal
 
 
 def facade_protocol(settings: FacadeSettings) -> type[FacadeHttpProtocol]:

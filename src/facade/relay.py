@@ -1,9 +1,9 @@
 """Calling the core for one HTTP request and turning the outcome into a response.
 
 Both shapes wait for the core's first answer before any HTTP byte is sent, so an error before
-the first chunk gets a real status and envelope (grpc-gateway's rule). While waiting, a watcher
-reads the ASGI channel: if the client disconnects, the gRPC call is cancelled at once (a
-non-streaming completion can take minutes; the node should stop as soon as nobody waits).
+the first chunk gets a real status and envelope (grpc-gateway's rule). While waiting, a client that
+disconnects has the gRPC call cancelled at once (disconnect.py; a non-streaming completion can take
+minutes, and the node should stop as soon as nobody waits).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ async def _completion(call: grpc.aio.UnaryStreamCall, event: Any, whole: str) ->
 
 @asynccontextmanager
 async def _cancel_on_disconnect(request: Request, call: grpc.aio.Call) -> AsyncIterator[None]:
-    async with watch_disconnect(request.receive, call) as disconnected:
+    async with watch_disconnect(request.scope, request.receive, call) as disconnected:
         try:
             yield
         except asyncio.CancelledError:

@@ -61,7 +61,7 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            async with watch_disconnect(receive, self._call) as disconnected:
+            async with watch_disconnect(scope, receive, self._call) as disconnected:
                 try:
                     await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
                     async for event in self._events:

@@ -1,4 +1,5 @@
-"""A fake core and the facade served by uvicorn on port 0, both in the session's event loop."""
+"""A fake core and the facade served by uvicorn on port 0 (with the facade's own HTTP protocol, as
+`atoma-proxy facade` serves it), both in the session's event loop."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 
 from atoma_proxy.config import FacadeSettings, Settings
 from atoma_proxy.facade import create_app
+from atoma_proxy.facade.http_protocol import facade_protocol
 from tests.facade.fake_core import FakeCore, RunningCore, start_fake_core
 
 API_KEY = "sk-test-key"
@@ -36,7 +38,10 @@ async def running_core() -> AsyncIterator[RunningCore]:
 async def facade(running_core: RunningCore) -> AsyncIterator[RunningFacade]:
     settings = Settings(facade=FacadeSettings(core_target=running_core.target, request_timeout=30.0))
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", http=facade_protocol(settings.facade)
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
