@@ -24,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -441,12 +441,14 @@ def atoma_stack(
     *,
     one_process: bool = False,
     database_url: str | None = None,
+    launcher: Sequence[str] = (),
 ) -> tuple[Stack, str]:
     """All optional features on, on PostgreSQL; returns (stack, db url).
 
     Topologies: core + facade as separate processes (`atoma`), or one `atoma-proxy serve` whose facade
     calls the core in-process (`atoma1`, `one_process`). `database_url`: an existing bench database
-    (another topology's), else a fresh one.
+    (another topology's), else a fresh one. `launcher`: a command the server processes run under
+    (`valgrind ...` for bench/instructions.py); the CLI's setup commands run without it.
     """
     fresh = database_url is None
     database_url = database_url or reset_database()
@@ -479,8 +481,8 @@ def atoma_stack(
     if extra_env:
         notes.append("extra env: " + ", ".join(f"{k}={v}" for k, v in extra_env.items()))
     if one_process:
-        return _one_process_stack(env, work, api_key, plan, notes, credited), database_url
-    core = start_core(env, work / "core.log")
+        return _one_process_stack(env, work, api_key, plan, notes, credited, launcher), database_url
+    core = start_core(env, work / "core.log", launcher)
     if plan.wants_credit and credited is None:
         if plan.admin_token:
             credited = _credit_with_admin_api(env["ATOMA_FACADE__CORE_TARGET"], plan.admin_token, database_url)
@@ -491,8 +493,9 @@ def atoma_stack(
     try:
         facade = start_process(
             "facade",
-            [*ATOMA_PROXY, "facade"],
+            [*launcher, *ATOMA_PROXY, "facade"],
             ready_url=f"http://127.0.0.1:{facade_port}/health",  # 200 only once the core reports SERVING
+            timeout=600 if launcher else 120,
             log=work / "facade.log",
             env=env,
         )
@@ -506,7 +509,13 @@ def atoma_stack(
 
 
 def _one_process_stack(
-    env: dict[str, str], work: Path, api_key: str, plan: FeaturePlan, notes: list[str], credited: str | None
+    env: dict[str, str],
+    work: Path,
+    api_key: str,
+    plan: FeaturePlan,
+    notes: list[str],
+    credited: str | None,
+    launcher: Sequence[str] = (),
 ) -> Stack:
     """`atoma-proxy serve`: core and facade in one process, the facade calling the core in-process."""
     if credited:
@@ -516,8 +525,9 @@ def _one_process_stack(
     facade_port = env["ATOMA_FACADE__PORT"]
     serve = start_process(
         "serve",
-        [*ATOMA_PROXY, "serve", "--no-migrate"],
+        [*launcher, *ATOMA_PROXY, "serve", "--no-migrate"],
         ready_url=f"http://127.0.0.1:{facade_port}/health",
+        timeout=600 if launcher else 120,
         log=work / "serve.log",
         env=env,
     )
@@ -528,11 +538,11 @@ def _one_process_stack(
     return Stack("atoma1", label, f"http://127.0.0.1:{facade_port}", api_key, [serve], features, notes)
 
 
-def start_core(env: dict[str, str], log: Path) -> ServerProcess:
+def start_core(env: dict[str, str], log: Path, launcher: Sequence[str] = ()) -> ServerProcess:
     """`atoma-proxy core` with `env`; returns once its port (ATOMA_CORE__LISTEN) accepts connections."""
     with log.open("wb") as out:
         popen = subprocess.Popen(
-            [*ATOMA_PROXY, "core"],
+            [*launcher, *ATOMA_PROXY, "core"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
@@ -540,7 +550,7 @@ def start_core(env: dict[str, str], log: Path) -> ServerProcess:
         )
     core = ServerProcess("core", popen, log)
     host, port = env["ATOMA_CORE__LISTEN"].rsplit(":", 1)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + (600 if launcher else 60)
     while time.monotonic() < deadline:
         if popen.poll() is not None:
             raise RuntimeError(f"core exited with {popen.returncode}:\n{_log_tail(log)}")

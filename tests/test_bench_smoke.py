@@ -114,3 +114,17 @@ def test_profiling_pinned_apart_gives_the_proxy_a_cpu_and_puts_every_affinity_ba
     finally:
         server.kill()
         server.wait()
+
+
+def test_instruction_totals_are_summed_over_the_threads_callgrind_lists() -> None:
+    from bench.instructions import parse_totals
+
+    report = """PID 24011: /work/main/.venv/bin/python -m atoma_proxy.cli serve --no-migrate
+
+  Totals:         Ir
+   Th 1  985,533,533
+   Th 2       19,685
+   Th 5          432
+"""
+    assert parse_totals(report) == 985_533_533 + 19_685 + 432
+    assert parse_totals("  No information available as instrumentation is switched off.") == 0
