@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from starlette.types import Receive, Scope
 
-__all__ = ["DISCONNECT_EXTENSION", "DisconnectSignal", "watch_disconnect"]
+__all__ = ["DISCONNECT_EXTENSION", "DisconnectSignal", "disconnect_signal", "watch_disconnect"]
 
 DISCONNECT_EXTENSION = "atoma.disconnect"
 
@@ -53,6 +53,7 @@ class DisconnectSignal:
 
 
 def disconnect_signal(scope: Scope) -> DisconnectSignal | None:
+    """The request's signal, when the HTTP server put one in its scope."""
     extensions: dict[str, Any] | None = scope.get("extensions")
     return None if extensions is None else extensions.get(DISCONNECT_EXTENSION)
 

@@ -30,7 +30,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from atoma_proxy.config import FacadeSettings
-from atoma_proxy.facade.disconnect import DISCONNECT_EXTENSION, DisconnectSignal
+from atoma_proxy.facade.disconnect import DISCONNECT_EXTENSION, DisconnectSignal, disconnect_signal
 
 __all__ = ["FacadeHttpProtocol", "facade_protocol"]
 
@@ -80,7 +80,13 @@ class FacadeHttpProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the handler waiting for the body sees the client gone
             cycle.message_event.set()
-            _signal_of(cycle.scope).fire()
+            self._fire_disconnect(cycle.scope)
+
+    @staticmethod
+    def _fire_disconnect(scope: Any) -> None:
+        signal = disconnect_signal(scope)
+        if signal is not None:
+            signal.fire()
 
     def _close_lingering(self) -> None:
         """Half-close now (the answer, then FIN), drop what the client still sends, close after `_LINGER`."""
@@ -111,7 +117,7 @@ class FacadeHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         super().connection_lost(exc)
         if cycle is not None and not cycle.response_complete:
-            _signal_of(cycle.scope).fire()
+            self._fire_disconnect(cycle.scope)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -131,11 +137,6 @@ class FacadeHttpProtocol(HttpToolsProtocol):
         self._disarm()
         self.transport.write(_error_response(400, "Invalid HTTP request received.", "invalid_request"))
         self._close_lingering()
-
-
-def _signal_of(scope: Any) -> DisconnectSignal:
-    signal: DisconnectSignal = scope["extensions"][DISCONNECT_EXTENSION]
-    return signal
 
 
 def facade_protocol(settings: FacadeSettings) -> type[FacadeHttpProtocol]:

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from atoma_proxy.core.futures import resolve
 from atoma_proxy.core.persistence.dialects import Executor
 from atoma_proxy.core.persistence.outage import DatabaseTimeout, is_connection_lost, within
 from atoma_proxy.core.telemetry.metrics import LEDGER_GROUP_SIZE
@@ -155,11 +156,11 @@ class LedgerWriter:
                     await self._discard()
                 raise
         except BaseException as error:  # the caller gets it; the flush goes on with the others
-            _resolve(pending, error=error)
+            resolve(pending.result, error=error)
             if not isinstance(error, Exception):
                 raise
         else:
-            _resolve(pending, row)
+            resolve(pending.result, row)
 
     async def _execute_alone(self, pending: _Pending) -> Any:
         connection = await self._open()
@@ -177,11 +178,11 @@ class LedgerWriter:
             # The database is away: every statement of the group fails at once (not once each, alone).
             await self._discard()
             for pending in group:
-                _resolve(pending, error=error)
+                resolve(pending.result, error=error)
             return True
         self.groups += 1
         for pending, row in zip(group, rows, strict=True):
-            _resolve(pending, row)
+            resolve(pending.result, row)
         return True
 
     async def _execute_group(self, group: list[_Pending]) -> list[Any]:
@@ -208,15 +209,6 @@ class _Pending:
     sql: str
     params: Mapping[str, Any]
     result: asyncio.Future[Any]
-
-
-def _resolve(pending: _Pending, row: Any = None, *, error: BaseException | None = None) -> None:
-    if pending.result.done():
-        return
-    if error is not None:
-        pending.result.set_exception(error)
-    else:
-        pending.result.set_result(row)
 
 
 # :stack_id (nullable): try that stack's units first. :fallback: else hold :amount of the balance

@@ -22,6 +22,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from atoma_proxy.core.futures import resolve
+
 __all__ = ["ScriptBatch"]
 
 
@@ -65,15 +67,15 @@ class ScriptBatch:
                 try:
                     if len(batch) == 1:
                         call = batch[0]
-                        _resolve(call, await self._script(keys=call.keys, args=call.args))
+                        resolve(call.reply, await self._script(keys=call.keys, args=call.args))
                     elif batch:
                         await self._send_pipelined(batch)
                 except Exception as error:  # the connection: every call of the batch fails with it
                     for call in batch:
-                        _resolve(call, error=error)
+                        resolve(call.reply, error=error)
         except BaseException as error:  # cancelled (shutdown): no caller is left waiting for ever
             for call in batch + self._queue:
-                _resolve(call, error=error)
+                resolve(call.reply, error=error)
             self._queue = []
             raise
         finally:
@@ -90,9 +92,9 @@ class ScriptBatch:
             answered += zip(missing, await self._pipelined(missing), strict=True)
         for call, reply in answered:
             if isinstance(reply, Exception):
-                _resolve(call, error=reply)
+                resolve(call.reply, error=reply)
             else:
-                _resolve(call, reply)
+                resolve(call.reply, reply)
 
     async def _pipelined(self, batch: list[_Call]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
@@ -103,12 +105,3 @@ class ScriptBatch:
     async def aclose(self) -> None:
         while self._sending is not None:
             await asyncio.gather(self._sending, return_exceptions=True)
-
-
-def _resolve(call: _Call, reply: Any = None, *, error: BaseException | None = None) -> None:
-    if call.reply.done():
-        return
-    if error is not None:
-        call.reply.set_exception(error)
-    else:
-        call.reply.set_result(reply)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -147,8 +148,6 @@ class _CountingSessions:
 async def test_concurrent_checks_of_one_key_share_one_lookup(
     sessions: async_sessionmaker[AsyncSession], authenticators: tuple[ApiKeyAuthenticator, ...], user_id: int
 ) -> None:
-    import asyncio
-
     secret, created = await ApiKeys(sessions, authenticators[0]).create(user_id, "busy")
     counting = _CountingSessions(sessions)
     checker = ApiKeyAuthenticator(counting, TTL)  # type: ignore[arg-type]
@@ -168,8 +167,6 @@ async def test_concurrent_checks_of_one_key_share_one_lookup(
 async def test_an_answer_read_before_a_revocation_here_is_not_cached_after_it(
     sessions: async_sessionmaker[AsyncSession], authenticators: tuple[ApiKeyAuthenticator, ...], user_id: int
 ) -> None:
-    import asyncio
-
     here = authenticators[0]
     keys = ApiKeys(sessions, here)
     secret, created = await keys.create(user_id, "racing")
